@@ -1,0 +1,187 @@
+"""Producer SDK: what an application calls once per LLM call.
+
+Events are validated before they leave the process (a bad event raises
+``SchemaError`` at the call site, where it can be fixed), keyed by ``event_id``,
+batched, compressed and sent with ``acks=all``. Idempotence is on by default;
+brokers that refuse InitProducerId (Tansu 0.6, the embedded broker, does) get a
+logged fallback to plain ``acks=all`` — duplicates from producer retries are then
+collapsed by ``event_id`` in storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, UnknownError, UnsupportedVersionError
+
+from ingest import SchemaError
+from ingest.schema import Event, Rejection, event_to_json, parse_event
+
+__all__ = ["EventProducer", "SyncEventProducer"]
+
+log = logging.getLogger(__name__)
+
+
+def _encode(event: Event | Mapping[str, Any] | bytes) -> tuple[bytes, bytes]:
+    """Validate and return (key, value)."""
+    if isinstance(event, Event):
+        parsed: Event | Rejection = event
+    elif isinstance(event, bytes):
+        parsed = parse_event(event)
+    else:
+        # Through JSON, so what is validated is exactly what is sent.
+        parsed = parse_event(json.dumps(dict(event), default=str, ensure_ascii=False))
+    if isinstance(parsed, Rejection):
+        raise SchemaError(parsed)
+    return parsed.event_id.encode(), event_to_json(parsed)
+
+
+class EventProducer:
+    """Async producer. Use ``async with EventProducer(...) as p: await p.send(event)``."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str = "127.0.0.1:9092",
+        topic: str = "llm.events",
+        *,
+        idempotent: bool = True,
+        linger_ms: int = 20,
+        compression: str | None = "gzip",
+        max_batch_bytes: int = 512 * 1024,
+        **kafka: Any,
+    ) -> None:
+        self.topic = topic
+        self._config = dict(
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            linger_ms=linger_ms,
+            compression_type=compression,
+            max_batch_size=max_batch_bytes,
+            **kafka,
+        )
+        self.idempotent = idempotent
+        self._producer: AIOKafkaProducer | None = None
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    async def start(self) -> None:
+        if self.idempotent:
+            producer = AIOKafkaProducer(enable_idempotence=True, **self._config)
+            sender_log = logging.getLogger("aiokafka.producer.sender")
+            level = sender_log.level
+            sender_log.setLevel(logging.CRITICAL)  # the refusal is reported once, below
+            try:
+                await producer.start()
+                self._producer = producer
+                return
+            except (UnknownError, UnsupportedVersionError) as exc:
+                await producer.stop()
+                log.warning(
+                    "broker refused the idempotent producer (%s); sending with acks=all "
+                    "only — retried sends may duplicate, storage collapses them by event_id",
+                    type(exc).__name__,
+                )
+                self.idempotent = False
+            finally:
+                sender_log.setLevel(level)
+        self._producer = AIOKafkaProducer(**self._config)
+        await self._producer.start()
+
+    async def send(self, event: Event | Mapping[str, Any] | bytes) -> asyncio.Future[Any]:
+        """Validate and queue one event; returns a future that resolves on delivery."""
+        key, value = _encode(event)
+        return await self.send_raw(key, value)
+
+    async def send_raw(self, key: bytes | None, value: bytes) -> asyncio.Future[Any]:
+        """Queue bytes as they are, unvalidated (replays, tests of the dead-letter path)."""
+        if self._producer is None:
+            raise RuntimeError("EventProducer.start() was not called")
+        fut = await self._producer.send(self.topic, value, key=key)
+        self._pending.add(fut)
+        fut.add_done_callback(self._pending.discard)
+        return fut
+
+    async def flush(self) -> None:
+        """Wait until every queued event is acknowledged; raise the first failure."""
+        if self._producer is None:
+            return
+        await self._producer.flush()
+        if self._pending:
+            await asyncio.gather(*list(self._pending))
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            try:
+                await self.flush()
+            finally:
+                await self._producer.stop()
+                self._producer = None
+
+    async def __aenter__(self) -> EventProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class SyncEventProducer:
+    """Blocking facade for non-async apps: runs an EventProducer on a background loop."""
+
+    def __init__(self, bootstrap_servers: str = "127.0.0.1:9092", **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._async = EventProducer(bootstrap_servers, **kwargs)
+        try:
+            self._call(self._async.start())
+        except BaseException:
+            self._shutdown_loop()
+            raise
+
+    def _call(self, coro: Any, timeout: float | None = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def send(self, event: Event | Mapping[str, Any] | bytes) -> Future[Any]:
+        """Validate here (raises SchemaError at once) and queue; returns a delivery future."""
+        key, value = _encode(event)
+        inner = self._call(self._async.send_raw(key, value))
+        outer: Future[Any] = Future()
+
+        def relay(f: asyncio.Future[Any]) -> None:
+            if f.exception() is not None:
+                outer.set_exception(f.exception())  # type: ignore[arg-type]
+            else:
+                outer.set_result(f.result())
+
+        self._loop.call_soon_threadsafe(inner.add_done_callback, relay)
+        return outer
+
+    def flush(self, timeout: float | None = 60) -> None:
+        self._call(self._async.flush(), timeout)
+
+    def close(self) -> None:
+        try:
+            self._call(self._async.stop())
+        except KafkaError as exc:
+            log.error("events still unsent at close: %s", exc)
+            raise
+        finally:
+            self._shutdown_loop()
+
+    def _shutdown_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> SyncEventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

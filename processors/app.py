@@ -1,0 +1,138 @@
+"""The Faust app: the score agent and the worker's read-only SQL endpoint.
+
+Agents stay thin: take a micro-batch, hand it to :class:`BatchHandler`, ack.
+The agent uses ``stream.noack_take`` and acks after the handler returns, because
+Faust's ``take`` acks a batch in a ``finally`` — also when the batch failed or
+the worker is being cancelled mid-insert, which would commit unstored events.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from llmpulse.settings import Settings
+from processors.batch import Record, Scorer
+from processors.handler import BatchHandler
+from storage.engine import Engine
+from storage.readonly import READ_ONLY_SETTINGS, ReadOnlyViolation, check_read_only
+
+__all__ = ["APP_ID", "SQL_PATH", "create_app"]
+
+log = logging.getLogger(__name__)
+APP_ID = "llmpulse"
+SQL_PATH = "/sql/"
+SQL_MAX_ROWS = 100_000
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
+    if not is_loopback(settings.sql_bind) and not settings.sql_token:
+        raise ValueError(
+            f"LLMPULSE_SQL_BIND={settings.sql_bind} is not a loopback address: "
+            "set LLMPULSE_SQL_TOKEN so the SQL endpoint requires it"
+        )
+    app = faust.App(
+        APP_ID,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.home / "faust"),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        # Tansu completes a group join after half the rebalance timeout; a killed
+        # member's partitions move after the session timeout.
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
+        broker_max_poll_records=max(settings.batch_max, 500),
+        stream_buffer_maxsize=max(2 * settings.batch_max, 4096),
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.sql_bind,
+        web_port=settings.sql_port,
+        web_host=settings.sql_bind,
+        web_in_thread=False,
+    )
+    events = app.topic(settings.topics.events, value_type=bytes, key_type=bytes)
+    dead_letters = app.topic(settings.topics.deadletter, value_type=bytes, key_type=bytes)
+
+    async def send_dead_letter(record: Record, field: str, reason: str) -> Any:
+        headers = {
+            "llmpulse.reason": reason.encode(),
+            "llmpulse.field": field.encode(),
+            "llmpulse.source": f"{record.topic}/{record.partition}/{record.offset}".encode(),
+        }
+        # force=True: send now, not when the source event is acked (Faust's default).
+        return await dead_letters.send(
+            key=record.key, value=record.value, headers=headers, force=True
+        )
+
+    handler = BatchHandler(scorer, engine, send_dead_letter)
+    app.llmpulse_handler = handler  # type: ignore[attr-defined]
+
+    @app.agent(events, name="score")
+    async def score(stream: faust.StreamT) -> None:
+        async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
+            records = [
+                Record(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
+                for e in batch
+            ]
+            await handler.handle(records)
+            for event in batch:
+                await stream.ack(event)
+
+    @app.page(SQL_PATH)
+    class SQLView(View):
+        """Read-only SQL over the worker's engine (the embedded engine is single-process)."""
+
+        async def post(self, request: Request) -> Response:
+            expected = f"Bearer {settings.sql_token}"
+            if settings.sql_token and request.headers.get("Authorization") != expected:
+                return self.error(401, "missing or wrong bearer token")
+            try:
+                body = await request.json()
+                sql = check_read_only(str(body["query"]))
+            except ReadOnlyViolation as exc:
+                return self.error(400, str(exc))
+            except (KeyError, TypeError, ValueError):
+                return self.error(400, 'expected a JSON body {"query": "SELECT ..."}')
+            try:
+                result = await engine.run(
+                    engine.client.query,
+                    sql,
+                    settings={**READ_ONLY_SETTINGS, "max_result_rows": SQL_MAX_ROWS},
+                )
+            except Exception as exc:
+                return self.error(400, str(exc).strip()[:2000])
+            return self.json(
+                {
+                    "columns": list(result.column_names),
+                    "types": [t.name for t in result.column_types],
+                    "rows": json.loads(json.dumps(result.result_rows, default=str)),
+                }
+            )
+
+    return app

@@ -1,0 +1,122 @@
+"""What happens to one micro-batch, in the only order that loses nothing.
+
+Commit order (the caller acks offsets only after ``handle`` returns):
+
+1. score the batch (validation splits off dead letters);
+2. produce dead letters to ``llm.deadletter`` and wait for the broker's ack;
+3. insert ``dead_letters`` rows, then ``llm_events`` rows, each with a dedup token;
+4. return — the agent acks the batch's offsets, Faust commits them.
+
+A crash anywhere before 4 replays the batch: the topic may get a dead letter
+twice, the tables do not (dedup token, then ReplacingMergeTree). Storage
+failures are retried here with backoff, forever, which pauses consumption; the
+batch is never acked unstored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from processors.batch import Record, ScoredBatch, Scorer
+from storage.engine import Engine
+from storage.writer import Writer, batch_token
+
+__all__ = ["Backoff", "BatchHandler", "DeadLetterSink"]
+
+log = logging.getLogger(__name__)
+
+# Sends one dead letter (record, field, reason) and returns an awaitable for its delivery.
+DeadLetterSink = Callable[[Record, str, str], Awaitable[Awaitable[object]]]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+
+    def delays(self) -> Callable[[], float]:
+        state = {"next": self.first_s}
+
+        def step() -> float:
+            delay = state["next"]
+            state["next"] = min(delay * self.factor, self.max_s)
+            return delay * random.uniform(0.8, 1.2)
+
+        return step
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    stored: int = 0
+    dead: int = 0
+    storage_retries: int = 0
+
+
+class BatchHandler:
+    def __init__(
+        self,
+        scorer: Scorer,
+        engine: Engine,
+        dead_letter_sink: DeadLetterSink,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.scorer = scorer
+        self.engine = engine
+        self.writer = Writer(engine.client, engine.database)
+        self.dead_letter_sink = dead_letter_sink
+        self.backoff = backoff or Backoff()
+        self.stats = Stats()
+
+    async def handle(self, records: Sequence[Record]) -> ScoredBatch:
+        batch = self.scorer.score(records)
+        if batch.rejected:
+            deliveries = [
+                await self.dead_letter_sink(record, rej.field, rej.reason)
+                for record, rej in batch.rejected
+            ]
+            await asyncio.gather(*deliveries)
+        await self._store(batch)
+        self.stats.batches += 1
+        self.stats.stored += len(batch.rows)
+        self.stats.dead += len(batch.dead_letters)
+        return batch
+
+    async def _store(self, batch: ScoredBatch) -> None:
+        events_token = batch_token("events", batch.offsets)
+        dead_token = batch_token("dead", batch.offsets)
+
+        def write() -> None:
+            self.writer.write_dead_letters(batch.dead_letters, dead_token)
+            self.writer.write_events(batch.rows, events_token)
+
+        delay = self.backoff.delays()
+        failing_since: float | None = None
+        last_error = ""
+        while True:
+            try:
+                await self.engine.run(write)
+            except Exception as exc:  # every storage failure is retried, none is dropped
+                text = f"{type(exc).__name__}: {exc}"
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                if text != last_error:
+                    log.warning(
+                        "storage write failed, consumption paused, retrying: %s", text[:500]
+                    )
+                    last_error = text
+                self.stats.storage_retries += 1
+                await asyncio.sleep(delay())
+                continue
+            if failing_since is not None:
+                log.warning(
+                    "storage write succeeded after %.1fs of failures; consumption resumes",
+                    time.monotonic() - failing_since,
+                )
+            return
