@@ -19,7 +19,7 @@ from detectors.cost import PriceTable
 from llmpulse.settings import Settings
 from processors.app import SQL_PATH, create_app
 from processors.batch import Scorer
-from storage.engine import Engine
+from storage.engine import Engine, EngineBusyError
 from storage.migrations import migrate
 
 __all__ = ["ensure_topics", "read_worker_state", "run_worker"]
@@ -90,6 +90,18 @@ class WorkerError(RuntimeError):
     """The worker cannot start; the message says what to change."""
 
 
+def _open_engine(settings: Settings, wait_s: float = 30.0) -> Engine:
+    """Open storage; a CLI query may hold the embedded engine for a moment, so wait."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return Engine(settings.dsn, settings.clickhouse_database)
+        except EngineBusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Run until SIGINT/SIGTERM; storage is migrated first, topics created if missing."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -109,7 +121,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         )
     )
     try:
-        engine = Engine(settings.dsn, settings.clickhouse_database)
+        engine = _open_engine(settings)
     except BaseException:
         state.unlink(missing_ok=True)
         raise

@@ -73,7 +73,11 @@ class Engine:
         self.dsn = dsn
         self.database = database
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
-        self.client: Client = self._pool.submit(connect, dsn, database).result()
+        try:
+            self.client: Client = self._pool.submit(connect, dsn, database).result()
+        except BaseException:
+            self._pool.shutdown(wait=True)
+            raise
 
     @property
     def embedded(self) -> bool:

@@ -1,0 +1,127 @@
+"""Real parts: a Tansu broker on a free loopback port and workers as subprocesses.
+
+The embedded ClickHouse engine allows one process per data directory, so the
+test process never opens it: it queries through ``llmpulse sql`` like a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from llmpulse.broker import EmbeddedBroker, free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker("127.0.0.1", free_port(), tmp_path / "broker-logs")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@dataclass
+class Stack:
+    """One llmpulse home wired to one broker; starts workers and runs the CLI."""
+
+    home: Path
+    bootstrap: str
+    sql_port: int
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "LLMPULSE_HOME": str(self.home),
+            "LLMPULSE_KAFKA_BOOTSTRAP": self.bootstrap,
+            "LLMPULSE_SQL_PORT": str(self.sql_port),
+            "LLMPULSE_BATCH_MAX": "1000",
+            "LLMPULSE_BATCH_WITHIN_S": "0.2",
+        }
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "llmpulse.cli", *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and proc.returncode != 0:
+            raise AssertionError(f"llmpulse {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def sql(self, query: str) -> list[dict]:
+        return json.loads(self.cli("sql", query, "--format", "json").stdout)
+
+    def scalar(self, query: str) -> int:
+        row = self.sql(query)[0]
+        return int(next(iter(row.values())))
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = open(self.home.parent / f"worker-{len(self.workers)}.out", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmpulse.cli", "worker", "--loglevel", "info"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        self.workers.append(proc)
+        return proc
+
+    def stop_worker(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def wait_for(self, query: str, expected: int, timeout: float = 180) -> int:
+        """Poll ``query`` until it returns ``expected``; return the last value."""
+        deadline = time.monotonic() + timeout
+        value = -1
+        while time.monotonic() < deadline:
+            value = self.scalar(query)
+            if value == expected:
+                return value
+            for w in self.workers:
+                assert w.poll() in (None, 0, -9, -15), f"worker exited with {w.returncode}"
+            time.sleep(1.0)
+        return value
+
+
+@pytest.fixture
+def stack(tmp_path: Path, broker: EmbeddedBroker) -> Iterator[Stack]:
+    s = Stack(tmp_path / "home", broker.bootstrap, free_port())
+    try:
+        yield s
+    finally:
+        for w in s.workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait(30)
+
+
+def publish(bootstrap: str, payloads: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Send raw (key, value) pairs as they are, the way a buggy producer would."""
+    from ingest.producer import EventProducer
+
+    async def go() -> int:
+        n = 0
+        async with EventProducer(bootstrap) as producer:
+            for key, value in payloads:
+                await producer.send_raw(key, value)
+                n += 1
+        return n
+
+    return asyncio.run(go())

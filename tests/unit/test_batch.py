@@ -1,0 +1,60 @@
+"""The pure batch step: valid records become rows, invalid ones dead letters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from detectors.cost import PriceTable
+from detectors.latency import LatencyDetector
+from ingest.synthetic import MALFORMED_KINDS, malformed_payload, synthetic_events
+from processors.batch import DEAD_LETTER_PAYLOAD_BYTES, Record, Scorer
+from storage.writer import DEAD_LETTER_COLUMNS, EVENT_COLUMNS, batch_token
+
+
+def records(payloads: list[bytes]) -> list[Record]:
+    return [Record("llm.events", 0, i, None, p) for i, p in enumerate(payloads)]
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    return Scorer(PriceTable.load())
+
+
+def test_rows_follow_the_column_contract_and_carry_offsets(scorer: Scorer) -> None:
+    events = list(synthetic_events(3))
+    batch = scorer.score(records([json.dumps(e).encode() for e in events]))
+    assert len(batch.rows) == 3 and not batch.dead_letters
+    row = dict(zip(EVENT_COLUMNS, batch.rows[2], strict=True))
+    assert row["event_id"] == events[2]["event_id"]
+    assert row["kafka_offset"] == 2
+    assert row["cost_source"] == "price_table" and row["cost_usd"] > 0
+    assert row["price_version"] == scorer.price_version
+
+
+def test_every_kind_of_broken_payload_becomes_a_dead_letter(scorer: Scorer) -> None:
+    broken = [malformed_payload(kind, i) for i, kind in enumerate(MALFORMED_KINDS)]
+    batch = scorer.score(records([p for p, _ in broken]))
+    assert not batch.rows
+    fields = [dict(zip(DEAD_LETTER_COLUMNS, r, strict=True))["field"] for r in batch.dead_letters]
+    assert fields == [f for _, f in broken]
+    oversize = dict(zip(DEAD_LETTER_COLUMNS, batch.dead_letters[4], strict=True))
+    assert len(oversize["payload"]) == DEAD_LETTER_PAYLOAD_BYTES
+    assert oversize["payload_size"] > 300_000
+
+
+def test_batch_token_is_stable_and_order_free() -> None:
+    a = batch_token("events", [("t", 0, 1), ("t", 1, 5)])
+    assert a == batch_token("events", [("t", 1, 5), ("t", 0, 1)])
+    assert a != batch_token("events", [("t", 0, 1)])
+    assert a != batch_token("dead", [("t", 0, 1), ("t", 1, 5)])
+
+
+def test_latency_derives_generation_time_and_speed_or_null() -> None:
+    out = LatencyDetector().score([2000.0, 1000.0, None, 500.0], [500.0, None, 10.0, 600.0],
+                                  [300, 100, 5, None])  # fmt: skip
+    assert (out[0].generation_ms, out[0].output_tokens_per_s) == (1500.0, 200.0)
+    assert (out[1].generation_ms, out[1].output_tokens_per_s) == (1000.0, 100.0)
+    assert (out[2].generation_ms, out[2].output_tokens_per_s) == (None, None)
+    assert out[3].output_tokens_per_s is None
