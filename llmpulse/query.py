@@ -7,12 +7,16 @@ A ClickHouse server is always queried directly.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,27 +71,45 @@ def run_query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult
     sql = check_read_only(sql)
     if not settings.embedded_engine:
         return _direct(settings, sql)
-    state = read_worker_state(settings)
-    if state is None:
-        try:
-            return _direct(settings, sql)
-        except EngineBusyError:
-            raise StorageError(
-                f"the embedded engine in {settings.home} is held by another process that "
-                "announces no SQL endpoint; is another llmpulse running there?"
-            ) from None
-    # A worker runs here: its endpoint answers once the worker is up.
     deadline = time.monotonic() + wait_s
     while True:
-        try:
-            return _via_worker(state["sql_url"], sql, settings.sql_token)
-        except urllib.error.URLError as exc:
-            if time.monotonic() > deadline:
-                raise StorageError(
+        state = read_worker_state(settings)
+        if state is None:
+            try:
+                with _quiet_stderr():  # chdb prints its lock error to fd 2 itself
+                    return _direct(settings, sql)
+            except EngineBusyError:
+                # A worker is starting and has not announced itself yet, or another
+                # process holds the engine; look again until the deadline.
+                problem = (
+                    f"the embedded engine in {settings.home} is held by another process "
+                    "that announces no SQL endpoint; is another llmpulse running there?"
+                )
+        else:
+            try:
+                return _via_worker(state["sql_url"], sql, settings.sql_token)
+            except urllib.error.URLError as exc:
+                problem = (
                     f"the worker (pid {state['pid']}) holds the engine but its SQL endpoint "
                     f"{state['sql_url']} does not answer: {exc.reason}"
-                ) from None
+                )
+        if time.monotonic() > deadline:
+            raise StorageError(problem)
         time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def format_result(result: QueryResult, fmt: str) -> str:
