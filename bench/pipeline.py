@@ -103,6 +103,12 @@ def wait_count(url: str, expected: int, timeout: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="Record the worker with py-spy into this file (raw format).",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
     n, warm = args.events, 1000
@@ -123,8 +129,12 @@ def main() -> None:
             "LLMPULSE_SQL_PORT": str(sql_port),
         }
         url = f"http://127.0.0.1:{sql_port}/sql/"
+        command = [sys.executable, "-m", "llmpulse.cli", "worker", "--loglevel", "warn"]
+        if args.py_spy:
+            command = ["py-spy", "record", "-o", str(args.py_spy), "-f", "raw", "-r", "50",
+                       "--threads", "--", *command]  # fmt: skip
         worker = subprocess.Popen(
-            [sys.executable, "-m", "llmpulse.cli", "worker", "--loglevel", "warn"],
+            command,
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
@@ -139,7 +149,7 @@ def main() -> None:
             pipeline_s = t_end - t0
             stored = sql_count(url, "SELECT count() FROM llm_events FINAL")
         finally:
-            worker.send_signal(signal.SIGTERM)
+            worker.send_signal(signal.SIGINT if args.py_spy else signal.SIGTERM)
             worker.wait(120)
 
         console.print("broker-only: one aiokafka consumer reads the same topic…")
