@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -204,25 +204,26 @@ def _first_error(exc: ValidationError) -> Rejection:
     return Rejection(loc, msg)
 
 
-def parse_event(payload: bytes | str) -> Event | Rejection:
-    """Validate one raw Kafka value; never raises on bad input."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(payload: bytes | str, model: type[M]) -> M | Rejection:
     obj = _decode(payload)
     if isinstance(obj, Rejection):
         return obj
     try:
-        return Event.model_validate(obj)
+        return model.model_validate(obj)
     except ValidationError as exc:
         return _first_error(exc)
+
+
+def parse_event(payload: bytes | str) -> Event | Rejection:
+    """Validate one raw Kafka value; never raises on bad input."""
+    return _parse(payload, Event)
 
 
 def parse_feedback(payload: bytes | str) -> Feedback | Rejection:
-    obj = _decode(payload)
-    if isinstance(obj, Rejection):
-        return obj
-    try:
-        return Feedback.model_validate(obj)
-    except ValidationError as exc:
-        return _first_error(exc)
+    return _parse(payload, Feedback)
 
 
 def event_to_json(event: Event) -> bytes:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["BrokerError", "EmbeddedBroker", "free_port", "wait_for_kafka"]
+__all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use", "wait_for_kafka"]
 
 
 class BrokerError(RuntimeError):
@@ -31,7 +31,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _port_in_use(host: str, port: int) -> bool:
+def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -107,7 +107,7 @@ class EmbeddedBroker:
             return None
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
-        if _port_in_use(self.host, self.port):
+        if port_in_use(self.host, self.port):
             hint = ""
             stale = self._stale_pid()
             if stale:

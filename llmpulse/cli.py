@@ -34,6 +34,15 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+loglevel_option = click.option(
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+    help="Worker log level (the log is $LLMPULSE_HOME/logs/worker.log).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def main(verbose: bool) -> None:
@@ -42,12 +51,7 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "--loglevel",
-    default="info",
-    show_default=True,
-    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
-)
+@loglevel_option
 def up(loglevel: str) -> None:
     """Run the embedded stack in the foreground: broker + worker + ClickHouse engine.
 
@@ -94,12 +98,7 @@ def _banner(settings: Settings, broker_log: Path | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--loglevel",
-    default="info",
-    show_default=True,
-    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
-)
+@loglevel_option
 def worker(loglevel: str) -> None:
     """Run the worker alone, against LLMPULSE_KAFKA_BOOTSTRAP and LLMPULSE_CLICKHOUSE_DSN."""
     settings = _settings()

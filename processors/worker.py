@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from detectors.cost import PriceTable
+from llmpulse.broker import port_in_use
 from llmpulse.settings import Settings
 from processors.app import SQL_PATH, create_app
 from processors.batch import Scorer
@@ -75,15 +75,11 @@ def read_worker_state(settings: Settings) -> dict | None:
 
 
 def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            raise WorkerError(
-                f"the SQL endpoint cannot bind {host}:{port}: the port is in use "
-                "(another worker?). Pick another with LLMPULSE_SQL_PORT."
-            ) from None
+    if port_in_use(host, port):
+        raise WorkerError(
+            f"the SQL endpoint cannot bind {host}:{port}: the port is in use "
+            "(another worker?). Pick another with LLMPULSE_SQL_PORT."
+        )
 
 
 class WorkerError(RuntimeError):
