@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use", "wait_for_kafka"]
+__all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use"]
 
 
 class BrokerError(RuntimeError):
@@ -45,7 +45,9 @@ async def _metadata_ok(bootstrap: str) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     # A refused connection is expected while the broker boots; aiokafka logs it as ERROR.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    aiokafka_log = logging.getLogger("aiokafka")
+    level = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
     try:
         await admin.start()
@@ -55,17 +57,7 @@ async def _metadata_ok(bootstrap: str) -> bool:
         return False
     finally:
         await admin.close()
-        logging.getLogger("aiokafka").setLevel(logging.NOTSET)
-
-
-def wait_for_kafka(bootstrap: str, timeout_s: float = 20.0) -> bool:
-    """True once a broker at ``bootstrap`` answers a Kafka metadata request."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if asyncio.run(_metadata_ok(bootstrap)):
-            return True
-        time.sleep(0.2)
-    return False
+        aiokafka_log.setLevel(level)
 
 
 def tansu_binary() -> str:
