@@ -57,11 +57,28 @@ def _via_worker(url: str, sql: str, token: str, timeout_s: float = 120.0) -> Que
 
 def _direct(settings: Settings, sql: str) -> QueryResult:
     with Engine(settings.dsn, settings.clickhouse_database) as engine:
-        result = engine.call(engine.client.query, sql, settings=READ_ONLY_SETTINGS)
+        try:
+            result = engine.call(engine.client.query, sql, settings=READ_ONLY_SETTINGS)
+        except Exception as exc:
+            if "UNKNOWN_TABLE" in str(exc) and not _migrated(engine):
+                raise StorageError(
+                    f"no llmpulse tables in {settings.dsn} yet: start a worker "
+                    "(`llmpulse up` or `llmpulse worker`) or run `llmpulse migrate`"
+                ) from exc
+            raise
         rows = [list(r) for r in result.result_rows]
         types = [t.name for t in result.column_types]
         via = "engine" if engine.embedded else "server"
         return QueryResult(list(result.column_names), types, rows, via)
+
+
+def _migrated(engine: Engine) -> bool:
+    found = engine.call(
+        engine.client.query,
+        "SELECT count() FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'schema_migrations'",
+    )
+    return bool(found.result_rows[0][0])
 
 
 def run_query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult:

@@ -80,7 +80,25 @@ class Stack:
         )  # fmt: skip
         log.close()
         self.workers.append(proc)
+        self._wait_announced(proc)
         return proc
+
+    def _wait_announced(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+        """Return once the worker has written its state file, as a user would see it.
+
+        Before that, ``llmpulse sql`` opens the engine itself and may find no tables yet.
+        """
+        state = self.home / "worker.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"worker exited with {proc.returncode} while starting"
+            try:
+                if json.loads(state.read_text())["pid"] == proc.pid:
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"worker {proc.pid} did not announce itself in {timeout} s")
 
     def stop_worker(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
         proc.send_signal(signal.SIGTERM)

@@ -61,3 +61,11 @@ def test_up_runs_the_stack_and_one_ctrl_c_stops_everything(tmp_path: Path) -> No
     with pytest.raises(ProcessLookupError):
         os.kill(broker_pid, 0)
     assert not (tmp_path / "home" / "worker.json").exists()
+
+
+def test_sql_on_a_home_without_tables_says_how_to_create_them(tmp_path: Path) -> None:
+    env = {**os.environ, "LLMPULSE_HOME": str(tmp_path / "home")}
+    argv = [sys.executable, "-m", "llmpulse.cli", "sql", "SELECT count() FROM llm_events"]
+    q = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert q.returncode != 0
+    assert "no llmpulse tables" in q.stderr and "llmpulse migrate" in q.stderr
