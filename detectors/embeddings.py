@@ -37,6 +37,10 @@ class EmbeddingModel:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a bar per model load is noise in worker logs
+        import tqdm
+
+        # encode() makes a (disabled) tqdm bar per call; its monitor thread outlives it.
+        tqdm.tqdm.monitor_interval = 0
 
         self.path = Path(path) if path else default_model_path()
         if not (self.path / "config.json").exists() and not (self.path / "modules.json").exists():
