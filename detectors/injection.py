@@ -1,0 +1,364 @@
+"""Prompt-injection and jailbreak score for each input, with the rule signals behind it.
+
+Rules find the structures attacks share: an override verb aimed at earlier
+instructions, a persona declared free of rules, a request for the hidden prompt,
+an encoded payload, a ban on refusing. Keyword lists alone confuse "Write rules
+for a board game" or "act as a travel guide" with attacks, so each pattern needs
+the override or rule-removal part, not just the topic word.
+
+The score is a logistic head (``scripts/train_injection_head.py``) over the MiniLM
+input embedding the worker already computed, the rule features and a bounded log
+length. Without embeddings it is the strongest rule weight, so the detector still
+works; with ``classifier_path`` a local Hugging Face sequence classifier replaces
+the head and the rules only explain.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from detectors.base import DetectorError, TextBatch
+from detectors.embeddings import EmbeddingModel
+from detectors.heads import LogisticHead
+
+__all__ = [
+    "SIGNALS",
+    "Injection",
+    "InjectionDetector",
+    "feature_names",
+    "length_feature",
+    "rule_features",
+]
+
+FIRES_AT = 0.5  # a signal is reported when its feature reaches this
+MAX_RULE_CHARS = 20_000  # rules read the head and tail of very long inputs
+
+
+@dataclass(frozen=True)
+class Injection:
+    score: float  # probability that the input is an injection or jailbreak attempt
+    signals: list[str]  # rule signals that fired, in SIGNALS order
+
+
+_OVERRIDE_VERB = r"\b(?:ignore|disregard|forget|override|bypass|abandon|discard|skip|neglect)"
+_EARLIER = "previous|prior|preceding|above|earlier|initial|original|former|your|system|developer"
+_RULE_NOUN = (
+    r"instructions?|prompts?|directives?|guidelines|rules|programming|restrictions|constraints"
+    r"|polic(?:y|ies)"
+)
+_GAP = r"\b[^.!?\n]{0,40}?\b(?:"
+_OVERRIDE = _OVERRIDE_VERB + _GAP + _EARLIER + r")\b[^.!?\n]{0,30}?\b(?:" + _RULE_NOUN + r")\b"
+# "ignore any typos in my previous messages" is benign: weak qualifiers and nouns score low
+_WEAK_OVERRIDE = (
+    _OVERRIDE_VERB + _GAP + "old|existing|all|any|every|" + _EARLIER + r")\b[^.!?\n]{0,30}?"
+    r"\b(?:training|commands?|context|messages?|identity|" + _RULE_NOUN + r")\b"
+)
+_LIMITS = (
+    r"(?:restrictions|limitations|limits|filters?|filtering|censorship|guidelines|rules"
+    r"|boundaries|ethics|morals|morality|principles|polic(?:y|ies)|safeguards|constraints)"
+)
+_BAD_WORDS = "illegal|unethical|immoral|harmful|dangerous|offensive|inappropriate|explicit"
+_BAD = f"(?:{_BAD_WORDS})"
+
+# name -> (weight, pattern): a feature is the noisy-or of the weights of its matching patterns.
+# Patterns are lower case and run on the lower-cased text (much faster than re.I).
+_RULE_TABLE: dict[str, list[tuple[float, str]]] = {
+    "instruction_override": [
+        (0.9, _OVERRIDE),
+        (0.4, _WEAK_OVERRIDE),
+        (0.7, _OVERRIDE_VERB + r"\s+(?:all|any|every)\s+(?:of\s+)?(?:the\s+|your\s+|its\s+)?(?:"
+              + _RULE_NOUN + r")\b"),
+        (0.6, r"\b(?:new|updated|real|actual)\s+(?:instructions|directives|system prompt)"
+              r"\s*(?::|are\b)"),
+        (0.8, r"\b(?:do not|don'?t|stop|no longer)\s+(?:follow|obey)(?:ing)?\s+(?:your|the|any)\s+"
+              r"(?:previous |prior |original |system |old )?"
+              r"(?:instructions|rules|guidelines|programming)"),
+        (0.8, r"\binstead of (?:following|obeying) (?:your|the) (?:instructions|rules|guidelines)"),
+        (0.8, r"\b(?:forget|ignore|disregard)\s+(?:everything|all|the)\s+(?:from before|above"
+              r"|before|previous(?:ly)?|you (?:were|have been) told|i (?:said|told you))"),
+        (0.5, r"\b(?:(?:admin(?:istrator)?|developer|root|sudo)\s+(?:override|access|mode)"
+              r"|(?:maintenance|debug(?:ging)?)\s+mode)\b"),
+    ],
+    "persona_jailbreak": [
+        (0.8, r"\bdo anything now\b"),  # and "DAN" in capitals, see _CASED
+        (0.6, r"\b(?:developer|dev|god|jailbreak|jailbroken|unrestricted|evil|unfiltered)"
+              r"\s+mode\b"),
+        (0.6, r"\bjailbr(?:eak|oken)\w*"),
+        (0.3, r"\b(?:stay in|break(?:ing)?) character\b"),
+        (0.4, r"\b(?:enable[sd]?|activate[sd]?|enter(?:ing)?|stay in|while in|switch to)\s+"
+              r"(?:\w+\s+){0,3}mode\b"),
+        (0.3, r"\b(?:two|2)\s+(?:different\s+|separate\s+)?(?:personalities|entities|personas)\b"),
+    ],
+    "rule_removal": [
+        (0.8, r"\b(?:not|no longer|never)\s+(?:be\s+)?(?:bound|restricted|constrained|limited"
+              r"|restrained|held back|censored|filtered)"
+              r"\s+by\b[^.!?\n]{0,40}" + _LIMITS),
+        (0.8, r"\b(?:free|freed|liberated|released)\s+from\s+(?:the\s+|all\s+|any\s+)?"
+              r"(?:typical\s+|usual\s+)?(?:confines|shackles|restrictions|limitations|rules)"),
+        (0.8, r"\b(?:has|have|with|without|no|zero)\s+(?:any\s+)?(?:ethical|moral)\s+(?:guidelines"
+              r"|principles|restrictions|boundaries|code|compass|limits|considerations|filter)"),
+        (0.7, r"\b(?:doesn'?t|does not|don'?t|do not|never|won'?t|will not)\s+(?:have to\s+)?"
+              r"(?:care about|follow|abide by|adhere to|comply with|respect)\b[^.!?\n]{0,30}"
+              + _LIMITS),
+        (0.5, r"\b(?:openai|content|usage|safety)(?:'s)?\s+(?:content\s+)?polic(?:y|ies)"),
+        (0.6, r"\b(?:unfiltered|uncensored|amoral)\b"),
+        (0.4, r"\b(?:no|with no|without)\s+(?:restrictions|limitations|filters|censorship)\b"),
+        (0.5, r"\b(?:doesn'?t|does not|nor does it)\s+have\s+(?:a\s+|any\s+)?(?:content\s+)?"
+              r"(?:filters?|filtering|censorship|restrictions|limitations)\b"),
+    ],
+    "system_prompt_exfiltration": [
+        (0.7, r"\b(?:your\s+(?:system|initial|original|hidden|secret|starting|internal|pre-?)"
+              r"\s*(?:prompt|instructions?|message|configuration|directives?|rules)"
+              r"|the\s+system\s+(?:prompt|message|instructions|configuration))\b"),
+        (0.6, r"\b(?:system[ _]?prompt|initiali[sz]ation string|pre-?prompt)\b"),
+        (0.7, r"\b(?:display|show|print|output|reveal|dump)\s+(?:the\s+|your\s+)?(?:system|initial"
+              r"|internal|hidden)\s+(?:configuration|config|settings|prompt|instructions)"),
+        (0.8, r"\b(?:repeat|print|output|show|display|reveal|tell me|write out|echo|recite|copy"
+              r"|give me|share|dump|spell out)\b[^.!?\n]{0,40}"
+              r"(?:\b(?:text|words|content|instructions|prompt|messages?)\s+(?:above|before)\b"
+              r"|\babove\s+(?:text|content|instructions|prompt)\b"
+              r"|\byour\s+(?:instructions|prompt|rules|directives|guidelines|configuration)\b"
+              r"|\beverything\s+(?:above|before|so far)\b"
+              r"|\b(?:this|the)\s+(?:entire|whole)\s+conversation\b)"),
+        (0.8, r"\bwhat\s+(?:are|were|is)\s+(?:your\s+(?:\w+\s+)?(?:instructions|prompt|rules"
+              r"|directives|guidelines|orders)"
+              r"|the\s+(?:system|initial|original|hidden|secret)\s+(?:prompt|instructions))"),
+        (0.6, r"\b(?:(?:you were|you've been|you have been|were you)\s+(?:initially\s+)?"
+              r"(?:told|instructed|given|programmed)"
+              r"|what\s+(?:are|were)\s+you\s+(?:not\s+)?(?:supposed|allowed|told|instructed)\s+to)\b"),
+        (0.7, r"\b(?:i was instructed to|my instructions are|the system prompt is)\b"),
+    ],
+    "encoded_payload": [
+        (0.3, r"\b(?:rot-?13|base-?64|hex(?:adecimal)?|caesar cipher|morse code|leetspeak|l33t)\b"),
+        (1.0, "[\U000e0000-\U000e007f]"),  # invisible Unicode tag characters
+        # two zero-width characters in a row, or one bidi override (one class first: fast)
+        (0.6, "[\u200b\u200c\u2060\u2062-\u2064\ufeff\u202a-\u202e\u2066-\u2069]"
+              "(?:(?<=[\u202a-\u202e\u2066-\u2069])|[\u200b\u200c\u2060\u2062-\u2064\ufeff])"),
+    ],
+    "refusal_suppression": [
+        (0.8, r"\b(?:never|do not|don'?t|must not|will not|won'?t|cannot|can'?t|not allowed to)"
+              r"\s+(?:ever\s+)?(?:refuse|decline|deny|reject)\b"),
+        (0.7, r"\bwithout\s+(?:any\s+)?(?:warnings?|disclaimers?|caveats?|censorship|moralis\w*"
+              r"|moraliz\w*|lectur\w*|apolog\w*)"),
+        (0.8, r"\b(?:never|not allowed to|must not|do not|don'?t)\s+(?:say|tell me|respond with"
+              r"|reply with|mention|state|remind)\b[^.\n]{0,40}"
+              r"(?:sorry|can'?t|cannot|unable|an ai\b|language model|not able|"
+              + _BAD_WORDS + ")"),
+        (0.6, r"\b(?:don'?t|do not|never)\s+"
+              r"(?:apologi[sz]e|add\s+(?:any\s+)?(?:warnings|disclaimers))"),
+        (0.7, r"\bregardless of\s+(?:how\s+|its\s+|the\s+|any\s+)?(?:legal(?:ity)?|illegal"
+              r"|ethic(?:s|al)|moral(?:ity|s)?|immoral|harmful|dangerous|offensive|inappropriate)"),
+        (0.7, r"\beven if (?:it(?:'s| is)|they(?:'re| are)|the (?:request|question) is)\s+" + _BAD),
+    ],
+}  # fmt: skip
+
+
+def _compile(pattern: str) -> tuple[re.Pattern[str], bool]:
+    """A leading \\b is checked by hand: it stops the engine from skipping ahead in C."""
+    if pattern != pattern.lower():
+        raise ValueError(f"injection rule must be lower case: {pattern!r}")
+    bounded = pattern.startswith(r"\b")
+    return re.compile(pattern[2:] if bounded else pattern), bounded
+
+
+_RULES = {name: [(*_compile(p), w) for w, p in rules] for name, rules in _RULE_TABLE.items()}
+_CASED = {"persona_jailbreak": [(re.compile(r"\bDAN\b"), 0.8)]}  # DAN, not the name Dan
+SIGNALS = tuple(_RULES)
+_PERSONA_COL, _REMOVAL = SIGNALS.index("persona_jailbreak"), SIGNALS.index("rule_removal")
+_PERSONA = _compile(
+    r"\b(?:act(?:ing)? as|pretend(?:ing)? to be|role-?play|you are now|you're now|from now on"
+    r"|stay in character|simulate|persona|alter ego|character|you are going to be)\b"
+)
+_ATTACK_LABEL = re.compile(r"inject|jailbreak|attack|unsafe|malicious")
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[ ]?){16,}\b")
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/]{24}")
+_HEX_HINT = re.compile(r"[0-9a-fA-F]{2} [0-9a-fA-F]{2} [0-9a-fA-F]{2} [0-9a-fA-F]{2} ")
+
+
+def _encoded_blob(text: str) -> bool:
+    """A base64 or hex run that decodes to readable text: a payload hidden from rules."""
+    if not _LONG_RUN.search(text) and not _HEX_HINT.search(text):
+        return False  # no run long enough for either
+    for m in islice(_BASE64.finditer(text), 20):
+        raw = m.group()
+        try:
+            data = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if _readable(data):
+            return True
+    for m in islice(_HEX.finditer(text), 20):
+        if _readable(bytes.fromhex(m.group().replace(" ", ""))):
+            return True
+    return False
+
+
+def _readable(data: bytes) -> bool:
+    if len(data) < 12:
+        return False
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    letters = sum(c.isalpha() or c == " " for c in decoded)
+    return " " in decoded and letters / len(decoded) > 0.8
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_RULE_CHARS:
+        return text
+    half = MAX_RULE_CHARS // 2
+    return text[:half] + "\n" + text[-half:]
+
+
+def _found(rx: re.Pattern[str], bounded: bool, text: str) -> bool:
+    m = rx.search(text)
+    while (
+        m
+        and bounded
+        and m.start()
+        and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_")
+    ):
+        m = rx.search(text, m.start() + 1)
+    return m is not None
+
+
+def rule_features(texts: Sequence[str]) -> np.ndarray:
+    """One row per text, one column per name in SIGNALS, each in [0, 1]."""
+    out = np.zeros((len(texts), len(SIGNALS)), dtype=np.float64)
+    for i, original in enumerate(texts):
+        original = _clip(original)
+        text = original.lower()
+        for j, name in enumerate(SIGNALS):
+            miss = 1.0
+            for rx, bounded, weight in _RULES[name]:
+                if _found(rx, bounded, text):
+                    miss *= 1.0 - weight
+            for rx, weight in _CASED.get(name, ()):
+                if rx.search(original):
+                    miss *= 1.0 - weight
+            if name == "encoded_payload" and _encoded_blob(original):
+                miss *= 1.0 - 0.8
+            out[i, j] = 1.0 - miss
+        if out[i, _REMOVAL] >= FIRES_AT and _found(*_PERSONA, text):  # a persona freed of rules
+            out[i, _PERSONA_COL] = 1.0 - (1.0 - out[i, _PERSONA_COL]) * 0.2
+    return out
+
+
+def length_feature(texts: Sequence[str]) -> np.ndarray:
+    """log(1 + chars) scaled so 20k chars is 1; bounded, so no length dominates the head."""
+    top = math.log1p(20_000)
+    return np.array([[min(1.0, math.log1p(len(t)) / top)] for t in texts], dtype=np.float64)
+
+
+def feature_names(dim: int) -> list[str]:
+    return [f"emb_{i}" for i in range(dim)] + [f"rule_{s}" for s in SIGNALS] + ["log_length"]
+
+
+class InjectionDetector:
+    """Scores ``batch.inputs``: head over [embedding, rules, length], rules or a classifier."""
+
+    name = "injection"
+
+    def __init__(
+        self,
+        embeddings: EmbeddingModel | None = None,
+        head_path: str | Path = "injection_head.json",
+        classifier_path: str | Path | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+    ) -> None:
+        self.embeddings = embeddings
+        self.head: LogisticHead | None = None
+        self.classifier: _Classifier | None = None
+        if classifier_path is not None:
+            self.classifier = _Classifier(Path(classifier_path), device, batch_size)
+            self.method = f"classifier:{Path(classifier_path).name}"
+        elif embeddings is not None:
+            self.head = LogisticHead.load(head_path)
+            expected = feature_names(embeddings.dim)
+            if self.head.features != expected:
+                raise DetectorError(
+                    f"injection head {head_path} was trained on {len(self.head.features)} "
+                    f"features, but embeddings {embeddings.name} give {len(expected)}; retrain "
+                    "with scripts/train_injection_head.py or use the default embedding model"
+                )
+            self.method = "head"
+        else:
+            self.method = "rules"
+
+    def score(self, batch: TextBatch) -> list[Injection]:
+        texts = list(batch.inputs)
+        if not texts:
+            return []
+        rules = rule_features(texts)
+        if self.classifier is not None:
+            scores = self.classifier.predict(texts)
+        elif self.head is not None and self.embeddings is not None:
+            vectors = batch.input_vectors
+            if vectors is None:
+                vectors = self.embeddings.encode(texts)
+            x = np.hstack([np.asarray(vectors, dtype=np.float64), rules, length_feature(texts)])
+            scores = self.head.predict(x)
+        else:
+            scores = rules.max(axis=1)
+        return [
+            Injection(float(s), [n for n, v in zip(SIGNALS, row, strict=True) if v >= FIRES_AT])
+            for s, row in zip(scores, rules, strict=True)
+        ]
+
+
+class _Classifier:
+    """A local Hugging Face sequence classifier; its attack-class probability is the score."""
+
+    def __init__(self, path: Path, device: str, batch_size: int) -> None:
+        if not (path / "config.json").exists():
+            raise DetectorError(
+                f"no Hugging Face model in {path}; set LLMPULSE_INJECTION_CLASSIFIER to a "
+                "directory made by save_pretrained() (model and tokenizer)"
+            )
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from detectors.device import resolve_device
+
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            str(path), local_files_only=True
+        ).to(self.device)
+        self.model.eval()
+        self.max_length = min(512, int(getattr(self.tokenizer, "model_max_length", 512)))
+        labels = {i: str(v).lower() for i, v in self.model.config.id2label.items()}
+        attack = [i for i, v in labels.items() if _ATTACK_LABEL.search(v)]
+        self.positive = attack[0] if attack else len(labels) - 1
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(
+                    list(texts[i : i + self.batch_size]),
+                    padding=True, truncation=True, max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)  # fmt: skip
+                logits = self.model(**enc).logits.float()
+                if logits.shape[-1] == 1:
+                    probs = torch.sigmoid(logits[:, 0])
+                else:
+                    probs = torch.softmax(logits, dim=-1)[:, self.positive]
+                out.append(probs.cpu().numpy())
+        return np.concatenate(out).astype(np.float64)

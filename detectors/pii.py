@@ -1,0 +1,399 @@
+"""Direct PII found by checkable patterns, and redaction before text is stored.
+
+Every event passes through here, so detection is precompiled regexes plus a checksum
+or range test per candidate (Luhn, IBAN mod 97, ``ipaddress``, SSN rules), no model.
+Kinds without a checkable shape (names, street addresses, driver licences) are not
+attempted: a guess would miss most of them or flag every capitalised word.
+
+- ``1.2.3.4`` is a valid IPv4 address and is reported unless a version cue
+  (``version``, ``ver``, ``release``, ``build``) stands right before it. Addresses
+  that identify no host (``0.0.0.0``, loopback, multicast, ``255.x``) are not.
+- Phone numbers in an unambiguous shape (``+`` country code, North American
+  ``555-234-5678``, a grouped national number with trunk ``0``) match alone; any
+  other 7-12 digit run needs a cue (``phone``, ``tel``, ``call``, ``fax`` ...) just
+  before it or a label (``office``, ``mobile``) just after it, so order numbers,
+  zip codes and house numbers stay clean.
+- IBANs are matched in upper case only, with or without spaces every 4 chars.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from detectors.base import DetectorError, TextBatch
+
+__all__ = ["KINDS", "REDACTION_MODES", "Pii", "PiiDetector", "PiiMatch", "Redactor",
+           "find_pii", "redact"]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+# Detection priority: where two candidates overlap, the earlier kind wins
+# (a card number is not also a phone number; an address inside an email is the email).
+KINDS = ("email", "iban", "credit_card", "us_ssn", "uk_nino", "ip_address", "phone")
+REDACTION_MODES = ("keep", "mask", "hash")
+_RANK = {kind: i for i, kind in enumerate(KINDS)}
+
+
+@dataclass(frozen=True, slots=True)
+class PiiMatch:
+    kind: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Pii:
+    input: list[str]  # sorted unique kinds found in the input
+    output: list[str]
+
+
+# --- patterns: scanning is two-stage for speed: a pattern that starts with a plain character class
+# (which the regex engine skips through in C) finds short "runs" of digits or
+# upper-case-then-digits; the exact patterns then run only on those few windows.
+
+_DIGIT = re.compile(r"\d")
+_RUN = re.compile(r"[+(\d](?:[\d().+-]| (?=[\d(+]))*")  # digits with phone/card/IP separators
+_CAPS = re.compile(r"[A-Z][A-Z] ?\d\d")  # where an IBAN or a NINO can start
+_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")  # where an IPv6 address can be
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
+)
+_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}")  # greedy: the country sets the end
+_NINO = re.compile(
+    r"(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]( ?)\d{2}\1\d{2}\1\d{2}\1[A-D]\b"
+)
+_CARD = re.compile(r"(?<![\w.,+-])\d(?:[ -]?\d){11,18}(?!\d|[.,-]\d)")
+_SSN = re.compile(r"(?<![\w-])(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d|-\d)")
+_SSN_PLAIN = re.compile(r"(?<![\w-])(?!000|666|9)\d{3}( ?)(?!00)\d{2}\1(?!0000)\d{4}(?![\w-])")
+_SSN_CUE = re.compile(r"\b(?:ssn|social security)\b", re.I)
+_SSN_INVALID = {"078051120", "219099999", "123456789"}  # advertised or sample numbers
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
+_IPV6 = re.compile(
+    r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}|(?=:))(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}(?![\w:])"
+)
+_VERSION_CUE = re.compile(r"(?:\bversion|\bver\.?|\brelease|\bbuild)\s*$", re.I)
+# A run of digit groups, with an optional +country code, "(0)" and "(area)" in front.
+_PHONE = re.compile(
+    r"(?<![\w+/.:-])(?<!\d,)(?:\+\d{1,3}[ .-]?)?(?:\(0\)[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?"
+    r"\d{1,12}(?:[ .-]\d{1,8}){0,5}(?!\w|[.-]\d|,\d{3}(?!\d))"
+)
+_NANP = re.compile(
+    r"(?:\+?1[ .-]?)?(?:\([2-9]\d\d\) ?[2-9]\d\d[ .-]\d{4}|[2-9]\d\d([ .-])[2-9]\d\d\1\d{4})"
+)
+_PHONE_CUE_BEFORE = re.compile(
+    r"\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|call|calling|ring|dial|text|sms"
+    r"|whatsapp|contact|reach|desk|office|landline|hotline)\b"
+    r"(?:\W+(?:me|us|him|her|them|on|at|to|is|my|our|his|their|your|number|no|nr))*\W{0,12}$",
+    re.I,
+)
+_PHONE_CUE_AFTER = re.compile(r"\W{0,3}(?:office|fax|mobile|cell|home|work|tel)\b", re.I)
+_YEAR = re.compile(r"(?:19|20)\d\d")
+_CURRENCY = frozenset("$€£¥₹")
+
+_IBAN_LENGTH = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
+    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
+    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32,
+    "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
+    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
+    "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23,
+    "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+_ANY = tuple(range(12, 20))
+# (first, last, prefix digits, allowed lengths): Visa, Mastercard, Amex, Diners, Discover,
+# JCB, UnionPay, Maestro, Mir.
+_IIN = (
+    (4, 4, 1, (13, 16, 19)), (51, 55, 2, (16,)), (2221, 2720, 4, (16,)), (34, 34, 2, (15,)),
+    (37, 37, 2, (15,)), (300, 305, 3, _ANY[2:]), (3095, 3095, 4, _ANY[2:]),
+    (36, 36, 2, _ANY[2:]), (38, 39, 2, _ANY[2:]), (6011, 6011, 4, _ANY[4:]),
+    (644, 649, 3, _ANY[4:]), (65, 65, 2, _ANY[4:]), (3528, 3589, 4, _ANY[4:]),
+    (1800, 1800, 4, (15,)), (2131, 2131, 4, (15,)), (62, 62, 2, _ANY[4:]), (50, 50, 2, _ANY),
+    (56, 58, 2, _ANY), (6304, 6304, 4, _ANY), (639, 639, 3, _ANY), (6759, 6759, 4, _ANY),
+    (6761, 6763, 4, _ANY), (2200, 2204, 4, _ANY[4:]),
+)  # fmt: skip
+
+
+# --- checks ----------------------------------------------------------------------
+
+
+def _iban_at(text: str, start: int) -> PiiMatch | None:
+    m = _IBAN.match(text, start)
+    length = _IBAN_LENGTH.get(m.group()[:2]) if m else None
+    if m is None or length is None:
+        return None
+    taken, end = 0, start
+    while taken < length and end < m.end():  # walk until `length` alnum chars are taken
+        taken += text[end] != " "
+        end += 1
+    if taken < length or (end < len(text) and text[end].isalnum()):
+        return None
+    compact = text[start:end].replace(" ", "")
+    number = int("".join(str(int(c, 36)) for c in compact[4:] + compact[:4]))
+    return PiiMatch("iban", start, end) if number % 97 == 1 else None
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card_ok(raw: str) -> bool:
+    groups = re.split(r"[ -]", raw)
+    if len(groups) > 1:
+        if len(set(re.findall(r"[ -]", raw))) > 1:
+            return False  # mixed separators: not how card numbers are written
+        sizes = [len(g) for g in groups]
+        if not (all(s == 4 for s in sizes[:-1]) or sizes[:2] == [4, 6]):
+            return False
+    digits = "".join(groups)
+    n = len(digits)
+    return any(
+        lo <= int(digits[:width]) <= hi and n in lengths for lo, hi, width, lengths in _IIN
+    ) and _luhn(digits)
+
+
+def _host_ip(candidate: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(candidate)
+    except ValueError:
+        return False
+    if ip.is_unspecified or ip.is_loopback or ip.is_multicast:
+        return False
+    return not (ip.version == 4 and candidate.startswith("255."))
+
+
+def _phone_shape(raw: str) -> str | None:
+    """'strong' if the shape alone says phone, 'weak' if a cue is needed, else None."""
+    groups = re.findall(r"\d+", raw)
+    digits = "".join(groups)
+    n = len(digits)
+    if not 7 <= n <= 15 or len(groups[-1]) < 2:
+        return None
+    if any(len(g) == 1 for g in groups[1:]) and "(0)" not in raw:
+        return None
+    if "." in raw and any(len(g) > 4 for g in groups):
+        return None  # dotted runs with long groups are versions or decimals
+    if len(groups) >= 3 and _is_date(groups):
+        return None
+    if len(groups) >= 2 and all(len(g) == 4 and _YEAR.fullmatch(g) for g in groups):
+        return None
+    if raw.startswith("+") or (digits[:2] == "00" and digits[2] != "0"):
+        return "strong" if 8 <= n <= 15 else None
+    if _NANP.fullmatch(raw):
+        return "strong"
+    trunk = digits[0] == "0" and digits[1] != "0"
+    if trunk and len(groups) >= 2 and len(groups[0]) >= 2 and 9 <= n <= 11:
+        return "strong"
+    return "weak" if n <= 12 else None
+
+
+def _is_date(groups: list[str]) -> bool:
+    a, b, c = (int(g) for g in groups[:3])
+    if len(groups[0]) == 4 and _YEAR.fullmatch(groups[0]):
+        return 1 <= b <= 12 and 1 <= c <= 31
+    if len(groups[2]) == 4 and _YEAR.fullmatch(groups[2]):
+        return (a <= 31 and b <= 12) or (a <= 12 and b <= 31)
+    return False
+
+
+def _phone_at(text: str, start: int, end: int) -> bool:
+    if text[max(0, start - 2) : start].strip()[-1:] in _CURRENCY:
+        return False  # "$1 299 000" is a price
+    shape = _phone_shape(text[start:end])
+    return shape == "strong" or (
+        shape == "weak"
+        and bool(
+            _PHONE_CUE_BEFORE.search(text, max(0, start - 40), start)
+            or _PHONE_CUE_AFTER.match(text, end, end + 16)
+        )
+    )
+
+
+def _phone_in(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The candidate itself, else its longest space-separated part that is a phone."""
+    if _phone_at(text, start, end):
+        return start, end
+    cuts = [start] + [i + 1 for i in range(start, end) if text[i] == " "] + [end + 1]
+    spans = [(cuts[i], cuts[j] - 1) for i in range(len(cuts)) for j in range(i + 1, len(cuts))]
+    spans.sort(key=lambda s: s[0] - s[1])
+    return next((s for s in spans[1:] if _phone_at(text, *s)), None)
+
+
+# --- scanning --------------------------------------------------------------------
+
+
+def _in_window(rx: re.Pattern[str], text: str, lo: int, s: int, e: int) -> list[re.Match[str]]:
+    """Matches of ``rx`` inside text[s:e], seeing 2 chars before and 6 after for boundaries."""
+    window = text[lo : e + 6]
+    return [m for m in rx.finditer(window) if m.start() + lo >= s and m.end() + lo <= e]
+
+
+def _digit_run(text: str, s: int, e: int) -> list[PiiMatch]:
+    lo = max(0, s - 2)
+    run = text[s:e]
+    found = [
+        PiiMatch("credit_card", lo + m.start(), lo + m.end())
+        for m in _in_window(_CARD, text, lo, s, e)
+        if _card_ok(m.group())
+    ]
+    ssn = [_SSN] if "-" in run else []  # undashed SSNs only right after an SSN cue
+    ssn += [_SSN_PLAIN] if _SSN_CUE.search(text, max(0, s - 40), s) else []
+    for m in (m for rx in ssn for m in _in_window(rx, text, lo, s, e)):
+        if re.sub(r"\D", "", m.group()) not in _SSN_INVALID:
+            found.append(PiiMatch("us_ssn", lo + m.start(), lo + m.end()))
+    if "." in run:
+        for m in _in_window(_IPV4, text, lo, s, e):
+            a = lo + m.start()
+            if _host_ip(m.group()) and not _VERSION_CUE.search(text, max(0, a - 12), a):
+                found.append(PiiMatch("ip_address", a, lo + m.end()))
+    for m in _in_window(_PHONE, text, lo, s, e):
+        span = _phone_in(text, lo + m.start(), lo + m.end())
+        if span:
+            found.append(PiiMatch("phone", *span))
+    return found
+
+
+def _scan(text: str) -> list[PiiMatch]:
+    found: set[PiiMatch] = set()
+    at = text.find("@")
+    while at >= 0:  # emails only around an "@", never a scan of the whole text
+        lo = max(0, at - 65)
+        for m in _EMAIL.finditer(text[lo : at + 260]):
+            found.add(PiiMatch("email", lo + m.start(), lo + m.end()))
+        at = text.find("@", at + 1)
+    if not _DIGIT.search(text):
+        return list(found)  # every other kind has a digit
+    for m in _CAPS.finditer(text):
+        s = m.start()
+        if s and text[s - 1].isalnum():
+            continue
+        hit = _iban_at(text, s)
+        nino = None if hit else _NINO.match(text, s)
+        found.update([hit] if hit else [PiiMatch("uk_nino", s, nino.end())] if nino else [])
+    for m in _RUN.finditer(text):
+        if m.end() - m.start() >= 7:  # the shortest kind, an IPv4 like 1.2.3.4
+            found.update(_digit_run(text, m.start(), m.end()))
+    for m in _COLONS.finditer(text):
+        lo = max(0, m.start() - 45)
+        for v6 in _IPV6.finditer(text[lo : m.end() + 45]):
+            value = v6.group()
+            if any(c.isdigit() for c in value) and _host_ip(value):
+                found.add(PiiMatch("ip_address", lo + v6.start(), lo + v6.end()))
+    return list(found)
+
+
+def _resolve(text: str) -> tuple[PiiMatch, ...]:
+    candidates = _scan(text)
+    if len(candidates) < 2:
+        return tuple(candidates)
+    kept: list[PiiMatch] = []
+    for c in sorted(candidates, key=lambda c: (_RANK[c.kind], c.start - c.end, c.start)):
+        if all(c.end <= k.start or c.start >= k.end for k in kept):
+            kept.append(c)
+    return tuple(sorted(kept, key=lambda c: c.start))
+
+
+# The detector scans each input and the redactor then rewrites the same string: cache
+# short texts (bounded memory: at most 1024 x 8k chars), scan long ones twice.
+_cached = lru_cache(maxsize=1024)(_resolve)
+
+
+def _find(text: str) -> tuple[PiiMatch, ...]:
+    return _cached(text) if len(text) <= 8192 else _resolve(text)
+
+
+def find_pii(text: str) -> list[PiiMatch]:
+    """Non-overlapping PII matches in ``text``, in order of position."""
+    return list(_find(text)) if text else []
+
+
+# --- redaction -----------------------------------------------------------------
+
+
+def _normalise(kind: str, value: str) -> str:
+    """One spelling per value, so '555-234-5678' and '(555) 234 5678' hash alike."""
+    if kind == "email":
+        return value.lower()
+    if kind == "ip_address":
+        return str(ipaddress.ip_address(value))
+    if kind in ("iban", "uk_nino"):
+        return value.replace(" ", "").upper()
+    digits = re.sub(r"\D", "", value)
+    return "+" + digits if kind == "phone" and value.startswith("+") else digits
+
+
+class Redactor:
+    """Rewrites PII before text is stored: ``keep`` as is, ``mask`` or ``hash``.
+
+    ``hash`` writes ``[EMAIL:<10 hex>]``, the start of HMAC-SHA256(salt, value): equal
+    values give equal tags, so rows join on them without the value itself. The salt
+    must be a secret kept out of the database: phone numbers, SSNs and card numbers
+    have so few possible values that, without one (or with a known one), every tag
+    can be reversed by hashing all candidates.
+    """
+
+    def __init__(self, mode: str = "mask", salt: str | bytes = b"") -> None:
+        if mode not in REDACTION_MODES:
+            raise DetectorError(
+                f"redaction mode {mode!r} is not one of {REDACTION_MODES}; "
+                "set LLMPULSE_REDACTION accordingly"
+            )
+        self.mode = mode
+        self._salt = salt.encode() if isinstance(salt, str) else bytes(salt)
+        if mode == "hash" and not self._salt:
+            log.warning(
+                "redaction=hash without a salt: hashed phone numbers and SSNs can be "
+                "reversed by brute force; set LLMPULSE_REDACTION_SALT to a secret"
+            )
+
+    def __repr__(self) -> str:  # never show the salt
+        return f"Redactor(mode={self.mode!r})"
+
+    def _tag(self, kind: str, value: str) -> str:
+        if self.mode == "mask":
+            return f"[{kind.upper()}]"
+        digest = hmac.new(self._salt, _normalise(kind, value).encode(), hashlib.sha256)
+        return f"[{kind.upper()}:{digest.hexdigest()[:10]}]"
+
+    def redact(self, text: str) -> str:
+        if self.mode == "keep" or not text:
+            return text
+        parts, last = [], 0
+        for m in _find(text):
+            parts += [text[last : m.start], self._tag(m.kind, text[m.start : m.end])]
+            last = m.end
+        parts.append(text[last:])
+        return "".join(parts)
+
+
+def redact(text: str, mode: str = "mask", salt: str | bytes = b"") -> str:
+    """One-off :meth:`Redactor.redact`; build a :class:`Redactor` to reuse it."""
+    return Redactor(mode, salt).redact(text)
+
+
+class PiiDetector:
+    """Which PII kinds each event's input and output contain (contexts are only redacted)."""
+
+    name = "pii"
+
+    def score(self, batch: TextBatch) -> list[Pii]:
+        return [Pii(_kinds(i), _kinds(o)) for i, o in zip(batch.inputs, batch.outputs, strict=True)]
+
+
+def _kinds(text: str) -> list[str]:
+    return sorted({m.kind for m in find_pii(text)})

@@ -1,0 +1,150 @@
+"""PII patterns: real values are found, look-alikes are not, redaction leaves nothing behind."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from detectors.base import DetectorError, TextBatch
+from detectors.pii import REDACTION_MODES, Pii, PiiDetector, Redactor, find_pii, redact
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(m.kind, text[m.start : m.end]) for m in find_pii(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        (
+            "write to jane.doe+billing@example.co.uk today",
+            "email",
+            "jane.doe+billing@example.co.uk",
+        ),
+        ("call +44 20 7946 0958 after six", "phone", "+44 20 7946 0958"),
+        ("Fax: +41 (0)62 585 51 90", "phone", "+41 (0)62 585 51 90"),
+        ("my number is (415) 555-2671.", "phone", "(415) 555-2671"),
+        ("reach me at 415.555.2671", "phone", "415.555.2671"),
+        ("not answering at 07700 900 123", "phone", "07700 900 123"),
+        ("Can someone call me on 01.84.17.61.18?", "phone", "01.84.17.61.18"),
+        ("Phone:\n780 6326", "phone", "780 6326"),
+        ("card 4111 1111 1111 1111 declined", "credit_card", "4111 1111 1111 1111"),
+        ("amex 3782-822463-10005", "credit_card", "3782-822463-10005"),
+        ("Please block card no 5555555555554444", "credit_card", "5555555555554444"),
+        ("IBAN GB82 WEST 1234 5698 7654 32.", "iban", "GB82 WEST 1234 5698 7654 32"),
+        ("to DE89370400440532013000 please", "iban", "DE89370400440532013000"),
+        ("blocked from 172.61.42.192 again", "ip_address", "172.61.42.192"),
+        ("client 2001:db8::8a2e:370:7334 failed", "ip_address", "2001:db8::8a2e:370:7334"),
+        ("His social security number is 832-13-6314", "us_ssn", "832-13-6314"),
+        ("my SSN: 832 13 6314", "us_ssn", "832 13 6314"),
+        ("NI number AB 12 34 56 C", "uk_nino", "AB 12 34 56 C"),
+    ],
+)
+def test_each_kind_is_found_with_its_exact_span(text: str, kind: str, value: str) -> None:
+    assert found(text) == [(kind, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1112 fails Luhn",
+        "16 digits, Luhn-valid, no issuer: 9111111111111111",
+        "card 4111 1111-1111 1111 mixes separators",
+        "IBAN GB82 WEST 1234 5698 7654 31 has a wrong checksum",
+        "XX82WEST12345698765432 is no country",
+        "ping 999.1.1.1 and 256.0.0.1",
+        "upgrade to version 1.2.3.4 now",
+        "release 1.2.3 and 10.0.19041.1",
+        "localhost 127.0.0.1 and 0.0.0.0 and mask 255.255.255.0",
+        "timestamp 12:30:45 and MAC 00:1A:2B:3C:4D:5E and std::vector",
+        "SSNs 000-12-3456, 666-12-3456, 912-12-3456, 123-00-4567, 123-45-0000",
+        "born on 2003-08-28 12:13:52 or 28.08.2003",
+        "ISBN 0-306-40615-2 and ISBN 978-3-16-148410-0",
+        "order 123456789012 shipped, invoice 2023-000123",
+        "it costs $1 299 000 or 1,299,000 EUR",
+        "years 1999 2000 2001 2002 were good",
+        "my address is 9554 62 Rue Gafsa, zip 61089",
+        "Pi is 3.14159265358979 and e is 2.718281828",
+    ],
+)
+def test_near_misses_are_not_pii(text: str) -> None:
+    assert found(text) == []
+
+
+def test_a_card_number_is_not_also_a_phone() -> None:
+    assert found("call 4111-1111-1111-1111") == [("credit_card", "4111-1111-1111-1111")]
+
+
+def test_digits_inside_an_email_belong_to_the_email() -> None:
+    assert found("mail 4155552671@sms.example.com") == [("email", "4155552671@sms.example.com")]
+
+
+def test_a_bare_digit_run_is_a_phone_only_next_to_a_phone_cue() -> None:
+    assert found("Desk: 5403926876") == [("phone", "5403926876")]
+    assert found("Order 5403926876 is late") == []
+
+
+def test_matches_come_in_text_order() -> None:
+    text = "ip 10.1.2.3, mail a@b.io, card 4111111111111111"
+    assert [m.kind for m in find_pii(text)] == ["ip_address", "email", "credit_card"]
+
+
+@pytest.mark.parametrize("mode", ["mask", "hash"])
+def test_masked_and_hashed_text_keeps_no_raw_value(mode: str) -> None:
+    values = ["bob@example.com", "(415) 555-2671", "4111 1111 1111 1111", "832-13-6314",
+              "GB82 WEST 1234 5698 7654 32", "172.61.42.192"]  # fmt: skip
+    text = "; ".join(f"item {v}" for v in values)
+    out = Redactor(mode, salt="s3cret").redact(text)
+    for v in values:
+        assert v not in out
+    assert re.sub(r"\[[A-Z_]+(:[0-9a-f]{10})?\]", "", out) == "; ".join(["item "] * len(values))
+
+
+def test_mask_uses_kind_placeholders() -> None:
+    assert redact("mail bob@example.com or call 415-555-2671", "mask") == (
+        "mail [EMAIL] or call [PHONE]"
+    )
+
+
+def test_hash_tags_are_stable_for_equal_values_and_differ_across_salts() -> None:
+    a, b = Redactor("hash", salt="one"), Redactor("hash", salt="two")
+    first = a.redact("call 415-555-2671")
+    assert first == a.redact("call 415-555-2671")
+    assert re.fullmatch(r"call \[PHONE:[0-9a-f]{10}\]", first)
+    assert first != b.redact("call 415-555-2671")
+    assert a.redact("Bob@Example.com") == a.redact("bob@example.com")  # one spelling per value
+    assert a.redact("call (415) 555-2671") == first
+
+
+def test_hash_tag_differs_for_different_values() -> None:
+    r = Redactor("hash", salt="one")
+    assert r.redact("415-555-2671") != r.redact("415-555-2672")
+
+
+def test_keep_mode_returns_text_unchanged() -> None:
+    text = "mail bob@example.com"
+    assert redact(text, "keep") == text
+
+
+def test_unknown_mode_is_a_configuration_error() -> None:
+    assert REDACTION_MODES == ("keep", "mask", "hash")
+    with pytest.raises(DetectorError, match="redaction mode"):
+        Redactor("scramble")
+
+
+def test_redactor_repr_hides_the_salt() -> None:
+    assert "s3cret" not in repr(Redactor("hash", salt="s3cret"))
+
+
+def test_detector_reports_sorted_unique_kinds_per_side_in_order() -> None:
+    batch = TextBatch.of(
+        ["mail a@b.io or c@d.io, call 415-555-2671", "nothing here", ""],
+        ["ip 10.1.2.3", "", "card 4111111111111111"],
+    )
+    assert PiiDetector().score(batch) == [
+        Pii(["email", "phone"], ["ip_address"]),
+        Pii([], []),
+        Pii([], ["credit_card"]),
+    ]
+    assert PiiDetector.name == "pii"
