@@ -8,6 +8,7 @@ configured instead (``LLMPULSE_EMBEDDING_MODEL``).
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,11 @@ class EmbeddingModel:
     """A sentence-transformers model on one device; vectors are L2-normalised float32."""
 
     def __init__(
-        self, path: str | Path | None = None, device: str = "auto", batch_size: int = 64
+        self,
+        path: str | Path | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+        cache_size: int = 20_000,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -58,23 +63,40 @@ class EmbeddingModel:
             raise DetectorError(f"{self.path} does not declare its embedding dimension")
         self.dim = int(dim)
         self.name = "all-MiniLM-L6-v2" if path is None else self.path.name
+        # Production traffic repeats itself: system prompts, FAQ questions, the same
+        # retrieved chunks. A bounded LRU of recent vectors (1.5 KB each at 384-d)
+        # skips the model for those; the vectors are the same either way.
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.hits = self.misses = 0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode ``texts``; repeated strings in one call are encoded once."""
+        """Encode ``texts``; a string seen recently, or twice in one call, is encoded once."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        unique = list(dict.fromkeys(texts))
-        vectors = self.model.encode(
-            unique,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        ).astype(np.float32, copy=False)
-        if len(unique) == len(texts):
-            return vectors
-        index = {t: i for i, t in enumerate(unique)}
-        return vectors[[index[t] for t in texts]]
+        cache = self._cache
+        missing = [t for t in dict.fromkeys(texts) if t not in cache]
+        self.misses += len(missing)
+        self.hits += len(texts) - len(missing)
+        found: dict[str, np.ndarray] = {}
+        if missing:
+            vectors = self.model.encode(
+                missing,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            ).astype(np.float32, copy=False)
+            found = dict(zip(missing, vectors, strict=True))
+            if self.cache_size:
+                cache.update(found)
+        result = np.stack([found[t] if t in found else cache[t] for t in texts])
+        for t in dict.fromkeys(texts):
+            if t in cache:
+                cache.move_to_end(t)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+        return result
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""The shared embedding model: offline default, normalised vectors, a cache that changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.base import DetectorError, TextBatch
+from detectors.embeddings import EmbeddingModel, EmbeddingsDetector
+
+
+@pytest.fixture(scope="module")
+def model() -> EmbeddingModel:
+    m = EmbeddingModel(device="cpu", cache_size=4)
+    m.encode(["warm-up"])  # the first call allocates; keep it out of the tests
+    return m
+
+
+def test_the_default_is_the_bundled_minilm(model: EmbeddingModel) -> None:
+    assert (model.name, model.dim, model.device) == ("all-MiniLM-L6-v2", 384, "cpu")
+
+
+def test_vectors_are_unit_length_and_similar_texts_are_closer(model: EmbeddingModel) -> None:
+    a, b, c = model.encode(["my invoice is wrong", "the bill I got is incorrect", "tiger"])
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+    assert float(a @ b) > float(a @ c) + 0.2
+
+
+def test_cached_vectors_equal_fresh_ones(model: EmbeddingModel) -> None:
+    fresh = EmbeddingModel(device="cpu", cache_size=0)
+    texts = ["refund please", "where is my parcel", "refund please"]
+    first = model.encode(texts)
+    hits = model.hits
+    again = model.encode(texts)
+    assert model.hits == hits + 3
+    np.testing.assert_allclose(again, first)
+    np.testing.assert_allclose(fresh.encode(texts), first, atol=1e-5)
+
+
+def test_the_cache_stays_within_its_bound(model: EmbeddingModel) -> None:
+    model.encode([f"text number {i}" for i in range(10)])
+    assert len(model._cache) == 4
+
+
+def test_inputs_and_outputs_are_embedded_in_order(model: EmbeddingModel) -> None:
+    batch = EmbeddingsDetector(model).embed(TextBatch.of(["hello", "bye"], ["hi", "ciao"]))
+    assert batch.input_vectors is not None and batch.output_vectors is not None
+    np.testing.assert_allclose(batch.output_vectors[1], model.encode(["ciao"])[0], atol=1e-6)
+
+
+def test_a_directory_without_a_model_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(DetectorError, match="LLMPULSE_EMBEDDING_MODEL"):
+        EmbeddingModel(tmp_path)
