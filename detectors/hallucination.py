@@ -1,0 +1,394 @@
+"""Groundedness: which sentences of an answer the retrieved context does not support.
+
+Each output sentence is aligned with its most similar context sentences by
+embedding cosine. It is *supported* when it is close enough to them (cosine over
+a threshold, or an NLI model's entailment, or every content word found there)
+and every number and name it states appears in that aligned neighbourhood.
+Checking the neighbourhood rather than the whole context matters: a plausible
+hallucination copies the context's words and swaps one date or name, which the
+whole context often still contains somewhere else.
+
+The share of unsupported sentences alone ranks hallucinations weakly, so by
+default a small logistic head (``models/hallucination_head.json``) turns features
+of the alignment into a probability; ``unsupported`` still lists the sentences
+the rule rejected. Events without context are not scored: ``score`` is None.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors.base import DetectorError, TextBatch
+from detectors.embeddings import EmbeddingModel
+from detectors.heads import LogisticHead
+from detectors.text import (
+    case_profile,
+    content_words,
+    is_lowercased,
+    name_tokens,
+    numbers,
+    split_sentences,
+    stem,
+    words,
+)
+
+__all__ = [
+    "FEATURES",
+    "FORM_FEATURES",
+    "Alignment",
+    "Groundedness",
+    "HallucinationDetector",
+    "holdout_key",
+]
+
+MAX_CHUNKS = 400  # context sentences read per event; later ones cannot support anything
+MAX_UNSUPPORTED = 5
+MAX_QUOTE = 300  # characters kept of each unsupported sentence
+TOP_K = 2  # aligned context sentences per output sentence, each with one neighbour a side
+NLI_THRESHOLD = 0.5
+
+FEATURES = (
+    "sim_min",  # cosine of the least supported sentence to its best context sentence
+    "sim_mean",
+    "sim_specificity",  # best minus mean cosine: a sentence about one place, not the topic
+    "unsupported_share",  # the rule score
+    "numbers_missing_local",  # share of stated numbers absent from the aligned neighbourhood
+    "numbers_missing_global",  # ... absent from the whole context and the question
+    "names_missing_local",
+    "names_missing_global",
+    "novel_local",  # share of content words absent from the aligned neighbourhood
+    "novel_local_max",  # ... in the worst sentence
+    "novel_global",
+    "novel_bigrams",  # share of word bigrams that neither context nor question uses
+    "repetition",  # share of repeated word trigrams: degenerate, looping output
+)
+# Computed, but kept out of the head: they read the answer's form, not its support.
+# HaluEval's right answers are bare spans and its hallucinations full sentences that
+# restate the question, so a head given these learns to flag every full sentence.
+FORM_FEATURES = (
+    "question_overlap",  # share of content words taken from the question
+    "question_cosine",  # cosine(output, question); 0 without a question, see align()
+    "log_sentences",  # log(1 + sentences), at most 20
+    "log_tokens",  # log(1 + words), at most 200
+)
+
+
+@dataclass(frozen=True)
+class Groundedness:
+    score: float | None  # P(hallucinated), or the unsupported share; None: no context
+    unsupported: list[str]  # rule-rejected sentences: at most 5, 300 characters each
+    sentences: int
+    method: str  # "rules" | "head" | "nli"
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """What the detector found for one event; the head and the training script read it."""
+
+    sentences: list[str]
+    similarity: list[float]  # best cosine per sentence
+    supported: list[bool]
+    features: np.ndarray  # columns as in FEATURES
+    form: np.ndarray  # columns as in FORM_FEATURES
+
+    @property
+    def unsupported_share(self) -> float:
+        return self.supported.count(False) / len(self.supported)
+
+
+def holdout_key(dataset: str, row: Mapping[str, Any]) -> str:
+    """The :func:`~detectors.heads.is_holdout` key of a hallucination-set row.
+
+    Paired answers to one question (HaluEval QA, TruthfulQA: ``meta.pair_id``) and
+    all summaries of one FRANK article share a key, so no question or article is
+    both trained on and held out.
+    """
+    meta = row.get("meta") or {}
+    if dataset == "frank_summaries":
+        return str(meta["article_hash"])
+    if "pair_id" in meta:
+        return str(meta["pair_id"])
+    return str(row["id"])
+
+
+@dataclass
+class _Event:
+    sentences: list[str]
+    chunks: list[str]
+    parts: list[int]  # which context element each chunk came from
+    question: str
+    output: str
+
+
+def has_context(context: Sequence[str] | None) -> bool:
+    return bool(context) and any(c.strip() for c in context or ())
+
+
+def is_claim(sentence: str) -> bool:
+    """Whether a sentence states something a context could back or refute.
+
+    Questions ("Anything else I can help with?") ask, and short exclamations
+    without figures or names ("Happy to help!") are courtesy; counting them as
+    unsupported would flag every polite answer.
+    """
+    text = sentence.strip()
+    if text.endswith("?"):
+        return False
+    if text.endswith("!") and not numbers(text) and len(content_words(text)) <= 4:
+        return any(w[:1].isupper() for w in words(text)[1:])  # a name makes it a claim
+    return True
+
+
+def _event(output: str, question: str, context: Sequence[str] | None) -> _Event | None:
+    if not has_context(context):
+        return None
+    assert context is not None
+    chunks, parts = [], []
+    for i, element in enumerate(context):
+        for sentence in split_sentences(element):
+            chunks.append(sentence)
+            parts.append(i)
+    sentences = [s for s in split_sentences(output) if is_claim(s)]
+    if not sentences or not chunks:
+        return None
+    q = question if question.strip() else ""
+    return _Event(sentences, chunks[:MAX_CHUNKS], parts[:MAX_CHUNKS], q, output)
+
+
+class HallucinationDetector:
+    """Scores answers against their retrieved context; one embedding pass per batch.
+
+    ``threshold`` is the cosine at which an aligned sentence counts as close; 0.65
+    gave the rule its best AUROC on the training rows of both context sets.
+    """
+
+    name = "hallucination"
+
+    def __init__(
+        self,
+        embeddings: EmbeddingModel,
+        head_path: str | None = "hallucination_head.json",
+        nli_path: str | None = None,
+        threshold: float = 0.65,
+        device: str = "auto",
+    ) -> None:
+        self.embeddings = embeddings
+        self.threshold = threshold
+        self.head: LogisticHead | None = None
+        if head_path is not None:
+            self.head = LogisticHead.load(head_path)
+            if tuple(self.head.features) != FEATURES:
+                raise DetectorError(
+                    f"{head_path} was trained on other features than this detector computes; "
+                    "retrain it with scripts/train_hallucination_head.py or set head_path=None"
+                )
+        self.nli: Any = None
+        self._entail = 0
+        if nli_path is not None:
+            self._load_nli(Path(nli_path), device)
+
+    @property
+    def method(self) -> str:
+        """NLI wins over the head: the head was trained on similarity, not entailment."""
+        return "nli" if self.nli is not None else "head" if self.head is not None else "rules"
+
+    def _load_nli(self, path: Path, device: str) -> None:
+        if not (path / "config.json").exists():
+            raise DetectorError(f"no cross-encoder in {path}; nli_path must be a local directory")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import CrossEncoder
+
+        from detectors.device import resolve_device
+
+        self.nli = CrossEncoder(str(path), device=resolve_device(device), local_files_only=True)
+        labels = {int(k): str(v).lower() for k, v in self.nli.config.id2label.items()}
+        entail = [i for i, label in labels.items() if label.startswith("entail")]
+        if len(labels) < 2 or len(entail) != 1:
+            raise DetectorError(
+                f"{path}: id2label {labels} in config.json names no 'entailment' class; "
+                "use an NLI cross-encoder, or add the label names to its config"
+            )
+        self._entail = entail[0]
+
+    def score(self, batch: TextBatch) -> list[Groundedness]:
+        alignments = self.align(batch)
+        rows = [a.features for a in alignments if a is not None]
+        head = self.head if self.method == "head" and rows else None
+        probs = iter(head.predict(np.vstack(rows)).tolist() if head is not None else [])
+        out = []
+        for a, context in zip(alignments, batch.contexts, strict=True):
+            if a is None:
+                # With context but no claim to check (empty, or only questions and
+                # courtesy), nothing is unsupported: 0, not NULL.
+                value = 0.0 if has_context(context) else None
+                out.append(Groundedness(value, [], 0, self.method))
+                continue
+            rejected = [s for s, ok in zip(a.sentences, a.supported, strict=True) if not ok]
+            quoted = [s[:MAX_QUOTE] for s in rejected[:MAX_UNSUPPORTED]]
+            value = next(probs) if head is not None else a.unsupported_share
+            out.append(Groundedness(float(value), quoted, len(a.sentences), self.method))
+        return out
+
+    def align(self, batch: TextBatch, with_form: bool = False) -> list[Alignment | None]:
+        """Per event, the sentence alignment and head features; None without context/output.
+
+        ``question_cosine`` needs question and output vectors: taken from the batch
+        when it carries them, encoded only ``with_form`` (training), else NaN.
+        """
+        columns = zip(batch.inputs, batch.outputs, batch.contexts, strict=True)
+        events = {i: e for i, (q, o, c) in enumerate(columns) if (e := _event(o, q, c)) is not None}
+        if not events:
+            return [None] * len(batch)
+        texts = [t for e in events.values() for t in (*e.sentences, *e.chunks)]
+        asked = [i for i, e in events.items() if e.question]
+        given = batch.input_vectors is not None and batch.output_vectors is not None
+        encode_io = with_form and not given
+        if encode_io:
+            texts += [batch.inputs[i] for i in asked] + [batch.outputs[i] for i in asked]
+        vectors = self.embeddings.encode(texts)  # the whole batch in one pass
+
+        q_cos = dict.fromkeys(events, 0.0) | dict.fromkeys(asked, float("nan"))
+        if batch.input_vectors is not None and batch.output_vectors is not None:
+            for i in asked:
+                q_cos[i] = float(batch.input_vectors[i] @ batch.output_vectors[i])
+        elif encode_io:
+            base = len(texts) - 2 * len(asked)
+            for j, i in enumerate(asked):
+                q_cos[i] = float(vectors[base + j] @ vectors[base + len(asked) + j])
+        sims, offset = {}, 0
+        for i, e in events.items():
+            n_s, n_c = len(e.sentences), len(e.chunks)
+            sent, chunk = vectors[offset : offset + n_s], vectors[offset + n_s : offset + n_s + n_c]
+            sims[i] = sent @ chunk.T
+            offset += n_s + n_c
+        entail = self._entailment(events, sims) if self.nli is not None else {}
+        out: list[Alignment | None] = [None] * len(batch)
+        for i, e in events.items():
+            out[i] = _check(e, sims[i], q_cos[i], entail.get(i), self.threshold)
+        return out
+
+    def _entailment(
+        self, events: dict[int, _Event], sims: dict[int, np.ndarray]
+    ) -> dict[int, np.ndarray]:
+        """P(entailment) of each sentence given its aligned neighbourhood, in one predict."""
+        pairs = []
+        for i, event in events.items():
+            for sentence, row in zip(event.sentences, sims[i], strict=True):
+                near = _neighbourhood(row, event.parts)
+                pairs.append((" ".join(event.chunks[j] for j in near), sentence))
+        probs = self.nli.predict(pairs, apply_softmax=True, show_progress_bar=False)
+        probs = np.asarray(probs, dtype=np.float64).reshape(len(pairs), -1)[:, self._entail]
+        out, start = {}, 0
+        for i, event in events.items():
+            out[i] = probs[start : start + len(event.sentences)]
+            start += len(event.sentences)
+        return out
+
+
+def _neighbourhood(sims_row: np.ndarray, parts: list[int]) -> list[int]:
+    """The TOP_K best chunks and their neighbours within the same context element."""
+    near = set()
+    for c in np.argsort(-sims_row)[:TOP_K].tolist():
+        near |= {j for j in (c - 1, c, c + 1) if 0 <= j < len(parts) and parts[j] == parts[c]}
+    return sorted(near)
+
+
+def _share(missing: int, total: int) -> float:
+    return missing / total if total else 0.0
+
+
+def _check(
+    event: _Event, sims: np.ndarray, q_cos: float, entail: np.ndarray | None, threshold: float
+) -> Alignment:
+    """The support rule per sentence, and the event's feature row."""
+    profile = case_profile([*event.chunks, event.question])
+    lower = is_lowercased(event.output)
+    chunk_stems = [{stem(w) for w in words(t)} for t in event.chunks]
+    chunk_nums = [set(numbers(t)) for t in event.chunks]
+    q_stems = {stem(w) for w in words(event.question)}
+    q_nums = set(numbers(event.question))
+    all_stems = set().union(*chunk_stems) | q_stems
+    all_nums = set().union(*chunk_nums) | q_nums
+    context_bigrams = set().union(*(_bigrams(t) for t in [*event.chunks, event.question]))
+    best = sims.max(axis=1)
+
+    supported: list[bool] = []
+    # totals and misses: numbers, local, global; names, local, global; content, local, global
+    tally = np.zeros(9, dtype=np.int64)
+    novel_max = 0.0
+    from_question = bigrams_novel = bigrams_total = 0
+    for s, (sentence, row) in enumerate(zip(event.sentences, sims, strict=True)):
+        near = _neighbourhood(row, event.parts)
+        local_stems = set().union(*(chunk_stems[j] for j in near)) | q_stems
+        local_nums = set().union(*(chunk_nums[j] for j in near)) | q_nums
+        nums = numbers(sentence)
+        names = name_tokens(sentence, profile, lower)
+        content = content_words(sentence)
+        missing = (
+            sum(n not in local_nums for n in nums),
+            sum(n not in local_stems for n in names),
+            sum(c not in local_stems for c in content),
+        )
+        tally += [
+            len(nums), missing[0], sum(n not in all_nums for n in nums),
+            len(names), missing[1], sum(n not in all_stems for n in names),
+            len(content), missing[2], sum(c not in all_stems for c in content),
+        ]  # fmt: skip
+        novel_max = max(novel_max, _share(missing[2], len(content)))
+        from_question += sum(c in q_stems for c in content)
+        grams = _bigrams(sentence)
+        bigrams_total += len(grams)
+        bigrams_novel += len(grams - context_bigrams)
+        if not (nums or names or content):
+            supported.append(True)  # "Yes." states nothing a context could back or refute
+            continue
+        close = entail[s] >= NLI_THRESHOLD if entail is not None else best[s] >= threshold
+        copied = missing[2] == 0  # short answers copied from the context score a low cosine
+        supported.append(bool(close or copied) and missing[0] == 0 and missing[1] == 0)
+
+    features = [
+        best.min(),
+        best.mean(),
+        (best - sims.mean(axis=1)).mean(),
+        supported.count(False) / len(supported),
+        _share(tally[1], tally[0]),
+        _share(tally[2], tally[0]),
+        _share(tally[4], tally[3]),
+        _share(tally[5], tally[3]),
+        _share(tally[7], tally[6]),
+        novel_max,
+        _share(tally[8], tally[6]),
+        _share(bigrams_novel, bigrams_total),
+        _repetition(event.output),
+    ]
+    form = [
+        _share(from_question, tally[6]),
+        q_cos,
+        np.log1p(min(len(event.sentences), 20)),
+        np.log1p(min(len(words(event.output)), 200)),
+    ]
+    return Alignment(
+        event.sentences,
+        best.tolist(),
+        supported,
+        np.asarray(features, dtype=np.float64),
+        np.asarray(form, dtype=np.float64),
+    )
+
+
+def _bigrams(text: str) -> set[tuple[str, str]]:
+    tokens = [stem(w) for w in words(text)]
+    return set(itertools.pairwise(tokens))
+
+
+def _repetition(text: str) -> float:
+    tokens = [w.lower() for w in words(text)]
+    grams = list(zip(tokens, tokens[1:], tokens[2:], strict=False))
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
