@@ -75,12 +75,18 @@ class LogisticHead:
         x = np.asarray(x, dtype=np.float64)
         mean = x.mean(axis=0)
         scale = x.std(axis=0)
-        scale[scale < 1e-12] = 1.0
+        # Near-constant columns (some MiniLM dimensions vary by ~1e-8) get weight 0:
+        # standardising them would turn float noise, or fp16 rounding on a GPU,
+        # into large inputs.
+        used = scale >= 1e-6
+        scale[~used] = 1.0
         model = LogisticRegression(C=c, max_iter=5000)
-        model.fit((x - mean) / scale, y)
+        model.fit(((x - mean) / scale)[:, used], y)
+        weights = np.zeros(x.shape[1])
+        weights[used] = model.coef_[0]
         return cls(
             name, list(features), mean.tolist(), scale.tolist(),
-            model.coef_[0].tolist(), float(model.intercept_[0]), dict(meta or {}),
+            weights.tolist(), float(model.intercept_[0]), dict(meta or {}),
         )  # fmt: skip
 
     def save(self, path: Path) -> None:

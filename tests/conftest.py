@@ -7,9 +7,12 @@ import threading
 
 import pytest
 
+# Set by pytest itself, and by scikit-learn's first import (OpenMP settings it needs).
+_NOT_OURS = {"PYTEST_CURRENT_TEST", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"}
+
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    return {k: v for k, v in os.environ.items() if k not in _NOT_OURS}
 
 
 @pytest.fixture(autouse=True)
