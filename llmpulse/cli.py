@@ -107,12 +107,13 @@ def worker(loglevel: str) -> None:
 
 
 def _run_worker(settings: Settings, loglevel: str) -> None:
+    from detectors.base import DetectorError
     from processors.worker import WorkerError, run_worker
     from storage.engine import StorageError
 
     try:
         run_worker(settings, loglevel=loglevel)
-    except (WorkerError, StorageError, ConnectionError) as exc:
+    except (WorkerError, StorageError, ConnectionError, DetectorError) as exc:
         raise click.ClickException(str(exc)) from None
     except SystemExit as exc:
         if exc.code not in (0, None):
@@ -208,6 +209,52 @@ def sql(query: str, fmt: str) -> None:
         table.add_row(*("NULL" if v is None else str(v) for v in row))
     out.print(table)
     console.print(f"{len(result.rows)} rows (via {result.via})")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write scored lines here [default: stdout].",
+)
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 100_000))
+def score(file: Path, output: Path | None, batch_size: int) -> None:
+    """Score the events of FILE offline with exactly the worker's detectors.
+
+    Each output line is the input event plus a ``scores`` object: toxicity (class
+    scores), hallucination (null without context), unsupported, pii, injection,
+    cost_usd. Invalid lines are counted and skipped, with their reasons.
+    """
+    from detectors.base import DetectorError
+    from processors.batch import build_scorer
+    from processors.offline import score_lines
+
+    settings = _settings()
+    try:
+        with console.status("loading detectors"):
+            scorer = build_scorer(settings)
+    except DetectorError as exc:
+        raise click.ClickException(str(exc)) from None
+    columns = (TextColumn("scoring"), BarColumn(), TextColumn("{task.fields[n]} events"),
+               TimeRemainingColumn())  # fmt: skip
+    sink = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        with Progress(*columns, console=console, transient=True) as progress, open(file, "rb") as f:
+            task = progress.add_task("score", total=file.stat().st_size, n=0)
+            summary = score_lines(scorer, f, sink, batch_size,
+                                  lambda n: progress.advance(task, n))  # fmt: skip
+    finally:
+        if output:
+            sink.close()
+    rejected = sum(summary.rejected.values())
+    where = f" (first at line {summary.first_rejected_line})" if rejected else ""
+    console.print(f"scored {summary.scored}, rejected {rejected}{where}")
+    for reason, n in summary.rejected.most_common(10):
+        console.print(f"  {n:>6}  {reason}")
+    if rejected and not summary.scored:
+        sys.exit(1)
 
 
 @main.command()

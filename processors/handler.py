@@ -2,9 +2,11 @@
 
 Commit order (the caller acks offsets only after ``handle`` returns):
 
-1. score the batch (validation splits off dead letters);
+1. score the batch (validation splits off dead letters) on the scoring thread,
+   so the event loop keeps Kafka heartbeats and the SQL endpoint going;
 2. produce dead letters to ``llm.deadletter`` and wait for the broker's ack;
-3. insert ``dead_letters`` rows, then ``llm_events`` rows, each with a dedup token;
+3. insert ``dead_letters``, ``llm_embeddings``, then ``llm_events`` rows, each
+   with a dedup token (events last: a row there means its batch is complete);
 4. return — the agent acks the batch's offsets, Faust commits them.
 
 A crash anywhere before 4 replays the batch: the topic may get a dead letter
@@ -20,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from processors.batch import Record, ScoredBatch, Scorer
@@ -73,9 +76,17 @@ class BatchHandler:
         self.dead_letter_sink = dead_letter_sink
         self.backoff = backoff or Backoff()
         self.stats = Stats()
+        # One thread per device: models are not re-entrant and a GPU gains nothing
+        # from two batches at once.
+        device = scorer.suite.embeddings.device
+        self._scoring = ThreadPoolExecutor(1, thread_name_prefix=f"llmpulse-score-{device}")
+
+    def close(self) -> None:
+        self._scoring.shutdown(wait=True)
 
     async def handle(self, records: Sequence[Record]) -> ScoredBatch:
-        batch = self.scorer.score(records)
+        loop = asyncio.get_running_loop()
+        batch = await loop.run_in_executor(self._scoring, self.scorer.score, records)
         if batch.rejected:
             deliveries = [
                 await self.dead_letter_sink(record, rej.field, rej.reason)
@@ -91,9 +102,11 @@ class BatchHandler:
     async def _store(self, batch: ScoredBatch) -> None:
         events_token = batch_token("events", batch.offsets)
         dead_token = batch_token("dead", batch.offsets)
+        vectors_token = batch_token("embeddings", batch.offsets)
 
         def write() -> None:
             self.writer.write_dead_letters(batch.dead_letters, dead_token)
+            self.writer.write_embeddings(batch.embeddings, vectors_token)
             self.writer.write_events(batch.rows, events_token)
 
         delay = self.backoff.delays()

@@ -14,11 +14,10 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from detectors.cost import PriceTable
 from llmpulse.broker import port_in_use
 from llmpulse.settings import Settings
 from processors.app import SQL_PATH, create_app
-from processors.batch import Scorer
+from processors.batch import build_scorer
 from storage.engine import Engine, EngineBusyError
 from storage.migrations import migrate
 
@@ -103,6 +102,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     _check_port_free(settings.sql_bind, settings.sql_port)
+    # Models first: a wrong model path fails here, before anything is held.
+    log.info("loading detectors (device=%s)", settings.device)
+    scorer = build_scorer(settings)
     state = _state_path(settings)
     # Announce first, so `llmpulse sql` waits for this worker's endpoint instead of
     # racing it for the embedded engine.
@@ -128,7 +130,6 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         for m in applied:
             log.info("migration %04d_%s applied", m.version, m.name)
         asyncio.run(ensure_topics(settings))
-        scorer = Scorer(PriceTable.load(settings.prices))
         app = create_app(settings, engine, scorer)
 
         @app.timer(interval=60.0)
@@ -147,7 +148,10 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
             redirect_stdouts=False,
         )
         # Exits with SystemExit: code 0 after a clean stop, 1 after a crash (logged).
-        worker.execute_from_commandline()
+        try:
+            worker.execute_from_commandline()
+        finally:
+            app.llmpulse_handler.close()  # type: ignore[attr-defined]
     finally:
         with contextlib.suppress(FileNotFoundError):
             state.unlink()

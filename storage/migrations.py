@@ -73,15 +73,19 @@ def migrate(client: Client, db: str, *, ttl_days: int) -> list[Migration]:
     return applied
 
 
+RETAINED_TABLES = ("llm_events", "llm_embeddings")
+
+
 def _apply_retention(client: Client, db: str, ttl_days: int) -> None:
-    """Keep the TTL of llm_events equal to the configured retention."""
-    ddl = client.command(
-        f"SELECT create_table_query FROM system.tables WHERE database = '{db}' "
-        "AND name = 'llm_events'"
-    )
+    """Keep the TTL of the per-event tables equal to the configured retention."""
     wanted = f"toIntervalDay({ttl_days})"
-    if isinstance(ddl, str) and wanted not in ddl:
-        client.command(
-            f"ALTER TABLE {db}.llm_events MODIFY TTL toDateTime(ts) + INTERVAL {ttl_days} DAY"
+    for table in RETAINED_TABLES:
+        ddl = client.command(
+            f"SELECT create_table_query FROM system.tables WHERE database = '{db}' "
+            f"AND name = '{table}'"
         )
-        log.info("llm_events retention set to %d days", ttl_days)
+        if isinstance(ddl, str) and ddl and wanted not in ddl:
+            client.command(
+                f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(ts) + INTERVAL {ttl_days} DAY"
+            )
+            log.info("%s retention set to %d days", table, ttl_days)

@@ -14,16 +14,21 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["DEAD_LETTER_COLUMNS", "EVENT_COLUMNS", "Writer", "batch_token"]
+__all__ = ["DEAD_LETTER_COLUMNS", "EMBEDDING_COLUMNS", "EVENT_COLUMNS", "Writer", "batch_token"]
 
 EVENT_COLUMNS = (
     "event_id", "ts", "app", "environment", "provider", "model", "prompt_id",
     "prompt_version", "variant", "status", "error_type", "system", "input", "output",
     "context", "input_tokens", "output_tokens", "cached_tokens", "latency_ms", "ttft_ms",
     "generation_ms", "output_tokens_per_s", "cost_usd", "cost_source", "price_version",
-    "user_id", "session_id", "trace_id", "span_id", "parent_span_id", "tags", "extra",
+    "toxicity", "toxicity_scores", "toxicity_model", "hallucination", "unsupported",
+    "hallucination_method", "pii_input", "pii_output", "injection", "injection_signals",
+    "redaction", "embedding_model", "user_id", "session_id", "trace_id", "span_id",
+    "parent_span_id", "tags", "extra",
     "kafka_partition", "kafka_offset",
 )  # fmt: skip
+
+EMBEDDING_COLUMNS = ("event_id", "ts", "app", "prompt_version", "kind", "model", "vector")
 
 DEAD_LETTER_COLUMNS = ("topic", "partition", "offset", "field", "reason", "payload", "payload_size")
 
@@ -55,6 +60,9 @@ class Writer:
 
     def write_events(self, rows: list[Sequence[Any]], token: str) -> None:
         self._insert("llm_events", EVENT_COLUMNS, rows, token)
+
+    def write_embeddings(self, rows: list[Sequence[Any]], token: str) -> None:
+        self._insert("llm_embeddings", EMBEDDING_COLUMNS, rows, token)
 
     def write_dead_letters(self, rows: list[Sequence[Any]], token: str) -> None:
         self._insert("dead_letters", DEAD_LETTER_COLUMNS, rows, token)

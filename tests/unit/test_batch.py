@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from detectors.cost import PriceTable
 from detectors.latency import LatencyDetector
 from ingest.synthetic import MALFORMED_KINDS, malformed_payload, synthetic_events
-from processors.batch import DEAD_LETTER_PAYLOAD_BYTES, Record, Scorer
+from llmpulse.settings import load_settings
+from processors.batch import DEAD_LETTER_PAYLOAD_BYTES, Record, Scorer, build_scorer
 from storage.writer import DEAD_LETTER_COLUMNS, EVENT_COLUMNS, batch_token
 
 
@@ -19,7 +19,7 @@ def records(payloads: list[bytes]) -> list[Record]:
 
 @pytest.fixture(scope="module")
 def scorer() -> Scorer:
-    return Scorer(PriceTable.load())
+    return build_scorer(load_settings({}))
 
 
 def test_rows_follow_the_column_contract_and_carry_offsets(scorer: Scorer) -> None:

@@ -65,3 +65,13 @@ def test_unknown_yaml_keys_are_refused(tmp_path: Path) -> None:
 
 def test_sql_token_is_kept_out_of_repr() -> None:
     assert "s3cret" not in repr(load_settings({"LLMPULSE_SQL_TOKEN": "s3cret"}))
+
+
+def test_an_unknown_redaction_mode_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="LLMPULSE_REDACTION='blur'"):
+        load_settings({"LLMPULSE_REDACTION": "blur"})
+
+
+def test_the_redaction_salt_stays_out_of_the_settings_repr() -> None:
+    s = load_settings({"LLMPULSE_REDACTION": "hash", "LLMPULSE_REDACTION_SALT": "s3cret-salt"})
+    assert s.redaction == "hash" and "s3cret-salt" not in repr(s)

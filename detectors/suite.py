@@ -1,0 +1,115 @@
+"""Every text detector the worker runs, built once and run in a fixed order.
+
+The worker and ``llmpulse score`` both go through :class:`DetectorSuite`, so an
+offline backfill computes exactly what the stream computes. Order matters: the
+embedding model runs first and its vectors are handed to the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from detectors.base import TextBatch
+from detectors.embeddings import EmbeddingModel, EmbeddingsDetector
+from detectors.hallucination import Groundedness, HallucinationDetector
+from detectors.injection import Injection, InjectionDetector
+from detectors.pii import Pii, PiiDetector, Redactor
+from detectors.toxicity import Toxicity, load_toxicity
+
+__all__ = ["DetectorSuite", "SuiteConfig", "TextScores"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Model paths and modes; ``None`` paths mean the bundled default."""
+
+    device: str = "auto"
+    embedding_model: str | None = None
+    toxicity_checkpoint: str | None = None
+    toxicity_config: str | None = None
+    hallucination_nli: str | None = None
+    injection_classifier: str | None = None
+    redaction: str = "mask"
+    redaction_salt: str = ""
+
+    def __repr__(self) -> str:  # the salt is a secret
+        shown = {k: v for k, v in self.__dict__.items() if k != "redaction_salt" and v}
+        return f"SuiteConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+@dataclass(frozen=True)
+class TextScores:
+    toxicity: Toxicity
+    hallucination: Groundedness
+    pii: Pii
+    injection: Injection
+    input_vector: np.ndarray
+    output_vector: np.ndarray
+
+
+class DetectorSuite:
+    """Loads every model once; ``score`` runs one batched pass per model."""
+
+    def __init__(self, config: SuiteConfig | None = None) -> None:
+        self.config = config or SuiteConfig()
+        c = self.config
+        self.embeddings = EmbeddingModel(c.embedding_model, device=c.device)
+        self.embedder = EmbeddingsDetector(self.embeddings)
+        self.toxicity = load_toxicity(
+            c.toxicity_checkpoint, c.toxicity_config, c.device, self.embeddings
+        )
+        self.hallucination = HallucinationDetector(
+            self.embeddings, nli_path=c.hallucination_nli, device=c.device
+        )
+        self.pii = PiiDetector()
+        self.injection = InjectionDetector(
+            self.embeddings, classifier_path=c.injection_classifier, device=c.device
+        )
+        self.redactor = Redactor(c.redaction, salt=c.redaction_salt)
+        self.seconds: dict[str, float] = defaultdict(float)  # cumulative, per detector
+        log.info(
+            "detectors ready on %s: embeddings=%s toxicity=%s redaction=%s",
+            self.embeddings.device, self.embeddings.name, self.toxicity_model, c.redaction,
+        )  # fmt: skip
+
+    @property
+    def embedding_model(self) -> str:
+        return self.embeddings.name
+
+    @property
+    def toxicity_model(self) -> str:
+        return str(getattr(self.toxicity, "model_name", type(self.toxicity).__name__))
+
+    def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+    def score(self, batch: TextBatch) -> list[TextScores]:
+        if not len(batch):
+            return []
+        batch = self._timed("embeddings", self.embedder.embed, batch)
+        toxicity = self._timed("toxicity", self.toxicity.score, batch)
+        grounded = self._timed("hallucination", self.hallucination.score, batch)
+        pii = self._timed("pii", self.pii.score, batch)
+        injection = self._timed("injection", self.injection.score, batch)
+        assert batch.input_vectors is not None and batch.output_vectors is not None
+        return [
+            TextScores(*parts)
+            for parts in zip(
+                toxicity, grounded, pii, injection, batch.input_vectors, batch.output_vectors,
+                strict=True,
+            )
+        ]  # fmt: skip
