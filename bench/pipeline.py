@@ -4,11 +4,11 @@ All three run in one process tree, in one run, on the same events, so the ratios
 hold even on a noisy machine:
 
 * broker-only: an aiokafka consumer reads the topic, no processing;
-* scorer-only: validation + cost + latency + row building, in-process, no I/O;
+* scorer-only: validation + every detector + row building, in-process, no I/O;
 * pipeline: a real ``llmpulse worker`` (Faust + chdb) drains the topic; timed from
   the first publish until the last row is visible in ``llm_events``.
 
-Usage: ``.venv/bin/python bench/pipeline.py [--events 100000]``
+Usage: ``.venv/bin/python bench/pipeline.py [--events 5000]``
 Writes ``bench/results/pipeline.json`` and prints a table.
 """
 
@@ -34,11 +34,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.cost import PriceTable  # noqa: E402
 from ingest.producer import EventProducer  # noqa: E402
 from ingest.synthetic import synthetic_events  # noqa: E402
 from llmpulse.broker import EmbeddedBroker, free_port  # noqa: E402
-from processors.batch import Record, Scorer  # noqa: E402
+from llmpulse.settings import load_settings  # noqa: E402
+from processors.batch import Record, build_scorer  # noqa: E402
 
 console = Console()
 
@@ -74,7 +74,7 @@ async def consume_all(bootstrap: str, n: int) -> float:
 
 
 def scorer_only(payloads: list[tuple[bytes, bytes]], batch: int = 2000) -> float:
-    scorer = Scorer(PriceTable.load())
+    scorer = build_scorer(load_settings())
     records = [Record("llm.events", 0, i, k, v) for i, (k, v) in enumerate(payloads)]
     t0 = time.perf_counter()
     for i in range(0, len(records), batch):
@@ -102,7 +102,7 @@ def wait_count(url: str, expected: int, timeout: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument(
         "--py-spy",
         type=Path,

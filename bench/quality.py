@@ -1,0 +1,213 @@
+"""Detector quality on the labelled public datasets in ``../shared/datasets``.
+
+The datasets become ordinary llmpulse events, are scored by ``llmpulse score``
+(the same detectors the worker runs), and are measured on the rows no head was
+trained on (``detectors.heads.is_holdout``):
+
+* hallucination: AUROC on the sets with context (HaluEval QA, FRANK), and the
+  coverage (NULL share) on the context-free sets, where the contract says NULL;
+* prompt injection: AUROC overall and per sub-source;
+* toxicity: AUROC of the shipped model (the MiniLM head unless a Detoxify
+  checkpoint is configured);
+* PII: event-level precision/recall, and per-kind span figures.
+
+Usage: ``.venv/bin/python bench/quality.py [--datasets DIR]``
+Writes ``bench/results/quality.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.quality_hallucination import evaluate_hallucination  # noqa: E402
+from bench.quality_pii import evaluate_pii  # noqa: E402
+from detectors.heads import is_holdout  # noqa: E402
+
+console = Console()
+TS = "2026-11-01T00:00:00Z"
+HALLUCINATION_SETS = ("halueval_qa", "frank_summaries", "halueval_general", "truthfulqa")
+TOXICITY_SETS = ("toxicity_davidson", "toxicity_toxigen_seeds")
+
+
+def _rows(folder: Path, name: str) -> Iterator[dict[str, Any]]:
+    with open(folder / f"{name}.jsonl", encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def _event(dataset: str, row: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"event_id": f"{dataset}:{row['id']}", "ts": TS, "app": f"eval-{dataset}",
+            "model": "gpt-4o-mini", "input": "", "output": "", **fields}  # fmt: skip
+
+
+def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every dataset row as an event, and the row behind each event id."""
+    events, rows = [], {}
+    for name in HALLUCINATION_SETS:
+        for row in _rows(folder, name):
+            context = [row["context"]] if row["context"] else None
+            question = row["question"]  # FRANK has none, as in training
+            events.append(_event(name, row, input=question, output=row["answer"],
+                                 **({"context": context} if context else {})))  # fmt: skip
+            rows[events[-1]["event_id"]] = {**row, "dataset": name}
+    for name in TOXICITY_SETS:
+        for row in _rows(folder, name):
+            events.append(_event(name, row, output=row["text"]))
+            rows[events[-1]["event_id"]] = {**row, "dataset": name}
+    for name, field in (("injection_jailbreak", "input"), ("pii_presidio_synth", "input")):
+        for row in _rows(folder, name):
+            events.append(_event(name, row, **{field: row["text"]}))
+            rows[events[-1]["event_id"]] = {**row, "dataset": name}
+    return events, rows
+
+
+def run_score(events: list[dict[str, Any]], workdir: Path) -> tuple[dict[str, dict], float]:
+    src, dst = workdir / "events.jsonl", workdir / "scored.jsonl"
+    src.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMPULSE_HOME": str(workdir / "home")}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "llmpulse.cli", "score", str(src), "-o", str(dst)],
+                   env=env, check=True)  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    scored = {}
+    # split on "\n" only: str.splitlines() also breaks at U+2028, which some rows hold
+    for line in dst.read_text(encoding="utf-8").split("\n"):
+        if not line:
+            continue
+        obj = json.loads(line)
+        scored[obj["event_id"]] = obj["scores"]
+    return scored, elapsed
+
+
+def _auroc(labels: list[int], scores: list[float]) -> float | None:
+    return round(float(roc_auc_score(labels, scores)), 4) if len(set(labels)) == 2 else None
+
+
+def injection_quality(rows: dict, scored: dict) -> dict[str, Any]:
+    name = "injection_jailbreak"
+    held = [(r, scored[eid]["injection"]) for eid, r in rows.items()
+            if r["dataset"] == name and is_holdout(name, r["id"])]  # fmt: skip
+    labels, scores = [r["label"] for r, _ in held], [s for _, s in held]
+    per_group: dict[str, Any] = {}
+    groups = defaultdict(list)
+    for r, s in held:
+        groups[r["group"].split("/")[0]].append((r["label"], s))
+    for group, items in sorted(groups.items()):
+        label = items[0][0]
+        others = [(lb, s) for r, s in held for lb in [r["label"]] if lb != label]
+        both = items + others
+        per_group[group] = {"n": len(items), "label": label,
+                            "auroc_vs_other_label": _auroc([lb for lb, _ in both],
+                                                           [s for _, s in both])}  # fmt: skip
+    return {"n_holdout": len(held), "auroc": _auroc(labels, scores), "per_group": per_group}
+
+
+def toxicity_quality(rows: dict, scored: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    pooled_l, pooled_s = [], []
+    for name in TOXICITY_SETS:
+        held = [(r["label"], scored[eid]["toxicity"]["toxicity"]) for eid, r in rows.items()
+                if r["dataset"] == name and is_holdout(name, r["id"])]  # fmt: skip
+        out[name] = {"n_holdout": len(held), "auroc": _auroc(*map(list, zip(*held, strict=True)))}
+        pooled_l += [lb for lb, _ in held]
+        pooled_s += [s for _, s in held]
+    out["pooled"] = {"n_holdout": len(pooled_l), "auroc": _auroc(pooled_l, pooled_s)}
+    return out
+
+
+def pii_quality(rows: dict, scored: dict, folder: Path) -> dict[str, Any]:
+    """Event-level figures from ``llmpulse score``; span-level from the detector itself."""
+    tp = fp = fn = tn = 0
+    for eid, r in rows.items():
+        if r["dataset"] != "pii_presidio_synth":
+            continue
+        found = bool(scored[eid]["pii"])
+        tp += found and r["label"] == 1
+        fp += found and r["label"] == 0
+        fn += (not found) and r["label"] == 1
+        tn += (not found) and r["label"] == 0
+    return {
+        "event_level_all_rows": {"tp": tp, "fp": fp, "fn": fn, "tn": tn,
+                                 "precision": round(tp / max(tp + fp, 1), 4),
+                                 "recall": round(tp / max(tp + fn, 1), 4)},
+        "detector": evaluate_pii(folder / "pii_presidio_synth.jsonl"),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
+    args = parser.parse_args()
+    events, rows = build_events(args.datasets)
+    console.print(f"scoring {len(events):,} dataset rows with `llmpulse score`…")
+    with tempfile.TemporaryDirectory() as tmp:
+        scored, elapsed = run_score(events, Path(tmp))
+    hallucination = evaluate_hallucination(
+        [(r, scored[eid]) for eid, r in rows.items() if r["dataset"] in HALLUCINATION_SETS]
+    )
+    result = {
+        "hallucination": hallucination,
+        "injection": injection_quality(rows, scored),
+        "toxicity": toxicity_quality(rows, scored),
+        "pii": pii_quality(rows, scored, args.datasets),
+        "events_scored": len(scored),
+        "score_seconds": round(elapsed, 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _print(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    console.print(f"wrote {args.out}")
+
+
+def _print(result: dict[str, Any]) -> None:
+    table = Table("detector", "measure", "value", title="llmpulse detector quality (holdout)")
+    for key, value in sorted(_flatten(result["hallucination"], "hallucination").items()):
+        table.add_row(*key.split(".", 1), str(value))
+    inj = result["injection"]
+    table.add_row("injection", "auroc", str(inj["auroc"]))
+    for group, g in inj["per_group"].items():
+        table.add_row("injection", f"auroc {group} (n={g['n']})", str(g["auroc_vs_other_label"]))
+    for name, t in result["toxicity"].items():
+        table.add_row("toxicity", f"auroc {name} (n={t['n_holdout']})", str(t["auroc"]))
+    pii = result["pii"]["event_level_all_rows"]
+    table.add_row("pii", "event precision / recall, all direct PII",
+                  f"{pii['precision']} / {pii['recall']}")  # fmt: skip
+    covered = result["pii"]["detector"]["event"]
+    table.add_row("pii", "event precision / recall, covered kinds",
+                  f"{covered['precision']} / {covered['recall']}")  # fmt: skip
+    console.print(table)
+
+
+def _flatten(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}.{k}"))
+        elif not isinstance(v, list):
+            flat[f"{prefix}.{k}"] = v
+    return flat
+
+
+if __name__ == "__main__":
+    main()
