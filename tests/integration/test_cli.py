@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -69,3 +70,32 @@ def test_sql_on_a_home_without_tables_says_how_to_create_them(tmp_path: Path) ->
     q = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert q.returncode != 0
     assert "no llmpulse tables" in q.stderr and "llmpulse migrate" in q.stderr
+
+
+def test_score_adds_the_contract_scores_to_each_valid_line(tmp_path: Path) -> None:
+    base = {"ts": "2026-11-22T10:00:00Z", "app": "bot", "model": "gpt-4o-mini",
+            "usage": {"input_tokens": 100, "output_tokens": 20}}  # fmt: skip
+    lines = [
+        json.dumps({**base, "event_id": "a", "input": "How long do refunds take?",
+                    "output": "Refunds take 40 days.",
+                    "context": ["Refunds are issued within 5 business days."]}),
+        "{not json",
+        json.dumps({**base, "event_id": "b", "input": "Mail me at jane@example.com",
+                    "output": "Sure."}),
+    ]  # fmt: skip
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "LLMPULSE_HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-m", "llmpulse.cli", "score", str(src), "-o", str(dst)],
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "scored 2, rejected 1 (first at line 2)" in run.stderr
+    a, b = (json.loads(line) for line in dst.read_text().splitlines())
+    keys = {"toxicity", "hallucination", "unsupported", "pii", "injection", "cost_usd"}
+    assert set(a["scores"]) == set(b["scores"]) == keys
+    assert a["event_id"] == "a" and a["input"] == "How long do refunds take?"
+    assert a["scores"]["unsupported"] == ["Refunds take 40 days."]
+    assert 0.0 <= a["scores"]["hallucination"] <= 1.0
+    assert b["scores"]["hallucination"] is None  # no context: NULL, not 0
+    assert b["scores"]["pii"] == ["email"] and a["scores"]["pii"] == []
+    assert a["scores"]["cost_usd"] > 0 and set(a["scores"]["toxicity"]) == {"toxicity"}
