@@ -111,6 +111,7 @@ def _run_worker(settings: Settings, loglevel: str) -> None:
     from processors.worker import WorkerError, run_worker
     from storage.engine import StorageError
 
+    console.print(f"loading detectors on {settings.device} (first start takes a few seconds)…")
     try:
         run_worker(settings, loglevel=loglevel)
     except (WorkerError, StorageError, ConnectionError, DetectorError) as exc:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import detectors
 import ingest
 import storage
 
@@ -29,6 +30,9 @@ def test_public_surfaces_are_pinned() -> None:
         "parse_event",
         "parse_feedback",
     ]
+    assert sorted(detectors.__all__) == ["Cost", "CostDetector", "Detector", "DetectorError",
+                                         "Latency", "LatencyDetector", "Price", "PriceTable",
+                                         "PriceTableError", "TextBatch"]  # fmt: skip
     assert sorted(storage.__all__) == ["Engine", "EngineBusyError", "ReadOnlyViolation",
                                        "StorageError", "check_read_only", "connect"]  # fmt: skip
 
