@@ -11,7 +11,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -40,11 +40,7 @@ class SuiteConfig:
     hallucination_nli: str | None = None
     injection_classifier: str | None = None
     redaction: str = "mask"
-    redaction_salt: str = ""
-
-    def __repr__(self) -> str:  # the salt is a secret
-        shown = {k: v for k, v in self.__dict__.items() if k != "redaction_salt" and v}
-        return f"SuiteConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+    redaction_salt: str = field(default="", repr=False)  # a secret
 
 
 @dataclass(frozen=True)
@@ -88,7 +84,7 @@ class DetectorSuite:
 
     @property
     def toxicity_model(self) -> str:
-        return str(getattr(self.toxicity, "model_name", type(self.toxicity).__name__))
+        return self.toxicity.model_name
 
     def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
         started = time.perf_counter()

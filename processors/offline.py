@@ -1,7 +1,8 @@
 """``llmpulse score``: the worker's detectors over a JSON Lines file, no broker, no storage.
 
-Used for backfills and offline evaluation; lines are scored in batches the size
-of a worker micro-batch, so the numbers match what the stream stores.
+Used for backfills and offline evaluation. It calls the worker's own
+``Scorer.score_events``; each event's scores depend on that event alone, not on
+how lines are grouped into batches, so they match what the stream stores.
 """
 
 from __future__ import annotations

@@ -58,3 +58,10 @@ def test_latency_derives_generation_time_and_speed_or_null() -> None:
     assert (out[1].generation_ms, out[1].output_tokens_per_s) == (1000.0, 100.0)
     assert (out[2].generation_ms, out[2].output_tokens_per_s) == (None, None)
     assert out[3].output_tokens_per_s is None
+
+
+def test_the_detector_config_keeps_the_redaction_salt_out_of_its_repr() -> None:
+    from processors.batch import suite_config
+
+    config = suite_config(load_settings({"LLMPULSE_REDACTION_SALT": "s3cret-salt"}))
+    assert config.redaction_salt == "s3cret-salt" and "s3cret-salt" not in repr(config)
