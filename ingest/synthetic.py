@@ -52,16 +52,33 @@ _RUDE = "That is a stupid question, you idiot."
 # from a few values: a few thousand distinct texts however many events are drawn.
 _POOL_RNG = random.Random(20261122)
 _PHRASES = [" ".join(_POOL_RNG.choices(_WORDS, k=_POOL_RNG.randint(5, 30))) for _ in range(400)]
+# A topic the support traffic never had: what a drift test should notice.
+_NEW_TOPIC_WORDS = [
+    "flight", "hotel", "visa", "luggage", "boarding", "passport", "layover", "check-in",
+    "seat", "itinerary", "airport", "cancellation", "baggage", "terminal", "gate",
+]  # fmt: skip
+_NEW_PHRASES = [
+    " ".join(_POOL_RNG.choices(_NEW_TOPIC_WORDS, k=_POOL_RNG.randint(5, 30))) for _ in range(200)
+]
 
 
 def synthetic_events(
-    n: int, *, seed: int = 0, start: datetime | None = None, prefix: str = "evt"
+    n: int,
+    *,
+    seed: int = 0,
+    start: datetime | None = None,
+    prefix: str = "evt",
+    app: str | None = None,
+    prompt_version: str | None = None,
+    new_topic_share: float = 0.0,
 ) -> Iterator[dict]:
     """``n`` valid v1 events, the same for the same seed.
 
     About half carry retrieved context, with an answer that restates it or, one
     time in five, changes its figures; a few inputs hold PII or an injection
     attempt and a few outputs are rude, so every detector has something to find.
+    ``app`` and ``prompt_version`` pin those fields; ``new_topic_share`` of the
+    questions (and answers) are about travel, a topic the default traffic never has.
     """
     rng = random.Random(seed)
     start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -74,6 +91,10 @@ def synthetic_events(
         out = rng.randint(10, 600)
         latency = rng.uniform(200, 4000)
         question = f"Customer asks about {topic}: " + " ".join(words)
+        new_topic = new_topic_share > 0 and rng.random() < new_topic_share
+        if new_topic:
+            words = rng.choice(_NEW_PHRASES).split()
+            question = f"Traveller asks about {words[0]}: " + " ".join(words)
         roll = rng.random()
         if roll < 0.04:
             question += ". " + rng.choice(_PII).format(i=i % 10_000)
@@ -82,10 +103,10 @@ def synthetic_events(
         event = {
             "event_id": f"{prefix}-{seed}-{i:08d}",
             "ts": (start + timedelta(milliseconds=i * 10)).isoformat().replace("+00:00", "Z"),
-            "app": rng.choice(_APPS),
+            "app": app or rng.choice(_APPS),
             "environment": "prod",
             "model": rng.choice(_MODELS),
-            "prompt_version": rng.choice(["v6", "v7"]),
+            "prompt_version": prompt_version or rng.choice(["v6", "v7"]),
             "input": question,
             "output": "Here is what I found: " + " ".join(reversed(words)),
             "usage": {
@@ -98,7 +119,7 @@ def synthetic_events(
             "status": "ok" if rng.random() > 0.02 else "error",
             "tags": {"region": rng.choice(["eu", "us"])},
         }
-        if rng.random() < 0.5:
+        if rng.random() < 0.5 and not new_topic:
             event["context"] = [context, f"Topic: {topic}. Policy id {rng.randint(100, 104)}."]
             wrong = rng.random() < 0.2
             event["output"] = (

@@ -21,6 +21,7 @@ __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "Topics", "load_settings"]
 ENV_PREFIX = "LLMPULSE_"
 DEVICES = ("auto", "cpu", "cuda")
 REDACTIONS = ("keep", "mask", "hash")
+NEW_VERSION_REFERENCES = ("inherit", "first")
 
 
 class SettingsError(ValueError):
@@ -64,6 +65,15 @@ class Settings:
     injection_classifier: Path | None = None  # optional HF sequence-classification dir
     redaction: str = "mask"
     redaction_salt: str = field(default="", repr=False)
+    drift_alpha: float = 0.01  # per-window test level, and the FDR level across segments
+    drift_permutations: int = 1000
+    drift_reference_size: int = 1000
+    drift_window_size: int = 500
+    drift_window_s: float = 3600.0  # a window closes after this long even if not full
+    drift_min_window: int = 50  # a time-closed window smaller than this is not tested
+    drift_round_s: float = 5.0  # closed windows are tested together every this often
+    drift_new_version: str = "inherit"  # reference of a new prompt_version: inherit|first
+    drift_clusters: int = 8
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -108,6 +118,15 @@ _ENV_FIELDS = {
     "INJECTION_CLASSIFIER": "injection_classifier",
     "REDACTION": "redaction",
     "REDACTION_SALT": "redaction_salt",
+    "DRIFT_ALPHA": "drift_alpha",
+    "DRIFT_PERMUTATIONS": "drift_permutations",
+    "DRIFT_REFERENCE_SIZE": "drift_reference_size",
+    "DRIFT_WINDOW_SIZE": "drift_window_size",
+    "DRIFT_WINDOW_S": "drift_window_s",
+    "DRIFT_MIN_WINDOW": "drift_min_window",
+    "DRIFT_ROUND_S": "drift_round_s",
+    "DRIFT_NEW_VERSION": "drift_new_version",
+    "DRIFT_CLUSTERS": "drift_clusters",
 }
 
 
@@ -130,10 +149,24 @@ def _validate(s: Settings) -> Settings:
         raise SettingsError(f"{ENV_PREFIX}DEVICE={s.device!r}: expected one of {DEVICES}")
     if s.redaction not in REDACTIONS:
         raise SettingsError(f"{ENV_PREFIX}REDACTION={s.redaction!r}: expected one of {REDACTIONS}")
-    for name, low in (("partitions", 1), ("batch_max", 1), ("retention_days", 1)):
+    if s.drift_new_version not in NEW_VERSION_REFERENCES:
+        raise SettingsError(
+            f"{ENV_PREFIX}DRIFT_NEW_VERSION={s.drift_new_version!r}: "
+            f"expected one of {NEW_VERSION_REFERENCES}"
+        )
+    if not 0.0 < s.drift_alpha < 1.0:
+        raise SettingsError(f"{ENV_PREFIX}DRIFT_ALPHA must be in (0, 1), not {s.drift_alpha}")
+    for name, low in (
+        ("partitions", 1), ("batch_max", 1), ("retention_days", 1),
+        ("drift_permutations", 99), ("drift_reference_size", 10), ("drift_window_size", 10),
+        ("drift_min_window", 2), ("drift_clusters", 2),
+    ):  # fmt: skip
         if getattr(s, name) < low:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be >= {low}")
-    for name in ("batch_within_s", "kafka_session_timeout_s", "kafka_rebalance_timeout_s"):
+    for name in (
+        "batch_within_s", "kafka_session_timeout_s", "kafka_rebalance_timeout_s",
+        "drift_window_s", "drift_round_s",
+    ):  # fmt: skip
         if getattr(s, name) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be > 0")
     try:

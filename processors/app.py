@@ -8,6 +8,8 @@ the worker is being cancelled mid-insert, which would commit unstored events.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
 import json
 import logging
@@ -18,6 +20,7 @@ from faust.web import Request, Response, View
 
 from llmpulse.settings import Settings
 from processors.batch import Record, Scorer
+from processors.drift_monitor import DriftMonitor, ScoredMessage
 from processors.handler import BatchHandler
 from storage.engine import Engine
 from storage.readonly import READ_ONLY_SETTINGS, ReadOnlyViolation, check_read_only
@@ -64,6 +67,11 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
         broker_max_poll_records=max(settings.batch_max, 500),
         stream_buffer_maxsize=max(2 * settings.batch_max, 4096),
         producer_acks=-1,
+        # Drift windows hold their events unacked until tested (that is how they
+        # survive a restart), so never wait for "all acked" on rebalance or stop:
+        # unacked events are replayed, and every write is idempotent.
+        stream_wait_empty=False,
+        broker_commit_livelock_soft_timeout=max(300.0, 2 * settings.drift_window_s),
         web_enabled=True,
         web_bind=settings.sql_bind,
         web_port=settings.sql_port,
@@ -84,7 +92,12 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
             key=record.key, value=record.value, headers=headers, force=True
         )
 
-    handler = BatchHandler(scorer, engine, send_dead_letter)
+    scored = app.topic(settings.topics.scored, value_type=bytes, key_type=bytes)
+
+    async def send_scored(key: bytes, value: bytes) -> Any:
+        return await scored.send(key=key, value=value, force=True)
+
+    handler = BatchHandler(scorer, engine, send_dead_letter, scored_sink=send_scored)
     app.llmpulse_handler = handler  # type: ignore[attr-defined]
 
     @app.agent(events, name="score")
@@ -103,6 +116,38 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
             await handler.handle(records)
             for event in batch:
                 await stream.ack(event)
+
+    monitor = DriftMonitor(settings, engine, scorer.suite.embedding_model, handler.compute)
+    app.llmpulse_drift = monitor  # type: ignore[attr-defined]
+
+    @app.agent(scored, name="drift")
+    async def drift(stream: faust.StreamT) -> None:
+        async for batch in stream.noack_take(1000, within=0.5):
+            await monitor.add(
+                [
+                    ScoredMessage(
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.value,
+                        functools.partial(stream.ack, e),
+                    )
+                    for e in batch
+                ]
+            )
+
+    @app.task
+    async def drift_rounds() -> None:
+        # A loop, not a timer: a round waits for the scoring thread and may outlast
+        # the interval, and the next round should then simply start later.
+        while not app.should_stop:
+            await asyncio.sleep(settings.drift_round_s)
+            await monitor.run_round()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        monitor.drop_partitions(
+            {tp.partition for tp in revoked if tp.topic == scored.get_topic_name()}
+        )
 
     @app.page(SQL_PATH)
     class SQLView(View):

@@ -26,6 +26,8 @@ __all__ = [
     "ScoredBatch",
     "Scorer",
     "build_scorer",
+    "scored_key",
+    "scored_summary",
     "suite_config",
 ]
 
@@ -56,6 +58,9 @@ class ScoredBatch:
     dead_letters: list[list[Any]] = field(default_factory=list)
     rejected: list[tuple[Record, Rejection]] = field(default_factory=list)
     offsets: list[tuple[str, int, int]] = field(default_factory=list)
+    # (key, value) for llm.scored: key app|prompt_version, so each key's windows
+    # live on one partition and so on one worker.
+    summaries: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 class Scorer:
@@ -128,11 +133,42 @@ class Scorer:
                 json.dumps(e.extra, ensure_ascii=False) if e.model_extra else "",
                 record.partition, record.offset,
             ])  # fmt: skip
+            batch.summaries.append(scored_summary(e, sc))
             for kind, vector in (("input", text.input_vector), ("output", text.output_vector)):
                 batch.embeddings.append(
                     [e.event_id, e.ts, e.app, e.prompt_version or "", kind, model, vector.tolist()]
                 )
         return batch
+
+
+def scored_key(app: str, prompt_version: str) -> bytes:
+    return f"{app}|{prompt_version}".encode()
+
+
+def scored_summary(e: Event, s: EventScores) -> tuple[bytes, bytes]:
+    """One llm.scored message: the event's identity and scores, no text or vectors.
+
+    Windows read vectors from ``llm_embeddings`` by event_id; keeping them out of
+    the topic keeps it small and the stored rows the one source of truth.
+    """
+    text = s.text
+    value = {
+        "event_id": e.event_id,
+        "ts": int(e.ts.timestamp() * 1000),
+        "app": e.app,
+        "prompt_version": e.prompt_version or "",
+        "model": e.model,
+        "status": e.status,
+        "toxicity": round(float(text.toxicity.scores.get("toxicity", 0.0)), 6),
+        "hallucination": None
+        if text.hallucination.score is None
+        else round(float(text.hallucination.score), 6),
+        "injection": round(float(text.injection.score), 6),
+        "pii": bool(text.pii.input or text.pii.output),
+        "cost_usd": s.cost.usd,
+        "latency_ms": e.latency_ms,
+    }
+    return scored_key(e.app, e.prompt_version or ""), json.dumps(value).encode()
 
 
 def suite_config(settings: Settings) -> SuiteConfig:

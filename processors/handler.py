@@ -7,10 +7,12 @@ Commit order (the caller acks offsets only after ``handle`` returns):
 2. produce dead letters to ``llm.deadletter`` and wait for the broker's ack;
 3. insert ``dead_letters``, ``llm_embeddings``, then ``llm_events`` rows, each
    with a dedup token (events last: a row there means its batch is complete);
-4. return — the agent acks the batch's offsets, Faust commits them.
+4. produce one summary per stored event to ``llm.scored`` (keyed app|prompt_version)
+   and wait for the broker's acks: the drift windows read vectors of stored rows;
+5. return — the agent acks the batch's offsets, Faust commits them.
 
-A crash anywhere before 4 replays the batch: the topic may get a dead letter
-twice, the tables do not (dedup token, then ReplacingMergeTree). Storage
+A crash anywhere before 5 replays the batch: the topics may get a dead letter or
+a summary twice, the tables do not (dedup token, then ReplacingMergeTree). Storage
 failures are retried here with backoff, forever, which pauses consumption; the
 batch is never acked unstored.
 """
@@ -24,17 +26,21 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from processors.batch import Record, ScoredBatch, Scorer
 from storage.engine import Engine
 from storage.writer import Writer, batch_token
 
-__all__ = ["Backoff", "BatchHandler", "DeadLetterSink"]
+__all__ = ["Backoff", "BatchHandler", "DeadLetterSink", "ScoredSink"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Sends one dead letter (record, field, reason) and returns an awaitable for its delivery.
 DeadLetterSink = Callable[[Record, str, str], Awaitable[Awaitable[object]]]
+# Sends one llm.scored summary (key, value) and returns an awaitable for its delivery.
+ScoredSink = Callable[[bytes, bytes], Awaitable[Awaitable[object]]]
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,13 @@ class BatchHandler:
         engine: Engine,
         dead_letter_sink: DeadLetterSink,
         backoff: Backoff | None = None,
+        scored_sink: ScoredSink | None = None,
     ) -> None:
         self.scorer = scorer
         self.engine = engine
         self.writer = Writer(engine.client, engine.database)
         self.dead_letter_sink = dead_letter_sink
+        self.scored_sink = scored_sink
         self.backoff = backoff or Backoff()
         self.stats = Stats()
         # One thread per device: models are not re-entrant and a GPU gains nothing
@@ -83,6 +91,11 @@ class BatchHandler:
 
     def close(self) -> None:
         self._scoring.shutdown(wait=True)
+
+    async def compute(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the scoring thread: drift tests share the device with the models."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._scoring, lambda: fn(*args, **kwargs))
 
     async def handle(self, records: Sequence[Record]) -> ScoredBatch:
         loop = asyncio.get_running_loop()
@@ -94,6 +107,9 @@ class BatchHandler:
             ]
             await asyncio.gather(*deliveries)
         await self._store(batch)
+        if self.scored_sink is not None and batch.summaries:
+            sends = [await self.scored_sink(key, value) for key, value in batch.summaries]
+            await asyncio.gather(*sends)
         self.stats.batches += 1
         self.stats.stored += len(batch.rows)
         self.stats.dead += len(batch.dead_letters)

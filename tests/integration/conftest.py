@@ -42,6 +42,7 @@ class Stack:
     bootstrap: str
     sql_port: int
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -52,6 +53,7 @@ class Stack:
             "LLMPULSE_SQL_PORT": str(self.sql_port),
             "LLMPULSE_BATCH_MAX": "1000",
             "LLMPULSE_BATCH_WITHIN_S": "0.2",
+            **self.extra_env,
         }
 
     def cli(

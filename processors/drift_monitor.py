@@ -1,0 +1,441 @@
+"""Drift windows per app|prompt_version, fed by ``llm.scored`` and tested in rounds.
+
+State, and how it survives a restart without a state store:
+
+- a **reference** being built (the first N events of a key) is written to
+  ``llm_drift_reference_vectors`` every round and its events are acked then;
+- an **open window** lives only in memory and its events stay unacked until the
+  window's rows are in ``llm_drift``; after a crash, Kafka redelivers them and the
+  window is rebuilt the same way (windows close by count; one closed by time may
+  be cut differently, never twice);
+- events already covered by a stored window or reference (``covered_offsets``) are
+  acked and skipped, because a partition's commit point can lag behind a key
+  whose window is still open.
+
+Repeated tests: windows do not overlap, each is tested once at level alpha, so
+under no drift a key raises a false alarm once per 1/alpha windows on average.
+All windows closed in one round (every ``drift_round_s``) form one family and
+Benjamini-Hochberg keeps the false discovery rate across its segments at alpha.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from detectors.drift import (
+    DriftResult,
+    DriftScore,
+    MMDDriftTest,
+    benjamini_hochberg,
+    refine_permutations,
+)
+from detectors.drift_explain import explain_drift
+from llmpulse.settings import Settings
+from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
+from storage.engine import Engine
+
+__all__ = ["DriftMonitor", "RoundReport", "ScoredMessage"]
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[], Awaitable[Any]]
+# Runs a CPU/GPU-heavy function off the event loop (the scoring thread in the worker).
+Compute = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ScoredMessage:
+    partition: int
+    offset: int
+    value: bytes
+    ack: Ack
+
+
+@dataclass(frozen=True)
+class _Item:
+    event_id: str
+    ts_ms: int
+    partition: int
+    offset: int
+    ack: Ack
+
+
+@dataclass
+class _Window:
+    app: str
+    prompt_version: str
+    partition: int
+    opened: float
+    items: list[_Item] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}|{self.prompt_version}"
+
+
+@dataclass
+class RoundReport:
+    references_grown: int = 0
+    windows_tested: int = 0
+    segments: int = 0
+    drifted: list[str] = field(default_factory=list)  # "app|version/kind"
+    skipped_small: int = 0
+
+
+@dataclass
+class _Segment:
+    window: _Window
+    kind: str
+    reference: Reference
+    ref: np.ndarray
+    ref_texts: list[str]
+    cur: np.ndarray
+    cur_ids: list[str]
+    score: DriftScore | None = None
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        embedding_model: str,
+        compute: Compute,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = DriftStore(engine.client, engine.database)
+        self.model = embedding_model
+        self.compute = compute
+        self.clock = clock
+        self.test = MMDDriftTest(
+            alpha=settings.drift_alpha,
+            permutations=settings.drift_permutations,
+            device=settings.device,
+        )
+        self.lock = asyncio.Lock()
+        self._refs: dict[str, Reference] = {}
+        self._building: dict[str, list[_Item]] = {}
+        self._windows: dict[str, _Window] = {}
+        self._closed: list[_Window] = []
+        self._covered: dict[int, dict[str, int]] = {}
+        self._vectors: OrderedDict[tuple[str, str], tuple[np.ndarray, list[str]]] = OrderedDict()
+        self.rounds = 0
+
+    # intake -----------------------------------------------------------------
+
+    async def add(self, messages: Sequence[ScoredMessage]) -> None:
+        async with self.lock:
+            for message in messages:
+                await self._add(message)
+
+    async def _add(self, message: ScoredMessage) -> None:
+        try:
+            value = json.loads(message.value)
+            app, version = str(value["app"]), str(value["prompt_version"])
+            item = _Item(
+                str(value["event_id"]),
+                int(value["ts"]),
+                message.partition,
+                message.offset,
+                message.ack,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("llm.scored %s/%s unreadable, skipped: %s", message.partition,
+                      message.offset, exc)  # fmt: skip
+            await message.ack()
+            return
+        key = f"{app}|{version}"
+        covered = await self._covered_for(message.partition)
+        if message.offset <= covered.get(key, -1):
+            await message.ack()  # already in a stored window or reference
+            return
+        ref = await self._reference_for(app, version)
+        building = self._building.setdefault(key, []) if not ref.complete else []
+        if not ref.complete and ref.size + len(building) < ref.target:
+            building.append(item)
+            return
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(app, version, item.partition, self.clock())
+        if item.event_id in window.ids:  # a summary replayed into the same window
+            await message.ack()
+            return
+        window.items.append(item)
+        window.ids.add(item.event_id)
+        if len(window.items) >= self.settings.drift_window_size:
+            self._closed.append(self._windows.pop(key))
+
+    async def _covered_for(self, partition: int) -> dict[str, int]:
+        if partition not in self._covered:
+            self._covered[partition] = await self.engine.run(self.store.covered_offsets, partition)
+        return self._covered[partition]
+
+    async def _reference_for(self, app: str, version: str) -> Reference:
+        key = f"{app}|{version}"
+        ref = self._refs.get(key)
+        if ref is not None:
+            return ref
+        ref = await self.engine.run(self.store.reference, app, version)
+        if ref is not None and ref.embedding_model != self.model:
+            log.warning(
+                "drift reference of %s was embedded with %s, the worker uses %s: rebuilding",
+                key, ref.embedding_model, self.model,
+            )  # fmt: skip
+            ref = None
+        if ref is None:
+            ref = await self._new_reference(app, version)
+        self._refs[key] = ref
+        return ref
+
+    async def _new_reference(self, app: str, version: str) -> Reference:
+        s = self.settings
+        baseline = None
+        if s.drift_new_version == "inherit":
+            baseline = await self.engine.run(self.store.baseline, app, self.model)
+        if baseline is not None and baseline.prompt_version != version:
+            ref = Reference(
+                app, version, new_reference_id(app, version), baseline.vectors_id, "inherited",
+                f"from {baseline.key} ({baseline.source})", baseline.target, baseline.size,
+                True, True, self.model,
+            )  # fmt: skip
+            log.info("drift: %s compares against %s's reference", ref.key, baseline.key)
+        else:
+            rid = new_reference_id(app, version)
+            ref = Reference(
+                app, version, rid, rid, "first", f"first {s.drift_reference_size} events",
+                s.drift_reference_size, 0, False, True, self.model,
+            )  # fmt: skip
+            log.info("drift: building the reference of %s from its first %d events", ref.key,
+                     ref.target)  # fmt: skip
+        await self.engine.run(self.store.save_reference, ref)
+        return ref
+
+    # rebalance --------------------------------------------------------------
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget state of partitions this worker lost; their new owner replays them."""
+        self._covered = {p: c for p, c in self._covered.items() if p not in partitions}
+        self._windows = {k: w for k, w in self._windows.items() if w.partition not in partitions}
+        self._closed = [w for w in self._closed if w.partition not in partitions]
+        for key, items in list(self._building.items()):
+            self._building[key] = [i for i in items if i.partition not in partitions]
+
+    def forget_reference(self, app: str, version: str) -> None:
+        """A reference was replaced from outside (CLI): read it again on next use."""
+        self._refs.pop(f"{app}|{version}", None)
+
+    # rounds -----------------------------------------------------------------
+
+    async def run_round(self) -> RoundReport:
+        async with self.lock:
+            report = RoundReport()
+            self.rounds += 1
+            await self._refresh_references()
+            report.references_grown = await self._grow_references()
+            report.skipped_small = await self._close_expired()
+            closed, self._closed = self._closed, []
+            if closed:
+                await self._test(closed, report)
+            return report
+
+    async def _refresh_references(self) -> None:
+        """Pick up references replaced by the CLI or another worker."""
+        active = {r.key: r for r in await self.engine.run(self.store.references)}
+        for key, ref in list(self._refs.items()):
+            now = active.get(key)
+            if now is None:
+                if ref.complete:  # cleared from outside: rebuild on the next event
+                    del self._refs[key]
+            elif now.reference_id != ref.reference_id:
+                self._refs[key] = now
+
+    async def _grow_references(self) -> int:
+        grown = 0
+        for key, items in list(self._building.items()):
+            if not items:
+                continue
+            ref = self._refs[key]
+            take = items[: max(0, ref.target - ref.size)]
+            rest = items[len(take) :]
+            added = await self._store_reference_rows(ref, take)
+            ref = ref.grown(added)
+            await self.engine.run(self.store.save_reference, ref)
+            self._refs[key] = ref
+            self._building[key] = []
+            for item in take:
+                await item.ack()
+            covered = await self._covered_for(take[-1].partition) if take else {}
+            if take:
+                covered[key] = max(covered.get(key, -1), take[-1].offset)
+            grown += added
+            if ref.complete:
+                log.info("drift: reference of %s complete (%d events)", key, ref.size)
+            for item in rest:  # past the target: these open the first window
+                window = self._windows.setdefault(
+                    key, _Window(ref.app, ref.prompt_version, item.partition, self.clock())
+                )
+                window.items.append(item)
+                window.ids.add(item.event_id)
+        return grown
+
+    async def _store_reference_rows(self, ref: Reference, items: list[_Item]) -> int:
+        if not items:
+            return 0
+        ids = [i.event_id for i in items]
+        vectors = await self.engine.run(self.store.event_vectors, ref.app, ref.prompt_version, ids)
+        texts = await self.engine.run(self.store.event_texts, ref.app, ids)
+        rows = []
+        used = 0
+        for item in items:
+            found = [(kind, vectors.get((item.event_id, kind))) for kind in KINDS]
+            if any(v is None for _, v in found):
+                log.warning("drift: no stored embeddings for %s, left out of the reference",
+                            item.event_id)  # fmt: skip
+                continue
+            used += 1
+            text = texts.get(item.event_id, ("", ""))
+            for (kind, hit), body in zip(found, text, strict=True):
+                ts, vector = hit  # type: ignore[misc]
+                rows.append(
+                    [ref.reference_id, kind, item.event_id, ts, body, vector, item.partition,
+                     item.offset]
+                )  # fmt: skip
+        stamp = token("reference", ref.reference_id, items[0].offset, items[-1].offset)
+        await self.engine.run(self.store.add_vectors, rows, stamp)
+        return used
+
+    async def _close_expired(self) -> int:
+        now = self.clock()
+        skipped = 0
+        for key, window in list(self._windows.items()):
+            if now - window.opened < self.settings.drift_window_s:
+                continue
+            del self._windows[key]
+            if len(window.items) >= self.settings.drift_min_window:
+                self._closed.append(window)
+                continue
+            skipped += 1
+            log.info("drift: window of %s closed with %d events (< %d), not tested", key,
+                     len(window.items), self.settings.drift_min_window)  # fmt: skip
+            for item in window.items:
+                await item.ack()
+        return skipped
+
+    async def _test(self, closed: list[_Window], report: RoundReport) -> None:
+        segments = []
+        for window in closed:
+            segments.extend(await self._segments(window))
+        for segment in segments:
+            segment.score = await self.compute(self.test.score, segment.ref, segment.cur)
+        q = self.settings.drift_alpha
+        needed = refine_permutations(len(segments), q)
+        if needed > self.test.permutations:
+            for segment in segments:  # only p-values at the floor can need a finer grid
+                if segment.score and segment.score.p_value <= 2 / (self.test.permutations + 1):
+                    segment.score = await self.compute(
+                        self.test.score, segment.ref, segment.cur, permutations=needed
+                    )
+        _, cut = benjamini_hochberg([s.score.p_value for s in segments if s.score], q)
+        results: dict[int, DriftResult] = {}
+        for segment in segments:
+            assert segment.score is not None
+            result = DriftResult.decide(segment.score, cut)
+            if result.drifted:
+                result = result.with_explanation(await self._explain(segment))
+                report.drifted.append(f"{segment.window.key}/{segment.kind}")
+                log.warning(
+                    "drift: %s %s p=%.4g <= %.4g (distance %.4f, %d vs %d events)",
+                    segment.window.key, segment.kind, result.p_value, result.threshold,
+                    result.distance, result.n_cur, result.n_ref,
+                )  # fmt: skip
+            results[id(segment)] = result
+        by_window: dict[int, list[list[Any]]] = {}
+        for segment in segments:
+            by_window.setdefault(id(segment.window), []).append(
+                self._row(segment, results[id(segment)], len(segments))
+            )
+        for window in closed:
+            rows = by_window.get(id(window), [])
+            first, last = window.items[0].offset, window.items[-1].offset
+            stamp = token("drift", window.key, window.partition, first, last)
+            await self.engine.run(self.store.write_results, rows, stamp)
+            for item in window.items:
+                await item.ack()
+            covered = await self._covered_for(window.partition)
+            covered[window.key] = max(covered.get(window.key, -1), last)
+            report.windows_tested += 1
+        report.segments += len(segments)
+
+    async def _segments(self, window: _Window) -> list[_Segment]:
+        ref = self._refs.get(window.key)
+        if ref is None or not ref.complete:
+            return []
+        ids = [i.event_id for i in window.items]
+        vectors = await self.engine.run(
+            self.store.event_vectors, window.app, window.prompt_version, ids
+        )
+        out = []
+        for kind in KINDS:
+            ref_vectors, ref_texts = await self._reference_vectors(ref.vectors_id, kind)
+            cur_ids = [i for i in ids if (i, kind) in vectors]
+            if len(ref_vectors) < 2 or len(cur_ids) < 2:
+                log.warning("drift: %s %s has %d reference and %d window vectors, not tested",
+                            window.key, kind, len(ref_vectors), len(cur_ids))  # fmt: skip
+                continue
+            cur = np.asarray([vectors[(i, kind)][1] for i in cur_ids], dtype=np.float32)
+            out.append(_Segment(window, kind, ref, ref_vectors, ref_texts, cur, cur_ids))
+        return out
+
+    async def _reference_vectors(self, vectors_id: str, kind: str) -> tuple[np.ndarray, list[str]]:
+        cache_key = (vectors_id, kind)
+        if cache_key in self._vectors:
+            self._vectors.move_to_end(cache_key)
+            return self._vectors[cache_key]
+        found = await self.engine.run(self.store.vectors, vectors_id, kind)
+        self._vectors[cache_key] = found
+        while len(self._vectors) > 64:
+            self._vectors.popitem(last=False)
+        return found
+
+    async def _explain(self, segment: _Segment) -> dict[str, Any] | None:
+        try:
+            texts = await self.engine.run(
+                self.store.event_texts, segment.window.app, segment.cur_ids
+            )
+            index = KINDS.index(segment.kind)
+            cur_texts = [texts.get(i, ("", ""))[index] for i in segment.cur_ids]
+            return await self.compute(
+                explain_drift, segment.ref, segment.cur, segment.ref_texts, cur_texts,
+                clusters=self.settings.drift_clusters,
+            )  # fmt: skip
+        except Exception:  # an explanation must never cost the test result
+            log.exception("drift: explaining %s %s failed", segment.window.key, segment.kind)
+            return None
+
+    def _row(self, segment: _Segment, result: DriftResult, family: int) -> list[Any]:
+        window = segment.window
+        stamps = [i.ts_ms for i in window.items]
+        return [
+            window.key, window.app, window.prompt_version, segment.kind,
+            datetime.fromtimestamp(min(stamps) / 1000, UTC),
+            datetime.fromtimestamp(max(stamps) / 1000, UTC),
+            result.n_ref, result.n_cur, result.statistic, result.p_value, result.threshold,
+            int(result.drifted), result.distance,
+            json.dumps(result.explanation, ensure_ascii=False) if result.explanation else "",
+            result.method, result.version, self.settings.drift_alpha, family,
+            result.permutations, result.bandwidth, segment.reference.reference_id, self.model,
+            window.partition, window.items[0].offset, window.items[-1].offset,
+        ]  # fmt: skip

@@ -1,0 +1,248 @@
+"""Drift references and results in ClickHouse: what the window monitor reads and writes.
+
+References live in their own tables (``llm_drift_references`` for which one is
+active per app|prompt_version, ``llm_drift_reference_vectors`` for the vectors
+and texts), so a restart keeps them and retention on ``llm_embeddings`` never
+removes one. Methods are synchronous; the worker calls them on the engine thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from clickhouse_connect.driver.client import Client
+
+__all__ = [
+    "DRIFT_COLUMNS",
+    "KINDS",
+    "REFERENCE_COLUMNS",
+    "VECTOR_COLUMNS",
+    "DriftStore",
+    "Reference",
+    "new_reference_id",
+    "token",
+]
+
+KINDS = ("input", "output")
+DRIFT_COLUMNS = (
+    "key", "app", "prompt_version", "kind", "window_start", "window_end", "n_ref", "n_cur",
+    "statistic", "p_value", "threshold", "drifted", "distance", "explanation", "method",
+    "version", "alpha", "family_size", "permutations", "bandwidth", "reference_id",
+    "embedding_model", "kafka_partition", "first_offset", "last_offset",
+)  # fmt: skip
+REFERENCE_COLUMNS = (
+    "app", "prompt_version", "reference_id", "vectors_id", "source", "detail", "target",
+    "size", "complete", "active", "embedding_model", "updated_at",
+)  # fmt: skip
+VECTOR_COLUMNS = (
+    "reference_id", "kind", "event_id", "ts", "text", "vector", "kafka_partition",
+    "kafka_offset",
+)  # fmt: skip
+
+
+def new_reference_id(app: str, prompt_version: str) -> str:
+    return f"{app}|{prompt_version}|{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference of one app|prompt_version (both kinds share it)."""
+
+    app: str
+    prompt_version: str
+    reference_id: str
+    vectors_id: str
+    source: str  # first | file | range | inherited
+    detail: str
+    target: int
+    size: int
+    complete: bool
+    active: bool
+    embedding_model: str
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}|{self.prompt_version}"
+
+    def row(self) -> list[Any]:
+        # Microsecond stamps order the versions of one key; a row written twice in a
+        # microsecond would tie, so each save takes a fresh stamp.
+        stamp = datetime.fromtimestamp(time.time())
+        return [
+            self.app, self.prompt_version, self.reference_id, self.vectors_id, self.source,
+            self.detail, self.target, self.size, int(self.complete), int(self.active),
+            self.embedding_model, stamp,
+        ]  # fmt: skip
+
+    def grown(self, added: int) -> Reference:
+        size = self.size + added
+        return replace(self, size=size, complete=size >= self.target)
+
+
+class DriftStore:
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        self.db = database
+
+    # references -------------------------------------------------------------
+
+    def references(self, app: str | None = None) -> list[Reference]:
+        """Active references, one per app|prompt_version."""
+        where = "WHERE active = 1" + (" AND app = {app:String}" if app else "")
+        result = self.client.query(
+            f"SELECT {', '.join(REFERENCE_COLUMNS)} FROM {self.db}.llm_drift_references "
+            f"FINAL {where} ORDER BY app, prompt_version",
+            parameters={"app": app} if app else None,
+        )
+        return [_reference(r) for r in result.result_rows]
+
+    def reference(self, app: str, prompt_version: str) -> Reference | None:
+        result = self.client.query(
+            f"SELECT {', '.join(REFERENCE_COLUMNS)} FROM {self.db}.llm_drift_references FINAL "
+            "WHERE app = {app:String} AND prompt_version = {pv:String} AND active = 1",
+            parameters={"app": app, "pv": prompt_version},
+        )
+        rows = result.result_rows
+        return _reference(rows[0]) if rows else None
+
+    def baseline(self, app: str, model: str) -> Reference | None:
+        """The app's most recently set complete reference: what a new version inherits."""
+        found = [r for r in self.references(app) if r.complete and r.embedding_model == model]
+        return max(found, key=lambda r: r.updated_at or datetime.min) if found else None
+
+    def save_reference(self, ref: Reference) -> None:
+        self.client.insert(
+            f"{self.db}.llm_drift_references", [ref.row()], column_names=list(REFERENCE_COLUMNS)
+        )
+
+    def add_vectors(self, rows: Sequence[Sequence[Any]], token: str) -> None:
+        if rows:
+            self.client.insert(
+                f"{self.db}.llm_drift_reference_vectors",
+                list(rows),
+                column_names=list(VECTOR_COLUMNS),
+                settings={"insert_deduplication_token": token},
+            )
+
+    def vectors(self, vectors_id: str, kind: str) -> tuple[np.ndarray, list[str]]:
+        result = self.client.query(
+            f"SELECT vector, text FROM {self.db}.llm_drift_reference_vectors FINAL "
+            "WHERE reference_id = {rid:String} AND kind = {kind:String} ORDER BY event_id",
+            parameters={"rid": vectors_id, "kind": kind},
+        )
+        rows = result.result_rows
+        return _matrix([r[0] for r in rows]), [r[1] for r in rows]
+
+    def reference_size(self, reference_id: str) -> int:
+        result = self.client.query(
+            f"SELECT uniqExact(event_id) FROM {self.db}.llm_drift_reference_vectors "
+            "WHERE reference_id = {rid:String}",
+            parameters={"rid": reference_id},
+        )
+        return int(result.result_rows[0][0])
+
+    # windows ----------------------------------------------------------------
+
+    def event_vectors(
+        self, app: str, prompt_version: str, event_ids: Sequence[str]
+    ) -> dict[tuple[str, str], tuple[datetime, list[float]]]:
+        """(event_id, kind) -> (ts, vector) from llm_embeddings for the given events."""
+        if not event_ids:
+            return {}
+        result = self.client.query(
+            f"SELECT event_id, kind, ts, vector FROM {self.db}.llm_embeddings "
+            "WHERE app = {app:String} AND prompt_version = {pv:String} "
+            "AND event_id IN {ids:Array(String)} LIMIT 1 BY event_id, kind",
+            parameters={"app": app, "pv": prompt_version, "ids": list(event_ids)},
+        )
+        return {(r[0], r[1]): (r[2], r[3]) for r in result.result_rows}
+
+    def event_texts(self, app: str, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """event_id -> (input, output) as stored (already redacted)."""
+        if not event_ids:
+            return {}
+        result = self.client.query(
+            f"SELECT event_id, input, output FROM {self.db}.llm_events "
+            "WHERE app = {app:String} AND event_id IN {ids:Array(String)} LIMIT 1 BY event_id",
+            parameters={"app": app, "ids": list(event_ids)},
+        )
+        return {r[0]: (r[1], r[2]) for r in result.result_rows}
+
+    def range_events(
+        self, app: str, prompt_version: str, start: datetime, end: datetime, limit: int
+    ) -> list[tuple[str, datetime, str, str, list[float], list[float]]]:
+        """Up to ``limit`` stored events in [start, end), a hash-sample when there are more."""
+        result = self.client.query(
+            "SELECT e.event_id, e.ts, e.input, e.output, i.vector, o.vector "
+            f"FROM (SELECT event_id, ts, input, output FROM {self.db}.llm_events FINAL "
+            "      WHERE app = {app:String} AND prompt_version = {pv:String} "
+            "      AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}) AS e "
+            f"INNER JOIN (SELECT event_id, vector FROM {self.db}.llm_embeddings "
+            "      WHERE app = {app:String} AND prompt_version = {pv:String} "
+            "      AND kind = 'input' LIMIT 1 BY event_id) AS i ON i.event_id = e.event_id "
+            f"INNER JOIN (SELECT event_id, vector FROM {self.db}.llm_embeddings "
+            "      WHERE app = {app:String} AND prompt_version = {pv:String} "
+            "      AND kind = 'output' LIMIT 1 BY event_id) AS o ON o.event_id = e.event_id "
+            "ORDER BY cityHash64(e.event_id) LIMIT {limit:UInt32}",
+            parameters={
+                "app": app, "pv": prompt_version, "start": start, "end": end, "limit": limit,
+            },
+        )  # fmt: skip
+        return [tuple(r) for r in result.result_rows]  # type: ignore[misc]
+
+    def covered_offsets(self, partition: int) -> dict[str, int]:
+        """key -> the last llm.scored offset of ``partition`` already tested or in a reference."""
+        result = self.client.query(
+            f"SELECT key, max(last_offset) FROM {self.db}.llm_drift "
+            "WHERE kafka_partition = {p:Int32} GROUP BY key "
+            "UNION ALL "
+            "SELECT concat(r.app, '|', r.prompt_version), max(v.kafka_offset) "
+            f"FROM {self.db}.llm_drift_reference_vectors AS v "
+            f"INNER JOIN (SELECT app, prompt_version, reference_id "
+            f"            FROM {self.db}.llm_drift_references FINAL) AS r "
+            "ON r.reference_id = v.reference_id "
+            "WHERE v.kafka_partition = {p:Int32} GROUP BY r.app, r.prompt_version",
+            parameters={"p": partition},
+        )
+        covered: dict[str, int] = {}
+        for key, offset in result.result_rows:
+            covered[key] = max(covered.get(key, -1), int(offset))
+        return covered
+
+    def write_results(self, rows: Sequence[Sequence[Any]], token: str) -> None:
+        if rows:
+            self.client.insert(
+                f"{self.db}.llm_drift",
+                list(rows),
+                column_names=list(DRIFT_COLUMNS),
+                settings={"insert_deduplication_token": token},
+            )
+
+
+def token(kind: str, *parts: object) -> str:
+    digest = hashlib.sha256(kind.encode())
+    for part in parts:
+        digest.update(f"|{part}".encode())
+    return f"{kind}-{digest.hexdigest()[:32]}"
+
+
+def _matrix(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    if not vectors:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def _reference(row: Sequence[Any]) -> Reference:
+    (app, pv, rid, vid, source, detail, target, size, complete, active, model, updated) = row
+    return Reference(
+        app, pv, rid, vid, source, detail, int(target), int(size), bool(complete), bool(active),
+        model, updated,
+    )  # fmt: skip
