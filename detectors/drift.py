@@ -43,7 +43,9 @@ METHOD_VERSION = 1
 # are subsampled (seeded) and the result says how many rows were used.
 MAX_ROWS = 10_000
 _CPU_CHUNK_BYTES = 256 << 20
-MEDIAN_PAIRS = 200_000
+MEDIAN_ROWS = 2_000
+TIE_TOLERANCE = 1e-7
+MEDIAN_PAIRS = MEDIAN_ROWS * (MEDIAN_ROWS - 1) // 2
 
 
 @dataclass(frozen=True)
@@ -185,25 +187,34 @@ class MMDDriftTest:
         rng = np.random.default_rng(self.seed)
         ref, cur = self._cap(ref, cur, rng)
         n, m = len(ref), len(cur)
-        perms = permutations or self.permutations
+        perms = self.permutations if permutations is None else permutations
+        if perms < 1:
+            raise DetectorError(f"permutations must be >= 1, got {perms}")
         gen = torch.Generator(device=self.device).manual_seed(self.seed)
         with torch.inference_mode():
             z = torch.from_numpy(np.concatenate([ref, cur])).to(self.device)
             kernel, sigma = _gaussian_kernel(z)
+            # Centring leaves the unbiased MMD^2 unchanged (every mean shifts by the same
+            # constant) and keeps the float32 sums in splits @ K small, so splits that
+            # tie exactly also tie numerically (to ~1e-8).
+            shift = float(kernel.mean())
+            kernel.sub_(shift)
+            diagonal = 1.0 - shift
             row_sums = kernel.sum(dim=1, dtype=torch.float64)
             total = float(row_sums.sum())
             observed = torch.zeros(1, n + m, device=self.device)
             observed[0, :n] = 1.0
-            stat = float(_mmd_of_splits(observed, kernel, row_sums, total, n, m)[0])
+            stat = float(_mmd_of_splits(observed, kernel, diagonal, row_sums, total, n, m)[0])
             exceed = 0
             chunk = self._chunk(n + m)
             done = 0
             while done < perms:
                 size = min(chunk, perms - done)
                 splits = self._random_splits(size, n, m, rng, gen)
-                stats = _mmd_of_splits(splits, kernel, row_sums, total, n, m)
-                # A relative tolerance keeps float noise from splitting exact ties.
-                exceed += int((stats >= stat - 1e-6 * abs(stat) - 1e-9).sum())
+                stats = _mmd_of_splits(splits, kernel, diagonal, row_sums, total, n, m)
+                # float32 sums in splits @ K differ by ~1e-9 between splits that tie
+                # exactly; the tolerance counts those as ties (>=), never as lower.
+                exceed += int((stats >= stat - TIE_TOLERANCE - 1e-6 * abs(stat)).sum())
                 done += size
         return DriftScore(
             statistic=stat,
@@ -261,32 +272,41 @@ def _gaussian_kernel(z: Any) -> tuple[Any, float]:
     import torch
 
     sq = (z * z).sum(dim=1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min_(0.0)
+    scale = sq[:, None] + sq[None, :]
+    d2 = (scale - 2.0 * (z @ z.T)).clamp_min_(0.0)
+    # |a|^2 + |b|^2 - 2ab leaves a float32 residue (~1e-7) for identical rows; snap it to
+    # 0 so duplicates (common in LLM traffic) get K = 1 exactly and tie exactly.
+    d2.masked_fill_(d2 <= 1e-6 * scale, 0.0)
     d2.fill_diagonal_(0.0)
     n = d2.shape[0]
-    gen = torch.Generator(device=z.device).manual_seed(0)
     if n * (n - 1) // 2 > MEDIAN_PAIRS:
-        # The median of 200k random pairs is within ~0.3% of the full one, at a tenth the cost.
+        # Random pairs: the bandwidth then depends a little on the pooled order, which
+        # makes the test approximate above MEDIAN_ROWS rows (the median of 2M pairs
+        # moves by well under 0.1%).
+        gen = torch.Generator(device=z.device).manual_seed(0)
         i = torch.randint(n, (MEDIAN_PAIRS,), device=z.device, generator=gen)
         j = torch.randint(n - 1, (MEDIAN_PAIRS,), device=z.device, generator=gen)
         j = j + (j >= i).to(j.dtype)  # any j != i, uniformly
         pairs = d2[i, j]
-    else:
+    else:  # every pair: the bandwidth is a symmetric function of the pool, the test exact
         iu = torch.triu_indices(n, n, offset=1, device=z.device)
         pairs = d2[iu[0], iu[1]]
-    median_d2 = float(pairs.median())
-    if median_d2 <= 0.0:  # identical points: any bandwidth gives K = 1 everywhere
-        median_d2 = 1.0
+    # Duplicates are distance 0; when they are most pairs, the plain median would be 0
+    # and the kernel blind to everything else, so the median is over distinct pairs.
+    pairs = pairs[pairs > 0]
+    median_d2 = float(pairs.median()) if pairs.numel() else 1.0
     sigma = math.sqrt(median_d2)
     kernel = torch.exp_(d2.mul_(-1.0 / (2.0 * median_d2)))
     return kernel, sigma
 
 
-def _mmd_of_splits(splits: Any, kernel: Any, row_sums: Any, total: float, n: int, m: int) -> Any:
+def _mmd_of_splits(
+    splits: Any, kernel: Any, diagonal: float, row_sums: Any, total: float, n: int, m: int
+) -> Any:
     """Unbiased MMD^2 for each row of ``splits`` (1 = reference side), in float64.
 
     With x the indicator of the reference side: Sxx = x K x, Sxy = x K 1 - Sxx and
-    Syy = 1 K 1 - Sxx - 2 Sxy; the Gaussian kernel's diagonal is exactly 1.
+    Syy = 1 K 1 - Sxx - 2 Sxy; every diagonal entry of K equals ``diagonal``.
     """
     import torch
 
@@ -295,7 +315,9 @@ def _mmd_of_splits(splits: Any, kernel: Any, row_sums: Any, total: float, n: int
     sx1 = splits.to(torch.float64) @ row_sums
     sxy = sx1 - sxx
     syy = total - sxx - 2.0 * sxy
-    return (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2.0 * sxy / (n * m)
+    xx = (sxx - n * diagonal) / (n * (n - 1))
+    yy = (syy - m * diagonal) / (m * (m - 1))
+    return xx + yy - 2.0 * sxy / (n * m)
 
 
 def benjamini_hochberg(p_values: Sequence[float], q: float) -> tuple[list[bool], float]:

@@ -90,11 +90,11 @@ def _nearest(x: np.ndarray, rows: np.ndarray, texts: Sequence[str], limit: int) 
     order = rows[np.argsort(-(x[rows] @ centre))]
     seen: list[str] = []
     for i in order:
-        text = texts[i].strip()
-        if text and text not in seen:
-            seen.append(text[:300])
-        if len(seen) == limit:
+        if len(seen) >= limit:
             break
+        text = texts[i].strip()[:300]
+        if text and text not in seen:
+            seen.append(text)
     return seen
 
 
@@ -130,7 +130,8 @@ def explain_drift(
         found.append((share_cur - share_ref, int(j), share_ref, share_cur, members))
     found.sort(key=lambda f: (-abs(f[0]), f[1]))
     out = []
-    for change, j, share_ref, share_cur, members in found[:report]:
+    moved = [f for f in found if f[0] != 0.0]
+    for change, j, share_ref, share_cur, members in moved[:report]:
         entry: dict[str, Any] = {
             "cluster": j,
             "direction": "grew" if change > 0 else "shrank",
@@ -147,4 +148,4 @@ def explain_drift(
             outside = [texts[i] for i in np.flatnonzero(~members)]
             entry["terms"] = top_terms(inside, outside, terms)
         out.append(entry)
-    return {"method": "spherical-kmeans", "clusters": int(labels.max()) + 1, "top": out}
+    return {"method": "spherical-kmeans", "clusters": len(found), "top": out}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -99,3 +100,80 @@ def test_score_adds_the_contract_scores_to_each_valid_line(tmp_path: Path) -> No
     assert b["scores"]["hallucination"] is None  # no context: NULL, not 0
     assert b["scores"]["pii"] == ["email"] and a["scores"]["pii"] == []
     assert a["scores"]["cost_usd"] > 0 and set(a["scores"]["toxicity"]) == {"toxicity"}
+
+
+# `llmpulse drift`: varied sentences about one topic each, so the embeddings differ by topic.
+COOKING = (["How do I", "What is the best way to", "Can you explain how to", "Is it okay to"],
+           ["bake sourdough bread", "roast a whole chicken", "make a creamy risotto",
+            "cook pasta al dente", "grill salmon fillets", "whisk a stable meringue",
+            "caramelise onions", "braise beef short ribs"],
+           ["for dinner tonight?", "without a stand mixer?", "in a cast iron pan?",
+            "for a family of four?"])  # fmt: skip
+BILLING = (["Why was I", "How can I", "When will I", "Who do I contact to"],
+           ["be charged twice on my invoice", "get a refund for my subscription",
+            "update the credit card on file", "cancel my annual billing plan",
+            "dispute a payment on my account", "download last month's receipt"],
+           ["this month?", "before the renewal date?", "for the premium plan?",
+            "through the billing portal?"])  # fmt: skip
+DRIFT_KEYS = {"statistic", "p_value", "threshold", "drifted", "distance", "method", "n_ref",
+              "n_cur", "explanation", "kind"}  # fmt: skip
+
+
+def write_topic(path: Path, topic: tuple, n: int, seed: int, email: bool = False) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            text = " ".join(rng.choice(part) for part in topic)
+            if email:
+                text += f" Reply to user{rng.randrange(1000)}@example.com."
+            event = {"event_id": f"{seed}-{i}", "ts": "2026-11-22T10:00:00Z", "app": "bot",
+                     "model": "gpt-4o-mini", "input": text, "output": "Here is how."}  # fmt: skip
+            f.write(json.dumps(event) + "\n")
+    return path
+
+
+def run_drift(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LLMPULSE_HOME": str(tmp_path / "home")}
+    return subprocess.run([sys.executable, "-m", "llmpulse.cli", "drift", *args], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_drift_finds_a_new_topic_and_explains_it_with_redacted_examples(tmp_path: Path) -> None:
+    ref = write_topic(tmp_path / "ref.jsonl", COOKING, 120, seed=1)
+    cur = write_topic(tmp_path / "cur.jsonl", BILLING, 80, seed=2, email=True)
+    with open(cur, "a") as f:
+        f.write('{"input": 42}\n\nnot json\n')
+    run = run_drift(tmp_path, str(ref), str(cur))
+    assert run.returncode == 0, run.stderr
+    assert f"skipped 2 lines of {cur} without a string 'input' (first: line 81)" in run.stderr
+    result = json.loads(run.stdout)
+    assert set(result) >= DRIFT_KEYS and result["kind"] == "input"
+    assert result["drifted"] is True and result["p_value"] <= result["threshold"] == 0.01
+    assert (result["n_ref"], result["n_cur"]) == (120, 80)
+    assert result["method"] == "mmd-gaussian-perm" and result["statistic"] > 0
+    top = result["explanation"]["top"]
+    grew = [c for c in top if c["direction"] == "grew"]
+    assert grew and all(c["examples"] for c in top)
+    assert all("[EMAIL]" in text for text in grew[0]["examples"])
+    assert "@example.com" not in run.stdout  # examples are redacted like stored text
+
+
+def test_drift_between_two_samples_of_one_topic_finds_none(tmp_path: Path) -> None:
+    ref = write_topic(tmp_path / "ref.jsonl", COOKING, 120, seed=1)
+    cur = write_topic(tmp_path / "cur.jsonl", COOKING, 80, seed=3)
+    run = run_drift(tmp_path, str(ref), str(cur), "--permutations", "500", "--alpha", "0.05")
+    assert run.returncode == 0, run.stderr  # no drift is not an error either
+    result = json.loads(run.stdout)
+    assert result["drifted"] is False and result["explanation"] is None
+    assert result["p_value"] > result["threshold"] == 0.05 and result["permutations"] == 500
+    assert (result["n_ref"], result["n_cur"]) == (120, 80)
+
+
+def test_drift_on_a_file_with_fewer_than_two_usable_lines_names_it(tmp_path: Path) -> None:
+    ref = write_topic(tmp_path / "ref.jsonl", COOKING, 20, seed=1)
+    few = tmp_path / "few.jsonl"
+    few.write_text('{"input": "only one"}\n{"output": "no input"}\n')
+    run = run_drift(tmp_path, str(ref), str(few), "--kind", "input")
+    assert run.returncode != 0 and run.stdout == ""
+    assert f"{few}: 1 usable line(s) with a string 'input'" in run.stderr
+    assert "loading embedding model" not in run.stderr  # files are checked first
