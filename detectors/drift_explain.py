@@ -110,7 +110,7 @@ def explain_drift(
     terms: int = 5,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Clusters of reference+window whose share changed most, largest change first.
+    """Clusters of reference+window whose share changed most: those that grew first.
 
     Examples for a cluster that grew come from the window, for one that shrank
     from the reference: those are the texts that exist on the side with more mass.
@@ -128,10 +128,12 @@ def explain_drift(
         share_ref = float(members[:n_ref].sum()) / n_ref
         share_cur = float(members[n_ref:].sum()) / n_cur
         found.append((share_cur - share_ref, int(j), share_ref, share_cur, members))
-    found.sort(key=lambda f: (-abs(f[0]), f[1]))
+    # What is new comes first: a new topic usually splits over a few clusters, each
+    # growing less than the old ones shrink, and "what appeared" is the question asked.
+    grew = sorted((f for f in found if f[0] > 0), key=lambda f: (-f[0], f[1]))
+    shrank = sorted((f for f in found if f[0] < 0), key=lambda f: (f[0], f[1]))
     out = []
-    moved = [f for f in found if f[0] != 0.0]
-    for change, j, share_ref, share_cur, members in moved[:report]:
+    for change, j, share_ref, share_cur, members in (grew + shrank)[:report]:
         entry: dict[str, Any] = {
             "cluster": j,
             "direction": "grew" if change > 0 else "shrank",

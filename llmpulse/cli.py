@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from llmpulse.cli_reference import reference
 from llmpulse.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
@@ -411,6 +412,8 @@ def costs_recompute(since: object) -> None:
     out.print(f"price table {table.version}: {summary.rows} events since {day} rewritten, "
               f"{summary.changed} costs changed, {summary.unknown} without a price")  # fmt: skip
 
+
+main.add_command(reference)
 
 if __name__ == "__main__":
     main()

@@ -22,14 +22,16 @@ from llmpulse.settings import Settings
 from processors.batch import Record, Scorer
 from processors.drift_monitor import DriftMonitor, ScoredMessage
 from processors.handler import BatchHandler
+from processors.references import ReferenceError, ReferenceRequest, apply_request
 from storage.engine import Engine
 from storage.readonly import READ_ONLY_SETTINGS, ReadOnlyViolation, check_read_only
 
-__all__ = ["APP_ID", "SQL_PATH", "create_app"]
+__all__ = ["APP_ID", "REFERENCE_PATH", "SQL_PATH", "create_app"]
 
 log = logging.getLogger(__name__)
 APP_ID = "llmpulse"
 SQL_PATH = "/sql/"
+REFERENCE_PATH = "/drift/reference/"
 SQL_MAX_ROWS = 100_000
 
 
@@ -130,6 +132,7 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                         e.message.offset,
                         e.message.value,
                         functools.partial(stream.ack, e),
+                        e.message.timestamp or 0.0,
                     )
                     for e in batch
                 ]
@@ -139,15 +142,57 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
     async def drift_rounds() -> None:
         # A loop, not a timer: a round waits for the scoring thread and may outlast
         # the interval, and the next round should then simply start later.
+        failures = 0
         while not app.should_stop:
-            await asyncio.sleep(settings.drift_round_s)
-            await monitor.run_round()
+            await asyncio.sleep(min(settings.drift_round_s * 2**failures, 60.0))
+            try:
+                await monitor.run_round()
+                failures = 0
+            except Exception:  # storage down, say: keep the windows, try again later
+                failures = min(failures + 1, 6)
+                log.exception("drift round failed; its windows are retried")
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         monitor.drop_partitions(
             {tp.partition for tp in revoked if tp.topic == scored.get_topic_name()}
         )
+
+    @app.page(REFERENCE_PATH)
+    class ReferenceView(View):
+        """Replace a drift reference while this worker holds the engine (``llmpulse reference``)."""
+
+        async def post(self, request: Request) -> Response:
+            expected = f"Bearer {settings.sql_token}"
+            if settings.sql_token and request.headers.get("Authorization") != expected:
+                return self.error(401, "missing or wrong bearer token")
+            try:
+                req = ReferenceRequest.from_json(await request.json())
+            except ReferenceError as exc:
+                return self.error(400, str(exc))
+            except (TypeError, ValueError):
+                return self.error(400, "expected a JSON reference request")
+            vectors = None
+            try:
+                req = req.loaded()
+                req.check()
+            except (ReferenceError, OSError) as exc:
+                return self.error(400, str(exc))
+            if req.action == "file":
+                encode = scorer.suite.embeddings.encode
+                vectors = (
+                    await handler.compute(encode, req.inputs),
+                    await handler.compute(encode, req.outputs),
+                )
+            try:
+                done = await engine.run(
+                    apply_request, monitor.store, req, model=scorer.suite.embedding_model,
+                    vectors=vectors, redact=scorer.suite.redactor.redact,
+                )  # fmt: skip
+            except ReferenceError as exc:
+                return self.error(400, str(exc))
+            await monitor.forget_reference(req.app, req.prompt_version)
+            return self.json(done)
 
     @app.page(SQL_PATH)
     class SQLView(View):

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.base import DetectorError
 from detectors.drift import (
     DriftResult,
     DriftScore,
@@ -59,6 +60,7 @@ class ScoredMessage:
     offset: int
     value: bytes
     ack: Ack
+    timestamp: float = 0.0  # when the summary was produced (Kafka timestamp, seconds)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,13 @@ class _Window:
     @property
     def key(self) -> str:
         return f"{self.app}|{self.prompt_version}"
+
+    def add(self, item: _Item) -> bool:
+        if item.event_id in self.ids:  # a summary produced twice (replay upstream)
+            return False
+        self.items.append(item)
+        self.ids.add(item.event_id)
+        return True
 
 
 @dataclass
@@ -126,11 +135,12 @@ class DriftMonitor:
             device=settings.device,
         )
         self.lock = asyncio.Lock()
+        self._keys: dict[str, tuple[str, str, int]] = {}  # key -> (app, version, partition)
         self._refs: dict[str, Reference] = {}
-        self._building: dict[str, list[_Item]] = {}
+        self._building: dict[str, _Window] = {}  # events waiting to join a reference
         self._windows: dict[str, _Window] = {}
         self._closed: list[_Window] = []
-        self._covered: dict[int, dict[str, int]] = {}
+        self._covered: dict[int, dict[str, tuple[int, float]]] = {}
         self._vectors: OrderedDict[tuple[str, str], tuple[np.ndarray, list[str]]] = OrderedDict()
         self.rounds = 0
 
@@ -158,36 +168,56 @@ class DriftMonitor:
             await message.ack()
             return
         key = f"{app}|{version}"
-        covered = await self._covered_for(message.partition)
-        if message.offset <= covered.get(key, -1):
+        self._keys[key] = (app, version, message.partition)
+        if await self._is_covered(key, message):
             await message.ack()  # already in a stored window or reference
             return
-        ref = await self._reference_for(app, version)
-        building = self._building.setdefault(key, []) if not ref.complete else []
-        if not ref.complete and ref.size + len(building) < ref.target:
-            building.append(item)
-            return
+        ref = await self._reference_for(key)
+        if not ref.complete:
+            building = self._building_of(key, item.partition)
+            if ref.size + len(building.items) < ref.target:
+                if not building.add(item):
+                    await message.ack()
+                return
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window(app, version, item.partition, self.clock())
-        if item.event_id in window.ids:  # a summary replayed into the same window
+        if not window.add(item):
             await message.ack()
             return
-        window.items.append(item)
-        window.ids.add(item.event_id)
         if len(window.items) >= self.settings.drift_window_size:
             self._closed.append(self._windows.pop(key))
 
-    async def _covered_for(self, partition: int) -> dict[str, int]:
-        if partition not in self._covered:
-            self._covered[partition] = await self.engine.run(self.store.covered_offsets, partition)
-        return self._covered[partition]
+    async def _is_covered(self, key: str, message: ScoredMessage) -> bool:
+        """Replayed, and its window or reference is stored already?
 
-    async def _reference_for(self, app: str, version: str) -> Reference:
-        key = f"{app}|{version}"
+        The offset alone is not enough: the embedded broker keeps topics in memory, so
+        after it restarts offsets begin at 0 again. A replayed summary was produced
+        before the row covering it was written; a new one after.
+        """
+        if message.partition not in self._covered:
+            self._covered[message.partition] = await self.engine.run(
+                self.store.covered_offsets, message.partition
+            )
+        offset, written_at = self._covered[message.partition].get(key, (-1, 0.0))
+        return message.offset <= offset and message.timestamp <= written_at
+
+    def _cover(self, key: str, partition: int, offset: int) -> None:
+        covered = self._covered.get(partition)
+        if covered is not None:
+            covered[key] = (max(covered.get(key, (-1, 0.0))[0], offset), time.time())
+
+    def _building_of(self, key: str, partition: int) -> _Window:
+        if key not in self._building:
+            app, version, _ = self._keys[key]
+            self._building[key] = _Window(app, version, partition, self.clock())
+        return self._building[key]
+
+    async def _reference_for(self, key: str) -> Reference:
         ref = self._refs.get(key)
         if ref is not None:
             return ref
+        app, version, _ = self._keys[key]
         ref = await self.engine.run(self.store.reference, app, version)
         if ref is not None and ref.embedding_model != self.model:
             log.warning(
@@ -197,8 +227,28 @@ class DriftMonitor:
             ref = None
         if ref is None:
             ref = await self._new_reference(app, version)
-        self._refs[key] = ref
+        self._use(key, ref)
         return ref
+
+    def _use(self, key: str, ref: Reference) -> None:
+        """Make ``ref`` the key's reference; an unfinished one takes over the open window.
+
+        After ``--first N`` or a clear, events not yet tested are the first events
+        of the new reference rather than a window with nothing to compare against.
+        """
+        self._refs[key] = ref
+        if ref.complete:
+            return
+        pending = [w for w in self._closed if w.key == key]
+        self._closed = [w for w in self._closed if w.key != key]
+        if key in self._windows:
+            pending.append(self._windows.pop(key))
+        if not pending:
+            return
+        building = self._building_of(key, pending[0].partition)
+        for window in pending:
+            for item in window.items:
+                building.add(item)
 
     async def _new_reference(self, app: str, version: str) -> Reference:
         s = self.settings
@@ -223,19 +273,26 @@ class DriftMonitor:
         await self.engine.run(self.store.save_reference, ref)
         return ref
 
-    # rebalance --------------------------------------------------------------
+    # outside changes ----------------------------------------------------------
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget state of partitions this worker lost; their new owner replays them."""
+        gone = {k for k, (_, _, p) in self._keys.items() if p in partitions}
         self._covered = {p: c for p, c in self._covered.items() if p not in partitions}
-        self._windows = {k: w for k, w in self._windows.items() if w.partition not in partitions}
-        self._closed = [w for w in self._closed if w.partition not in partitions]
-        for key, items in list(self._building.items()):
-            self._building[key] = [i for i in items if i.partition not in partitions]
+        self._windows = {k: w for k, w in self._windows.items() if k not in gone}
+        self._building = {k: w for k, w in self._building.items() if k not in gone}
+        self._closed = [w for w in self._closed if w.key not in gone]
+        for key in gone:
+            self._refs.pop(key, None)
+            self._keys.pop(key, None)
 
-    def forget_reference(self, app: str, version: str) -> None:
-        """A reference was replaced from outside (CLI): read it again on next use."""
-        self._refs.pop(f"{app}|{version}", None)
+    async def forget_reference(self, app: str, version: str) -> None:
+        """A reference was replaced from outside (CLI): use what storage says now."""
+        async with self.lock:
+            key = f"{app}|{version}"
+            self._refs.pop(key, None)
+            if key in self._keys and (key in self._windows or key in self._building):
+                await self._reference_for(key)
 
     # rounds -----------------------------------------------------------------
 
@@ -248,7 +305,12 @@ class DriftMonitor:
             report.skipped_small = await self._close_expired()
             closed, self._closed = self._closed, []
             if closed:
-                await self._test(closed, report)
+                try:
+                    await self._test(closed, report)
+                except BaseException:
+                    # Not stored, not acked: test them again next round.
+                    self._closed = [w for w in closed if w.items] + self._closed
+                    raise
             return report
 
     async def _refresh_references(self) -> None:
@@ -256,49 +318,54 @@ class DriftMonitor:
         active = {r.key: r for r in await self.engine.run(self.store.references)}
         for key, ref in list(self._refs.items()):
             now = active.get(key)
-            if now is None:
-                if ref.complete:  # cleared from outside: rebuild on the next event
-                    del self._refs[key]
+            if now is None:  # cleared: the key's next use builds or inherits a new one
+                del self._refs[key]
             elif now.reference_id != ref.reference_id:
-                self._refs[key] = now
+                if now.embedding_model != self.model:
+                    log.error("drift: the new reference of %s was embedded with %s, the "
+                              "worker uses %s; windows of %s are not tested until it is "
+                              "replaced", key, now.embedding_model, self.model, key)  # fmt: skip
+                self._use(key, now)
 
     async def _grow_references(self) -> int:
         grown = 0
-        for key, items in list(self._building.items()):
-            if not items:
+        for key, building in list(self._building.items()):
+            if not building.items:
                 continue
-            ref = self._refs[key]
-            take = items[: max(0, ref.target - ref.size)]
+            ref = await self._reference_for(key)
+            items = building.items
+            take = [] if ref.complete else items[: max(0, ref.target - ref.size)]
             rest = items[len(take) :]
-            added = await self._store_reference_rows(ref, take)
-            ref = ref.grown(added)
-            await self.engine.run(self.store.save_reference, ref)
-            self._refs[key] = ref
-            self._building[key] = []
+            if take:
+                added = await self._store_reference_rows(ref, take)
+                ref = ref.grown(added)
+                await self.engine.run(self.store.save_reference, ref)
+                self._refs[key] = ref
+                grown += added
+                if ref.complete:
+                    log.info("drift: reference of %s complete (%d events)", key, ref.size)
+            del self._building[key]
             for item in take:
                 await item.ack()
-            covered = await self._covered_for(take[-1].partition) if take else {}
             if take:
-                covered[key] = max(covered.get(key, -1), take[-1].offset)
-            grown += added
-            if ref.complete:
-                log.info("drift: reference of %s complete (%d events)", key, ref.size)
+                self._cover(key, take[-1].partition, take[-1].offset)
             for item in rest:  # past the target: these open the first window
                 window = self._windows.setdefault(
                     key, _Window(ref.app, ref.prompt_version, item.partition, self.clock())
                 )
-                window.items.append(item)
-                window.ids.add(item.event_id)
+                window.add(item)
+            window = self._windows.get(key)
+            if window is not None and len(window.items) >= self.settings.drift_window_size:
+                self._closed.append(self._windows.pop(key))
         return grown
 
     async def _store_reference_rows(self, ref: Reference, items: list[_Item]) -> int:
-        if not items:
-            return 0
         ids = [i.event_id for i in items]
         vectors = await self.engine.run(self.store.event_vectors, ref.app, ref.prompt_version, ids)
         texts = await self.engine.run(self.store.event_texts, ref.app, ids)
         rows = []
         used = 0
+        now = datetime.now(UTC)
         for item in items:
             found = [(kind, vectors.get((item.event_id, kind))) for kind in KINDS]
             if any(v is None for _, v in found):
@@ -311,9 +378,10 @@ class DriftMonitor:
                 ts, vector = hit  # type: ignore[misc]
                 rows.append(
                     [ref.reference_id, kind, item.event_id, ts, body, vector, item.partition,
-                     item.offset]
+                     item.offset, now]
                 )  # fmt: skip
-        stamp = token("reference", ref.reference_id, items[0].offset, items[-1].offset)
+        stamp = token("reference", ref.reference_id, items[0].offset, items[-1].offset,
+                      items[0].event_id, items[-1].event_id)  # fmt: skip
         await self.engine.run(self.store.add_vectors, rows, stamp)
         return used
 
@@ -332,25 +400,42 @@ class DriftMonitor:
                      len(window.items), self.settings.drift_min_window)  # fmt: skip
             for item in window.items:
                 await item.ack()
+            self._cover(key, window.partition, window.items[-1].offset)
         return skipped
 
     async def _test(self, closed: list[_Window], report: RoundReport) -> None:
-        segments = []
+        testable: list[_Window] = []
+        segments: list[_Segment] = []
         for window in closed:
-            segments.extend(await self._segments(window))
+            ref = await self._reference_for(window.key)
+            if not ref.complete:  # replaced while it waited: its events start the new one
+                building = self._building_of(window.key, window.partition)
+                for item in window.items:
+                    building.add(item)
+                window.items = []
+                continue
+            testable.append(window)
+            segments.extend(await self._segments(window, ref))
+        scored: list[_Segment] = []
         for segment in segments:
-            segment.score = await self.compute(self.test.score, segment.ref, segment.cur)
+            try:
+                segment.score = await self.compute(self.test.score, segment.ref, segment.cur)
+            except DetectorError as exc:  # e.g. a reference made by another model
+                log.error("drift: %s %s not tested: %s", segment.window.key, segment.kind, exc)
+                continue
+            scored.append(segment)
         q = self.settings.drift_alpha
-        needed = refine_permutations(len(segments), q)
+        needed = refine_permutations(len(scored), q)
         if needed > self.test.permutations:
-            for segment in segments:  # only p-values at the floor can need a finer grid
-                if segment.score and segment.score.p_value <= 2 / (self.test.permutations + 1):
+            for segment in scored:  # only p-values at the floor can need a finer grid
+                assert segment.score is not None
+                if segment.score.p_value <= 2 / (self.test.permutations + 1):
                     segment.score = await self.compute(
                         self.test.score, segment.ref, segment.cur, permutations=needed
                     )
-        _, cut = benjamini_hochberg([s.score.p_value for s in segments if s.score], q)
-        results: dict[int, DriftResult] = {}
-        for segment in segments:
+        _, cut = benjamini_hochberg([s.score.p_value for s in scored if s.score], q)
+        rows: dict[int, list[list[Any]]] = {}
+        for segment in scored:
             assert segment.score is not None
             result = DriftResult.decide(segment.score, cut)
             if result.drifted:
@@ -361,28 +446,20 @@ class DriftMonitor:
                     segment.window.key, segment.kind, result.p_value, result.threshold,
                     result.distance, result.n_cur, result.n_ref,
                 )  # fmt: skip
-            results[id(segment)] = result
-        by_window: dict[int, list[list[Any]]] = {}
-        for segment in segments:
-            by_window.setdefault(id(segment.window), []).append(
-                self._row(segment, results[id(segment)], len(segments))
-            )
-        for window in closed:
-            rows = by_window.get(id(window), [])
+            rows.setdefault(id(segment.window), []).append(self._row(segment, result, len(scored)))
+        for window in testable:
             first, last = window.items[0].offset, window.items[-1].offset
-            stamp = token("drift", window.key, window.partition, first, last)
-            await self.engine.run(self.store.write_results, rows, stamp)
+            stamp = token("drift", window.key, window.partition, first, last,
+                          window.items[0].event_id, window.items[-1].event_id)  # fmt: skip
+            await self.engine.run(self.store.write_results, rows.get(id(window), []), stamp)
             for item in window.items:
                 await item.ack()
-            covered = await self._covered_for(window.partition)
-            covered[window.key] = max(covered.get(window.key, -1), last)
+            window.items = []  # done: not requeued if a later window fails
+            self._cover(window.key, window.partition, last)
             report.windows_tested += 1
-        report.segments += len(segments)
+        report.segments += len(scored)
 
-    async def _segments(self, window: _Window) -> list[_Segment]:
-        ref = self._refs.get(window.key)
-        if ref is None or not ref.complete:
-            return []
+    async def _segments(self, window: _Window, ref: Reference) -> list[_Segment]:
         ids = [i.event_id for i in window.items]
         vectors = await self.engine.run(
             self.store.event_vectors, window.app, window.prompt_version, ids
@@ -438,4 +515,5 @@ class DriftMonitor:
             result.method, result.version, self.settings.drift_alpha, family,
             result.permutations, result.bandwidth, segment.reference.reference_id, self.model,
             window.partition, window.items[0].offset, window.items[-1].offset,
+            datetime.now(UTC),
         ]  # fmt: skip

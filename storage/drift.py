@@ -35,7 +35,7 @@ DRIFT_COLUMNS = (
     "key", "app", "prompt_version", "kind", "window_start", "window_end", "n_ref", "n_cur",
     "statistic", "p_value", "threshold", "drifted", "distance", "explanation", "method",
     "version", "alpha", "family_size", "permutations", "bandwidth", "reference_id",
-    "embedding_model", "kafka_partition", "first_offset", "last_offset",
+    "embedding_model", "kafka_partition", "first_offset", "last_offset", "tested_at",
 )  # fmt: skip
 REFERENCE_COLUMNS = (
     "app", "prompt_version", "reference_id", "vectors_id", "source", "detail", "target",
@@ -43,7 +43,7 @@ REFERENCE_COLUMNS = (
 )  # fmt: skip
 VECTOR_COLUMNS = (
     "reference_id", "kind", "event_id", "ts", "text", "vector", "kafka_partition",
-    "kafka_offset",
+    "kafka_offset", "added_at",
 )  # fmt: skip
 
 
@@ -198,13 +198,19 @@ class DriftStore:
         )  # fmt: skip
         return [tuple(r) for r in result.result_rows]  # type: ignore[misc]
 
-    def covered_offsets(self, partition: int) -> dict[str, int]:
-        """key -> the last llm.scored offset of ``partition`` already tested or in a reference."""
+    def covered_offsets(self, partition: int) -> dict[str, tuple[int, float]]:
+        """key -> (last llm.scored offset of ``partition`` already stored, when it was stored).
+
+        Covered by a tested window (``llm_drift``) or by a reference built from the
+        stream. The time (the worker's clock, written with the row) tells a replay of
+        that offset from a new message at a reused offset after a broker reset.
+        """
         result = self.client.query(
-            f"SELECT key, max(last_offset) FROM {self.db}.llm_drift "
-            "WHERE kafka_partition = {p:Int32} GROUP BY key "
+            f"SELECT key, max(last_offset), toUnixTimestamp64Milli(max(tested_at)) "
+            f"FROM {self.db}.llm_drift WHERE kafka_partition = {{p:Int32}} GROUP BY key "
             "UNION ALL "
-            "SELECT concat(r.app, '|', r.prompt_version), max(v.kafka_offset) "
+            "SELECT concat(r.app, '|', r.prompt_version), max(v.kafka_offset), "
+            "toUnixTimestamp64Milli(max(v.added_at)) "
             f"FROM {self.db}.llm_drift_reference_vectors AS v "
             f"INNER JOIN (SELECT app, prompt_version, reference_id "
             f"            FROM {self.db}.llm_drift_references FINAL) AS r "
@@ -212,9 +218,10 @@ class DriftStore:
             "WHERE v.kafka_partition = {p:Int32} GROUP BY r.app, r.prompt_version",
             parameters={"p": partition},
         )
-        covered: dict[str, int] = {}
-        for key, offset in result.result_rows:
-            covered[key] = max(covered.get(key, -1), int(offset))
+        covered: dict[str, tuple[int, float]] = {}
+        for key, offset, written_ms in result.result_rows:
+            old_offset, old_at = covered.get(key, (-1, 0.0))
+            covered[key] = (max(old_offset, int(offset)), max(old_at, int(written_ms) / 1000))
         return covered
 
     def write_results(self, rows: Sequence[Sequence[Any]], token: str) -> None:

@@ -2,7 +2,8 @@
 -- against its reference. threshold is the p-value cut applied (Benjamini-Hochberg
 -- across the segments tested in the same round), so drifted = p_value <= threshold.
 -- (kafka_partition, first_offset, last_offset) locate the window in llm.scored; a
--- replay after a crash skips what a stored row already covers.
+-- replay after a crash skips what a stored row already covers. window_start is in the
+-- key because offsets restart at 0 when the embedded broker restarts.
 CREATE TABLE IF NOT EXISTS {db}.llm_drift
 (
     key             String,
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS {db}.llm_drift
 )
 ENGINE = ReplacingMergeTree(tested_at)
 PARTITION BY toYYYYMM(window_end)
-ORDER BY (app, prompt_version, kind, kafka_partition, first_offset)
+ORDER BY (app, prompt_version, kind, window_start, kafka_partition, first_offset)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 -- The reference of each app|prompt_version: the latest row wins (FINAL). vectors_id

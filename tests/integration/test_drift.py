@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -138,10 +139,84 @@ def test_the_explanation_names_the_new_topic(run: tuple[Stack, dict]) -> None:
     travel = {"flight", "hotel", "visa", "luggage", "boarding", "passport", "layover",
               "seat", "itinerary", "airport", "cancellation", "baggage", "terminal", "gate",
               "check-in", "traveller"}  # fmt: skip
+    assert rows
     for row in rows:
-        top = json.loads(row["explanation"])["top"][0]
-        assert top["direction"] == "grew" and top["share_ref"] == 0.0
-        assert 0.15 <= top["share_cur"] <= 0.45
-        assert set(top["terms"]) & travel
-        assert len(top["examples"]) == 3
-        assert all(e.startswith("Traveller asks about") for e in top["examples"])
+        top = json.loads(row["explanation"])["top"]
+        new = [t for t in top if t["direction"] == "grew" and t["share_ref"] == 0.0]
+        assert new and new[0] is top[0]  # what appeared is reported first
+        assert 0.15 <= sum(t["share_cur"] for t in new) <= 0.45  # 30% of the traffic
+        assert set(new[0]["terms"]) & travel
+        assert len(new[0]["examples"]) == 3
+        assert all(e.startswith("Traveller asks about") for e in new[0]["examples"])
+
+
+def test_references_are_listed_and_replaced_through_the_running_worker(
+    run: tuple[Stack, dict], tmp_path: Path
+) -> None:
+    stack, _ = run
+    listed = json.loads(stack.cli("reference", "show", "--format", "json").stdout)
+    assert {(r["prompt_version"], r["source"]) for r in listed} == {
+        ("v1", "first"), ("v2", "inherited")
+    }  # fmt: skip
+    events = tmp_path / "golden.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in synthetic_events(40, seed=7, app=APP)))
+    done = json.loads(stack.cli("reference", "set", APP, "v3", "--file", str(events)).stdout)
+    assert (done["source"], done["size"]) == ("file", 40)
+    ranged = json.loads(
+        stack.cli("reference", "set", APP, "v2", "--from", "2000-01-01T00:00:00Z",
+                  "--to", "2100-01-01T00:00:00Z", "--size", "100").stdout
+    )  # fmt: skip
+    assert (ranged["source"], ranged["size"]) == ("range", 100)
+    stack.cli("reference", "clear", APP, "v3")
+    listed = {
+        r["prompt_version"]: r
+        for r in json.loads(stack.cli("reference", "show", "--format", "json").stdout)
+    }
+    assert set(listed) == {"v1", "v2"}
+    assert (listed["v2"]["source"], int(listed["v2"]["size"])) == ("range", 100)
+    stored = stack.scalar(
+        "SELECT count() FROM llm_drift_reference_vectors FINAL "
+        f"WHERE reference_id = '{ranged['reference_id']}'"
+    )
+    assert stored == 2 * 100  # both kinds
+
+
+def test_a_reference_is_set_without_a_worker_on_the_embedded_engine(tmp_path: Path) -> None:
+    stack = Stack(tmp_path / "home", "127.0.0.1:1", free_port())
+    stack.cli("migrate")
+    events = tmp_path / "golden.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in synthetic_events(30, seed=8)))
+    done = json.loads(stack.cli("reference", "set", "bot", "v1", "--file", str(events)).stdout)
+    assert (done["source"], done["size"]) == ("file", 30)
+    bad = stack.cli("reference", "set", "bot", "v1", "--first", "5", "--file", str(events),
+                    check=False)  # fmt: skip
+    assert bad.returncode == 2 and "exactly one of" in bad.stderr
+    missing = stack.cli("reference", "clear", "bot", "v9", check=False)
+    assert missing.returncode == 1 and "bot|v9 has no reference" in missing.stderr
+    listed = json.loads(stack.cli("reference", "show", "--format", "json").stdout)
+    assert [(r["app"], r["prompt_version"], int(r["size"])) for r in listed] == [("bot", "v1", 30)]
+
+
+def test_windows_are_tested_again_after_the_embedded_broker_restarts(tmp_path: Path) -> None:
+    """Tansu keeps topics in memory: offsets restart at 0 while llm_drift remembers old ones."""
+    home = tmp_path / "home"
+    settings = {"LLMPULSE_DRIFT_REFERENCE_SIZE": "100", "LLMPULSE_DRIFT_WINDOW_SIZE": "100",
+                "LLMPULSE_DRIFT_ROUND_S": "1"}  # fmt: skip
+    tested = "SELECT count() FROM llm_drift FINAL"
+    for run, expected in ((0, 2), (1, 6)):  # 1 window x 2 kinds, then 2 more windows
+        broker = EmbeddedBroker("127.0.0.1", free_port(), tmp_path / f"broker-{run}")
+        broker.start()
+        stack = Stack(home, broker.bootstrap, free_port(), extra_env=settings)
+        try:
+            worker = stack.start_worker()
+            events = synthetic_events(200, seed=50 + run, app=APP, prompt_version="v1",
+                                      prefix=f"run{run}")  # fmt: skip
+            publish(stack.bootstrap, _payloads(list(events)))
+            assert stack.wait_for(tested, expected) == expected
+            assert stack.stop_worker(worker) == 0
+        finally:
+            for w in stack.workers:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait(30)
+            broker.stop()
