@@ -91,8 +91,8 @@ def set_(
     """Replace the reference of APP VERSION (use "" for events without a prompt version).
 
     Exactly one source: --file, --from/--to, or --first. With --file or --from/--to a
-    running worker tests its open window against the new reference at its next round;
-    with --first, events not tested yet are the first events of the new reference.
+    running worker tests its open window against the new reference when the window
+    closes; with --first, events not tested yet are the first events of the new one.
     """
     chosen = [name for name, v in (("--file", file), ("--from/--to", start or end),
                                    ("--first", first)) if v]  # fmt: skip
@@ -105,6 +105,8 @@ def set_(
             ids, _, _ = events_from_file(file, limit=100_000)
         except ReferenceError as exc:
             raise click.ClickException(str(exc)) from None
+        if len(ids) == 100_000:
+            console.print(f"{file} has more events: the first 100,000 are used")
         console.print(f"embedding {len(ids)} events of {file}…")
         done = _send(app, version, "file", path=str(file.resolve()),
                      detail=f"{len(ids)} events from {file.name}")  # fmt: skip

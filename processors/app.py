@@ -154,9 +154,10 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        monitor.drop_partitions(
-            {tp.partition for tp in revoked if tp.topic == scored.get_topic_name()}
-        )
+        async with monitor.lock:  # not in the middle of a round or an intake
+            monitor.drop_partitions(
+                {tp.partition for tp in revoked if tp.topic == scored.get_topic_name()}
+            )
 
     @app.page(REFERENCE_PATH)
     class ReferenceView(View):
@@ -173,8 +174,9 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
             except (TypeError, ValueError):
                 return self.error(400, "expected a JSON reference request")
             vectors = None
+            loop = asyncio.get_running_loop()
             try:
-                req = req.loaded()
+                req = await loop.run_in_executor(None, req.loaded)
                 req.check()
             except (ReferenceError, OSError) as exc:
                 return self.error(400, str(exc))
@@ -184,14 +186,17 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                     await handler.compute(encode, req.inputs),
                     await handler.compute(encode, req.outputs),
                 )
-            try:
-                done = await engine.run(
-                    apply_request, monitor.store, req, model=scorer.suite.embedding_model,
-                    vectors=vectors, redact=scorer.suite.redactor.redact,
-                )  # fmt: skip
-            except ReferenceError as exc:
-                return self.error(400, str(exc))
-            await monitor.forget_reference(req.app, req.prompt_version)
+            # Under the monitor's lock: a round growing the old reference must not save
+            # it again after the new one.
+            async with monitor.lock:
+                try:
+                    done = await engine.run(
+                        apply_request, monitor.store, req, model=scorer.suite.embedding_model,
+                        vectors=vectors, redact=scorer.suite.redactor.redact,
+                    )  # fmt: skip
+                except ReferenceError as exc:
+                    return self.error(400, str(exc))
+                await monitor.forget_reference(req.app, req.prompt_version, locked=True)
             return self.json(done)
 
     @app.page(SQL_PATH)

@@ -149,7 +149,23 @@ class DriftMonitor:
     async def add(self, messages: Sequence[ScoredMessage]) -> None:
         async with self.lock:
             for message in messages:
-                await self._add(message)
+                await self._add_retrying(message)
+
+    async def _add_retrying(self, message: ScoredMessage) -> None:
+        """Storage may be down (covered offsets, references): wait, never drop a message.
+
+        ``_add`` changes no state before its last storage call, so it is retried whole.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return await self._add(message)
+            except Exception as exc:
+                log.warning("drift: reading storage for llm.scored %s/%s failed, retrying "
+                            "in %.0fs: %s", message.partition, message.offset, delay,
+                            exc)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _add(self, message: ScoredMessage) -> None:
         try:
@@ -205,7 +221,7 @@ class DriftMonitor:
     def _cover(self, key: str, partition: int, offset: int) -> None:
         covered = self._covered.get(partition)
         if covered is not None:
-            covered[key] = (max(covered.get(key, (-1, 0.0))[0], offset), time.time())
+            covered[key] = (offset, time.time())  # the row written last, as in storage
 
     def _building_of(self, key: str, partition: int) -> _Window:
         if key not in self._building:
@@ -286,13 +302,18 @@ class DriftMonitor:
             self._refs.pop(key, None)
             self._keys.pop(key, None)
 
-    async def forget_reference(self, app: str, version: str) -> None:
-        """A reference was replaced from outside (CLI): use what storage says now."""
-        async with self.lock:
-            key = f"{app}|{version}"
-            self._refs.pop(key, None)
-            if key in self._keys and (key in self._windows or key in self._building):
-                await self._reference_for(key)
+    async def forget_reference(self, app: str, version: str, *, locked: bool = False) -> None:
+        """A reference was replaced from outside (CLI): use what storage says now.
+
+        ``locked``: the caller holds :attr:`lock` already.
+        """
+        if not locked:
+            async with self.lock:
+                return await self.forget_reference(app, version, locked=True)
+        key = f"{app}|{version}"
+        self._refs.pop(key, None)
+        if key in self._keys and (key in self._windows or key in self._building):
+            await self._reference_for(key)
 
     # rounds -----------------------------------------------------------------
 
@@ -322,9 +343,9 @@ class DriftMonitor:
                 del self._refs[key]
             elif now.reference_id != ref.reference_id:
                 if now.embedding_model != self.model:
-                    log.error("drift: the new reference of %s was embedded with %s, the "
-                              "worker uses %s; windows of %s are not tested until it is "
-                              "replaced", key, now.embedding_model, self.model, key)  # fmt: skip
+                    # As at first use: the next use finds the mismatch and rebuilds.
+                    del self._refs[key]
+                    continue
                 self._use(key, now)
 
     async def _grow_references(self) -> int:

@@ -171,10 +171,10 @@ def apply_request(
         detail = req.detail or f"{len(req.event_ids)} events from a file"
     else:
         start, end = parse_time(req.start or ""), parse_time(req.end or "")
-        found = store.range_events(req.app, req.prompt_version, start, end, req.size)
+        found = store.range_events(req.app, req.prompt_version, start, end, req.size, model)
         if len(found) < 2:
             raise ReferenceError(
-                f"{req.app}|{req.prompt_version} has {len(found)} stored events with "
+                f"{req.app}|{req.prompt_version} has {len(found)} stored events with {model} "
                 f"embeddings in [{req.start}, {req.end}); a reference needs at least 2"
             )
         for event_id, ts, text_in, text_out, vec_in, vec_out in found:

@@ -177,7 +177,13 @@ class DriftStore:
         return {r[0]: (r[1], r[2]) for r in result.result_rows}
 
     def range_events(
-        self, app: str, prompt_version: str, start: datetime, end: datetime, limit: int
+        self,
+        app: str,
+        prompt_version: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        model: str,
     ) -> list[tuple[str, datetime, str, str, list[float], list[float]]]:
         """Up to ``limit`` stored events in [start, end), a hash-sample when there are more."""
         result = self.client.query(
@@ -187,13 +193,16 @@ class DriftStore:
             "      AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}) AS e "
             f"INNER JOIN (SELECT event_id, vector FROM {self.db}.llm_embeddings "
             "      WHERE app = {app:String} AND prompt_version = {pv:String} "
-            "      AND kind = 'input' LIMIT 1 BY event_id) AS i ON i.event_id = e.event_id "
+            "      AND kind = 'input' AND model = {model:String} LIMIT 1 BY event_id) AS i "
+            "ON i.event_id = e.event_id "
             f"INNER JOIN (SELECT event_id, vector FROM {self.db}.llm_embeddings "
             "      WHERE app = {app:String} AND prompt_version = {pv:String} "
-            "      AND kind = 'output' LIMIT 1 BY event_id) AS o ON o.event_id = e.event_id "
+            "      AND kind = 'output' AND model = {model:String} LIMIT 1 BY event_id) AS o "
+            "ON o.event_id = e.event_id "
             "ORDER BY cityHash64(e.event_id) LIMIT {limit:UInt32}",
             parameters={
                 "app": app, "pv": prompt_version, "start": start, "end": end, "limit": limit,
+                "model": model,
             },
         )  # fmt: skip
         return [tuple(r) for r in result.result_rows]  # type: ignore[misc]
@@ -205,11 +214,14 @@ class DriftStore:
         stream. The time (the worker's clock, written with the row) tells a replay of
         that offset from a new message at a reused offset after a broker reset.
         """
+        # The offset of the row written last, with its time: the highest offset may
+        # come from before a broker reset, and must not pair with a later time.
         result = self.client.query(
-            f"SELECT key, max(last_offset), toUnixTimestamp64Milli(max(tested_at)) "
+            "SELECT key, argMax(last_offset, tested_at), "
+            "toUnixTimestamp64Milli(max(tested_at)) "
             f"FROM {self.db}.llm_drift WHERE kafka_partition = {{p:Int32}} GROUP BY key "
             "UNION ALL "
-            "SELECT concat(r.app, '|', r.prompt_version), max(v.kafka_offset), "
+            "SELECT concat(r.app, '|', r.prompt_version), argMax(v.kafka_offset, v.added_at), "
             "toUnixTimestamp64Milli(max(v.added_at)) "
             f"FROM {self.db}.llm_drift_reference_vectors AS v "
             f"INNER JOIN (SELECT app, prompt_version, reference_id "
@@ -220,8 +232,9 @@ class DriftStore:
         )
         covered: dict[str, tuple[int, float]] = {}
         for key, offset, written_ms in result.result_rows:
-            old_offset, old_at = covered.get(key, (-1, 0.0))
-            covered[key] = (max(old_offset, int(offset)), max(old_at, int(written_ms) / 1000))
+            written_at = int(written_ms) / 1000
+            if key not in covered or written_at > covered[key][1]:
+                covered[key] = (int(offset), written_at)
         return covered
 
     def write_results(self, rows: Sequence[Sequence[Any]], token: str) -> None:
