@@ -24,7 +24,7 @@ from llmpulse.settings import Settings
 from storage.engine import Engine, EngineBusyError, StorageError
 from storage.readonly import READ_ONLY_SETTINGS, check_read_only
 
-__all__ = ["QueryResult", "format_result", "run_query"]
+__all__ = ["QueryResult", "WorkerRefused", "format_result", "post_to_worker", "run_query"]
 
 
 @dataclass(frozen=True)
@@ -35,23 +35,35 @@ class QueryResult:
     via: str  # "engine" | "worker" | "server"
 
 
-def _via_worker(url: str, sql: str, token: str, timeout_s: float = 120.0) -> QueryResult:
+class WorkerRefused(StorageError):
+    """The worker's endpoint answered with an error; the message is its reason."""
+
+
+def post_to_worker(url: str, body: dict[str, Any], token: str, timeout_s: float) -> Any:
+    """POST JSON to one of the worker's loopback endpoints; its error text on refusal."""
     request = urllib.request.Request(
         url,
-        data=json.dumps({"query": sql}).encode(),
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"}
         | ({"Authorization": f"Bearer {token}"} if token else {}),
         method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-            body = json.loads(resp.read())
+            return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
             reason = json.loads(exc.read()).get("error", exc.reason)
         except ValueError:
             reason = exc.reason
-        raise StorageError(f"query refused by the worker: {reason}") from None
+        raise WorkerRefused(str(reason)) from None
+
+
+def _via_worker(url: str, sql: str, token: str, timeout_s: float = 120.0) -> QueryResult:
+    try:
+        body = post_to_worker(url, {"query": sql}, token, timeout_s)
+    except WorkerRefused as exc:
+        raise StorageError(f"query refused by the worker: {exc}") from None
     return QueryResult(body["columns"], body["types"], body["rows"], "worker")
 
 

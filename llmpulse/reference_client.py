@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.request
 from typing import Any
 
 from llmpulse.settings import Settings
@@ -35,22 +34,12 @@ def _worker_url(settings: Settings) -> str | None:
 
 
 def _via_worker(url: str, req: ReferenceRequest, token: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url,
-        data=req.to_json(),
-        headers={"Content-Type": "application/json"}
-        | ({"Authorization": f"Bearer {token}"} if token else {}),
-        method="POST",
-    )
+    from llmpulse.query import WorkerRefused, post_to_worker
+
     try:
-        with urllib.request.urlopen(request, timeout=600) as resp:
-            return dict(json.loads(resp.read()))
-    except urllib.error.HTTPError as exc:
-        try:
-            reason = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            reason = exc.reason
-        raise ReferenceError(f"the worker refused: {reason}") from None
+        return dict(post_to_worker(url, json.loads(req.to_json()), token, timeout_s=600))
+    except WorkerRefused as exc:
+        raise ReferenceError(f"the worker refused: {exc}") from None
     except urllib.error.URLError as exc:
         raise StorageError(f"the worker's endpoint {url} does not answer: {exc.reason}") from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import ipaddress
 import json
 import logging
@@ -159,13 +160,17 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                 {tp.partition for tp in revoked if tp.topic == scored.get_topic_name()}
             )
 
+    def authorized(request: Request) -> bool:
+        expected = f"Bearer {settings.sql_token}"
+        given = request.headers.get("Authorization", "")
+        return not settings.sql_token or hmac.compare_digest(given.encode(), expected.encode())
+
     @app.page(REFERENCE_PATH)
     class ReferenceView(View):
         """Replace a drift reference while this worker holds the engine (``llmpulse reference``)."""
 
         async def post(self, request: Request) -> Response:
-            expected = f"Bearer {settings.sql_token}"
-            if settings.sql_token and request.headers.get("Authorization") != expected:
+            if not authorized(request):
                 return self.error(401, "missing or wrong bearer token")
             try:
                 req = ReferenceRequest.from_json(await request.json())
@@ -204,8 +209,7 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
         """Read-only SQL over the worker's engine (the embedded engine is single-process)."""
 
         async def post(self, request: Request) -> Response:
-            expected = f"Bearer {settings.sql_token}"
-            if settings.sql_token and request.headers.get("Authorization") != expected:
+            if not authorized(request):
                 return self.error(401, "missing or wrong bearer token")
             try:
                 body = await request.json()

@@ -102,6 +102,13 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"worker {proc.pid} did not announce itself in {timeout} s")
 
+    def kill_workers(self) -> None:
+        """Teardown: whatever a failed test left running goes, the hard way."""
+        for w in self.workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait(30)
+
     def stop_worker(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
         proc.send_signal(signal.SIGTERM)
         return proc.wait(timeout)
@@ -126,10 +133,7 @@ def stack(tmp_path: Path, broker: EmbeddedBroker) -> Iterator[Stack]:
     try:
         yield s
     finally:
-        for w in s.workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait(30)
+        s.kill_workers()
 
 
 def publish(bootstrap: str, payloads: Iterable[tuple[bytes | None, bytes]]) -> int:

@@ -74,10 +74,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict]
         yield stack, seen
         assert stack.stop_worker(worker) == 0
     finally:
-        for w in stack.workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait(30)
+        stack.kill_workers()
         broker.stop()
 
 
@@ -215,8 +212,5 @@ def test_windows_are_tested_again_after_the_embedded_broker_restarts(tmp_path: P
             assert stack.wait_for(tested, expected) == expected
             assert stack.stop_worker(worker) == 0
         finally:
-            for w in stack.workers:
-                if w.poll() is None:
-                    w.kill()
-                    w.wait(30)
+            stack.kill_workers()
             broker.stop()

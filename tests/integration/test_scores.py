@@ -36,10 +36,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory, events: list[dict]) -> Iter
         yield stack
         assert stack.stop_worker(worker) == 0
     finally:
-        for w in stack.workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait(30)
+        stack.kill_workers()
         broker.stop()
 
 
