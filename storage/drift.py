@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
+from storage.writer import Writer
+
 __all__ = [
     "DRIFT_COLUMNS",
     "KINDS",
@@ -91,6 +93,7 @@ class DriftStore:
     def __init__(self, client: Client, database: str) -> None:
         self.client = client
         self.db = database
+        self.writer = Writer(client, database)
 
     # references -------------------------------------------------------------
 
@@ -124,13 +127,7 @@ class DriftStore:
         )
 
     def add_vectors(self, rows: Sequence[Sequence[Any]], token: str) -> None:
-        if rows:
-            self.client.insert(
-                f"{self.db}.llm_drift_reference_vectors",
-                list(rows),
-                column_names=list(VECTOR_COLUMNS),
-                settings={"insert_deduplication_token": token},
-            )
+        self.writer.insert("llm_drift_reference_vectors", VECTOR_COLUMNS, list(rows), token)
 
     def vectors(self, vectors_id: str, kind: str) -> tuple[np.ndarray, list[str]]:
         result = self.client.query(
@@ -238,13 +235,7 @@ class DriftStore:
         return covered
 
     def write_results(self, rows: Sequence[Sequence[Any]], token: str) -> None:
-        if rows:
-            self.client.insert(
-                f"{self.db}.llm_drift",
-                list(rows),
-                column_names=list(DRIFT_COLUMNS),
-                settings={"insert_deduplication_token": token},
-            )
+        self.writer.insert("llm_drift", DRIFT_COLUMNS, list(rows), token)
 
 
 def token(kind: str, *parts: object) -> str:

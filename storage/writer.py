@@ -48,7 +48,10 @@ class Writer:
         self.client = client
         self.database = database
 
-    def _insert(self, table: str, columns: Sequence[str], rows: list[Sequence[Any]], token: str):
+    def insert(
+        self, table: str, columns: Sequence[str], rows: list[Sequence[Any]], token: str
+    ) -> None:
+        """One columnar insert of ``rows`` with a dedup token; nothing when there are none."""
         if not rows:
             return
         self.client.insert(
@@ -59,10 +62,10 @@ class Writer:
         )
 
     def write_events(self, rows: list[Sequence[Any]], token: str) -> None:
-        self._insert("llm_events", EVENT_COLUMNS, rows, token)
+        self.insert("llm_events", EVENT_COLUMNS, rows, token)
 
     def write_embeddings(self, rows: list[Sequence[Any]], token: str) -> None:
-        self._insert("llm_embeddings", EMBEDDING_COLUMNS, rows, token)
+        self.insert("llm_embeddings", EMBEDDING_COLUMNS, rows, token)
 
     def write_dead_letters(self, rows: list[Sequence[Any]], token: str) -> None:
-        self._insert("dead_letters", DEAD_LETTER_COLUMNS, rows, token)
+        self.insert("dead_letters", DEAD_LETTER_COLUMNS, rows, token)
