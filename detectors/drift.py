@@ -18,6 +18,7 @@ a family's threshold when many segments are tested at once.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ __all__ = [
     "MMDDriftTest",
     "benjamini_hochberg",
     "centroid_distance",
+    "proportional_sample",
+    "refine_permutations",
 ]
 
 METHOD = "mmd-gaussian-perm"
@@ -85,39 +88,30 @@ class DriftResult:
     @classmethod
     def decide(cls, score: DriftScore, threshold: float) -> DriftResult:
         return cls(
-            statistic=score.statistic,
-            p_value=score.p_value,
-            threshold=threshold,
-            drifted=score.p_value <= threshold,
-            distance=score.distance,
-            method=score.method,
-            n_ref=score.n_ref,
-            n_cur=score.n_cur,
-            bandwidth=score.bandwidth,
-            permutations=score.permutations,
-            seconds=score.seconds,
-            version=score.version,
+            **dataclasses.asdict(score), threshold=threshold, drifted=score.p_value <= threshold
         )
 
     def with_explanation(self, explanation: dict[str, Any] | None) -> DriftResult:
         return replace(self, explanation=explanation)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "statistic": self.statistic,
-            "p_value": self.p_value,
-            "threshold": self.threshold,
-            "drifted": self.drifted,
-            "distance": self.distance,
-            "method": self.method,
-            "n_ref": self.n_ref,
-            "n_cur": self.n_cur,
-            "bandwidth": self.bandwidth,
-            "permutations": self.permutations,
-            "seconds": self.seconds,
-            "version": self.version,
-            "explanation": self.explanation,
-        }
+        return dataclasses.asdict(self)
+
+
+def proportional_sample(
+    n_ref: int, n_cur: int, cap: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted row indices keeping at most ``cap`` rows in all, each side in proportion
+    (at least 2 each); every row when the two fit."""
+    if n_ref + n_cur <= cap:
+        return np.arange(n_ref), np.arange(n_cur)
+    share = cap / (n_ref + n_cur)
+    keep_ref = max(2, int(n_ref * share))
+    keep_cur = min(n_cur, max(2, cap - keep_ref))
+    return (
+        np.sort(rng.choice(n_ref, keep_ref, replace=False)),
+        np.sort(rng.choice(n_cur, keep_cur, replace=False)),
+    )
 
 
 def centroid_distance(ref: np.ndarray, cur: np.ndarray) -> float:
@@ -244,14 +238,9 @@ class MMDDriftTest:
         self, ref: np.ndarray, cur: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         if len(ref) + len(cur) <= self.max_rows:
-            return ref, cur
-        share = self.max_rows / (len(ref) + len(cur))
-        keep_ref = max(2, int(len(ref) * share))
-        keep_cur = max(2, self.max_rows - keep_ref)
-        return (
-            ref[np.sort(rng.choice(len(ref), keep_ref, replace=False))],
-            cur[np.sort(rng.choice(len(cur), min(keep_cur, len(cur)), replace=False))],
-        )
+            return ref, cur  # no copy in the usual case
+        pick_ref, pick_cur = proportional_sample(len(ref), len(cur), self.max_rows, rng)
+        return ref[pick_ref], cur[pick_cur]
 
     def _chunk(self, rows: int) -> int:
         """Permutations per matmul: all of them when memory allows."""

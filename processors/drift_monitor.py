@@ -279,10 +279,9 @@ class DriftMonitor:
             )  # fmt: skip
             log.info("drift: %s compares against %s's reference", ref.key, baseline.key)
         else:
-            rid = new_reference_id(app, version)
-            ref = Reference(
-                app, version, rid, rid, "first", f"first {s.drift_reference_size} events",
-                s.drift_reference_size, 0, False, True, self.model,
+            ref = Reference.from_next_events(
+                app, version, s.drift_reference_size, self.model,
+                f"first {s.drift_reference_size} events",
             )  # fmt: skip
             log.info("drift: building the reference of %s from its first %d events", ref.key,
                      ref.target)  # fmt: skip
@@ -456,11 +455,12 @@ class DriftMonitor:
                     )
         _, cut = benjamini_hochberg([s.score.p_value for s in scored if s.score], q)
         rows: dict[int, list[list[Any]]] = {}
+        fetched: dict[int, dict[str, tuple[str, str]]] = {}
         for segment in scored:
             assert segment.score is not None
             result = DriftResult.decide(segment.score, cut)
             if result.drifted:
-                result = result.with_explanation(await self._explain(segment))
+                result = result.with_explanation(await self._explain(segment, fetched))
                 report.drifted.append(f"{segment.window.key}/{segment.kind}")
                 log.warning(
                     "drift: %s %s p=%.4g <= %.4g (distance %.4f, %d vs %d events)",
@@ -508,11 +508,17 @@ class DriftMonitor:
             self._vectors.popitem(last=False)
         return found
 
-    async def _explain(self, segment: _Segment) -> dict[str, Any] | None:
+    async def _explain(
+        self, segment: _Segment, fetched: dict[int, dict[str, tuple[str, str]]]
+    ) -> dict[str, Any] | None:
+        """``fetched``: the window's texts by id(window), read once for both kinds."""
         try:
-            texts = await self.engine.run(
-                self.store.event_texts, segment.window.app, segment.cur_ids
-            )
+            window = segment.window
+            texts = fetched.get(id(window))
+            if texts is None:
+                ids = [i.event_id for i in window.items]
+                texts = await self.engine.run(self.store.event_texts, window.app, ids)
+                fetched[id(window)] = texts
             index = KINDS.index(segment.kind)
             cur_texts = [texts.get(i, ("", ""))[index] for i in segment.cur_ids]
             return await self.compute(

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from detectors.drift import MAX_ROWS
+from detectors.drift import MAX_ROWS, proportional_sample
+from storage.drift import KINDS
 
 if TYPE_CHECKING:
     from detectors.drift import MMDDriftTest
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["KINDS", "DriftInputError", "Texts", "drift_files", "drift_texts", "load_samples",
            "read_texts"]  # fmt: skip
 
-KINDS = ("input", "output")
 ENCODE_CHUNK = 256  # texts per encode call: the progress bar moves this often
 
 
@@ -109,15 +109,8 @@ def _require(texts: Texts) -> None:
 
 
 def _subsample(ref: list[str], cur: list[str], cap: int, seed: int) -> tuple[list[str], list[str]]:
-    """At most ``cap`` texts in all, each side kept in proportion (what the test would keep)."""
-    if len(ref) + len(cur) <= cap:
-        return ref, cur
-    rng = np.random.default_rng(seed)
-    share = cap / (len(ref) + len(cur))
-    keep_ref = max(2, int(len(ref) * share))
-    keep_cur = min(len(cur), max(2, cap - keep_ref))
-    pick_ref = np.sort(rng.choice(len(ref), keep_ref, replace=False))
-    pick_cur = np.sort(rng.choice(len(cur), keep_cur, replace=False))
+    """At most ``cap`` texts in all, as the test itself would keep them."""
+    pick_ref, pick_cur = proportional_sample(len(ref), len(cur), cap, np.random.default_rng(seed))
     return [ref[i] for i in pick_ref], [cur[i] for i in pick_cur]
 
 

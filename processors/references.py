@@ -151,12 +151,10 @@ def apply_request(
         store.save_reference(Reference(**{**_fields(current), "active": False}))
         return {"cleared": current.reference_id}
     if req.action == "first":
-        rid = new_reference_id(req.app, req.prompt_version)
         detail = req.detail or f"first {req.size} events from now"
-        ref = Reference(req.app, req.prompt_version, rid, rid, "first", detail, req.size, 0,
-                        False, True, model)  # fmt: skip
+        ref = Reference.from_next_events(req.app, req.prompt_version, req.size, model, detail)
         store.save_reference(ref)
-        return {"reference_id": rid, "source": "first", "size": 0, "detail": detail}
+        return {"reference_id": ref.reference_id, "source": "first", "size": 0, "detail": detail}
     rid = new_reference_id(req.app, req.prompt_version)
     now = datetime.now(UTC)
     rows: list[list[Any]] = []

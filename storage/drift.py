@@ -84,6 +84,13 @@ class Reference:
             self.embedding_model, stamp,
         ]  # fmt: skip
 
+    @classmethod
+    def from_next_events(cls, app: str, prompt_version: str, target: int, model: str,
+                         detail: str) -> Reference:  # fmt: skip
+        """A new, empty reference that the stream fills with the key's next ``target`` events."""
+        rid = new_reference_id(app, prompt_version)
+        return cls(app, prompt_version, rid, rid, "first", detail, target, 0, False, True, model)
+
     def grown(self, added: int) -> Reference:
         size = self.size + added
         return replace(self, size=size, complete=size >= self.target)
