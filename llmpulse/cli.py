@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from llmpulse.cli_reference import reference
+from llmpulse.cli_rules import rules
 from llmpulse.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
@@ -414,6 +415,7 @@ def costs_recompute(since: object) -> None:
 
 
 main.add_command(reference)
+main.add_command(rules)
 
 if __name__ == "__main__":
     main()
