@@ -1,0 +1,180 @@
+"""Feedback ingestion: ``llm.feedback`` records become ``llm_feedback`` rows.
+
+The same commit order as the score agent (see ``processors.handler``): dead letters
+are produced and acked by the broker, then ``dead_letters`` and ``llm_feedback``
+rows are inserted with tokens derived from the batch's offsets, and only then does
+the agent ack. Storage failures are retried with backoff, forever, which pauses this
+agent; a batch is never acked unstored. A replayed batch stores nothing twice (same
+token), or collapses in the ReplacingMergeTree (one verdict per event and source).
+No model runs here, so the work stays on the event loop and the engine thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from ingest.schema import Feedback, Rejection, parse_feedback
+from llmpulse.settings import Settings
+from processors.batch import Record, dead_letter_row
+from processors.handler import Backoff, DeadLetterSink
+from storage.engine import Engine
+from storage.writer import Writer, batch_token
+
+__all__ = ["FEEDBACK_COLUMNS", "FeedbackBatch", "FeedbackHandler", "install_feedback"]
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_COLUMNS = (
+    "event_id", "ts", "score", "comment", "source", "kafka_partition", "kafka_offset",
+)  # fmt: skip
+
+
+@dataclass
+class FeedbackBatch:
+    rows: list[list[Any]] = field(default_factory=list)
+    dead_letters: list[list[Any]] = field(default_factory=list)
+    rejected: list[tuple[Record, Rejection]] = field(default_factory=list)
+    offsets: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class FeedbackStats:
+    batches: int = 0
+    stored: int = 0
+    dead: int = 0
+    storage_retries: int = 0
+
+
+def feedback_row(record: Record, fb: Feedback, redact: Callable[[str], str]) -> list[Any]:
+    return [
+        fb.event_id, fb.ts, fb.score, redact(fb.comment or ""), fb.source or "",
+        record.partition, record.offset,
+    ]  # fmt: skip
+
+
+class FeedbackHandler:
+    """Validates, redacts and stores one micro-batch of feedback records.
+
+    ``redact`` is applied to ``comment``, which users fill with whatever they like,
+    PII included; pass the worker's redactor so feedback follows the same policy as
+    event texts. Rejected payloads are kept raw, like the events' dead letters.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        dead_letter_sink: DeadLetterSink,
+        backoff: Backoff | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.writer = Writer(engine.client, engine.database)
+        self.dead_letter_sink = dead_letter_sink
+        self.backoff = backoff or Backoff()
+        self.redact = redact or (lambda text: text)
+        self.stats = FeedbackStats()
+
+    def split(self, records: Sequence[Record]) -> FeedbackBatch:
+        """Rows for the valid records, dead letters for the others (pure, no I/O)."""
+        batch = FeedbackBatch(offsets=[(r.topic, r.partition, r.offset) for r in records])
+        for record in records:
+            parsed = parse_feedback(record.value)
+            if isinstance(parsed, Rejection):
+                batch.rejected.append((record, parsed))
+                batch.dead_letters.append(dead_letter_row(record, parsed))
+            else:
+                batch.rows.append(feedback_row(record, parsed, self.redact))
+        return batch
+
+    async def handle(self, records: Sequence[Record]) -> FeedbackBatch:
+        batch = self.split(records)
+        if batch.rejected:
+            deliveries = [
+                await self.dead_letter_sink(record, rej.field, rej.reason)
+                for record, rej in batch.rejected
+            ]
+            await asyncio.gather(*deliveries)
+        await self._store(batch)
+        self.stats.batches += 1
+        self.stats.stored += len(batch.rows)
+        self.stats.dead += len(batch.dead_letters)
+        return batch
+
+    async def _store(self, batch: FeedbackBatch) -> None:
+        if not batch.rows and not batch.dead_letters:
+            return
+        feedback_token = batch_token("feedback", batch.offsets)
+        dead_token = batch_token("dead", batch.offsets)
+
+        def write() -> None:
+            self.writer.write_dead_letters(batch.dead_letters, dead_token)
+            self.writer.insert("llm_feedback", FEEDBACK_COLUMNS, batch.rows, feedback_token)
+
+        # The loop of BatchHandler._store: it lives inline there, so it is repeated
+        # here rather than shared.
+        delay = self.backoff.delays()
+        failing_since: float | None = None
+        last_error = ""
+        while True:
+            try:
+                await self.engine.run(write)
+            except Exception as exc:  # every storage failure is retried, none is dropped
+                text = f"{type(exc).__name__}: {exc}"
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                if text != last_error:
+                    log.warning(
+                        "feedback write failed, consumption paused, retrying: %s", text[:500]
+                    )
+                    last_error = text
+                self.stats.storage_retries += 1
+                await asyncio.sleep(delay())
+                continue
+            if failing_since is not None:
+                log.warning(
+                    "feedback write succeeded after %.1fs of failures; consumption resumes",
+                    time.monotonic() - failing_since,
+                )
+            return
+
+
+def install_feedback(
+    app: faust.App,
+    settings: Settings,
+    engine: Engine,
+    send_dead_letter: DeadLetterSink,
+    redact: Callable[[str], str] | None = None,
+) -> FeedbackHandler:
+    """Declare ``llm.feedback`` and its agent on ``app``; ack each batch once stored.
+
+    ``noack_take`` and explicit acks, as the score agent does: Faust's ``take`` acks
+    in a ``finally``, also when the batch failed or the worker is being cancelled.
+    """
+    handler = FeedbackHandler(engine, send_dead_letter, redact=redact)
+    topic = app.topic(settings.topics.feedback, value_type=bytes, key_type=bytes)
+
+    @app.agent(topic, name="feedback")
+    async def feedback(stream: faust.StreamT) -> None:
+        async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
+            records = [
+                Record(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
+                for e in batch
+            ]
+            await handler.handle(records)
+            for event in batch:
+                await stream.ack(event)
+
+    return handler
