@@ -74,6 +74,10 @@ class Settings:
     drift_round_s: float = 5.0  # closed windows are tested together every this often
     drift_new_version: str = "inherit"  # reference of a new prompt_version: inherit|first
     drift_clusters: int = 8
+    alert_eval_s: float = 5.0  # rules are evaluated this often
+    alert_refresh_s: float = 60.0  # firing alerts are re-sent to Alertmanager this often
+    alert_retry_deadline_s: float = 300.0  # a delivery is given up after retrying this long
+    alert_query_url: str = ""  # evidence link template; {query} is the URL-encoded SQL
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -127,6 +131,10 @@ _ENV_FIELDS = {
     "DRIFT_ROUND_S": "drift_round_s",
     "DRIFT_NEW_VERSION": "drift_new_version",
     "DRIFT_CLUSTERS": "drift_clusters",
+    "ALERT_EVAL_S": "alert_eval_s",
+    "ALERT_REFRESH_S": "alert_refresh_s",
+    "ALERT_RETRY_DEADLINE_S": "alert_retry_deadline_s",
+    "ALERT_QUERY_URL": "alert_query_url",
 }
 
 
@@ -165,7 +173,8 @@ def _validate(s: Settings) -> Settings:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be >= {low}")
     for name in (
         "batch_within_s", "kafka_session_timeout_s", "kafka_rebalance_timeout_s",
-        "drift_window_s", "drift_round_s",
+        "drift_window_s", "drift_round_s", "alert_eval_s", "alert_refresh_s",
+        "alert_retry_deadline_s",
     ):  # fmt: skip
         if getattr(s, name) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be > 0")

@@ -20,8 +20,10 @@ import faust
 from faust.web import Request, Response, View
 
 from llmpulse.settings import Settings
+from processors.alerting import install_alerting
 from processors.batch import Record, Scorer
 from processors.drift_monitor import DriftMonitor, ScoredMessage
+from processors.feedback import install_feedback
 from processors.handler import BatchHandler
 from processors.references import ReferenceError, ReferenceRequest, apply_request
 from storage.engine import Engine
@@ -138,6 +140,13 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                     for e in batch
                 ]
             )
+
+    app.llmpulse_feedback = install_feedback(  # type: ignore[attr-defined]
+        app, settings, engine, send_dead_letter, redact=scorer.suite.redactor.redact
+    )
+    app.llmpulse_alerting = install_alerting(  # type: ignore[attr-defined]
+        app, settings, engine, scorer.suite.redactor.redact
+    )
 
     @app.task
     async def drift_rounds() -> None:

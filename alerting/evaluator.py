@@ -1,0 +1,278 @@
+"""Rule evaluation: metrics from ClickHouse → state machine → messages on ``llm.alerts``.
+
+Outbox order, per evaluation: (1) step every alert and save the states that changed,
+(2) produce a message for each decision and wait for the broker's ack, (3) save that
+people were told. A crash after 1 makes the same decision again after the restart,
+with the same notification id; a crash after 2 produces it twice, and the notify
+agent delivers it once (``alert_log``). Kafka is the outbox; nothing is lost.
+
+Each worker evaluates only the app|prompt_version keys whose ``llm.scored`` partition
+it owns, so two workers never alert on the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote as urlquote
+
+from alerting.alert import Evidence, Notification, Rollback, alert_identity
+from alerting.config import Rule, RuleSet
+from alerting.metrics import evidence_query, metric_query, versions_query
+from alerting.state import (
+    FIRING,
+    INACTIVE,
+    RESOLVE,
+    AlertState,
+    needs_notify,
+    notification_id,
+    step,
+    told,
+)
+
+__all__ = ["Evaluator", "alert_labels"]
+
+log = logging.getLogger(__name__)
+
+Query = Callable[[str], Awaitable[list[tuple]]]  # runs SQL on the engine thread
+Send = Callable[[Notification], Awaitable[None]]  # produces to llm.alerts, waits for the ack
+Save = Callable[[list[AlertState]], Awaitable[None]]
+Owns = Callable[[str, str | None], bool]  # (app, prompt_version or None for app scope)
+
+EXAMPLES = 3
+EXAMPLE_CHARS = 500
+METRICS_WITHOUT_EVENT_VALUE = ("drift", "drift_p_value", "negative_feedback_rate", "cost_burn_rate")
+
+
+def alert_labels(rule: Rule, app: str, prompt_version: str | None) -> dict[str, str]:
+    labels = {"alertname": rule.name, "app": app}
+    if prompt_version is not None:
+        labels["prompt_version"] = prompt_version
+    labels.update({k: v for k, v in rule.filters.items() if k not in labels})
+    return labels
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "no data"
+    if unit == "ratio":
+        return f"{value:.1%}"
+    return f"{value:.4g}"
+
+
+def _window(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class Evaluator:
+    def __init__(
+        self,
+        rules: RuleSet,
+        db: str,
+        query: Query,
+        save: Save,
+        send: Send,
+        owns: Owns,
+        *,
+        redact: Callable[[str], str] = lambda s: s,
+        query_url: str = "",
+        refresh_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rules = rules
+        self.db = db
+        self.query = query
+        self.save = save
+        self.send = send
+        self.owns = owns
+        self.redact = redact
+        self.query_url = query_url
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self.states: dict[str, AlertState] = {}
+        self._refreshing = {
+            r.name
+            for r in rules.rules
+            if any(
+                rules.receivers[n].channel == "alertmanager"
+                for n in r.receivers
+                if n in rules.receivers
+            )
+        }
+
+    def load(self, states: dict[str, AlertState]) -> None:
+        """Replace the in-memory states (after a restart or a rebalance)."""
+        names = {r.name for r in self.rules.rules}
+        self.states = {k: s for k, s in states.items() if s.rule in names}
+
+    async def tick(self) -> list[Notification]:
+        """One evaluation of every rule; returns the messages produced."""
+        now = self.clock()
+        decisions: list[tuple[Rule, AlertState, str]] = []
+        changed: list[AlertState] = []
+        for rule in self.rules.rules:
+            try:
+                observed = await self._observe(rule, now)
+            except Exception as exc:  # one broken rule must not silence the others
+                log.warning("rule %s: metric query failed: %s", rule.name, str(exc)[:300])
+                continue
+            for alert_id, (labels, value, count) in observed.items():
+                if not self.owns(labels["app"], labels.get("prompt_version")):
+                    continue
+                prev = self.states.get(alert_id) or AlertState(alert_id, rule.name, labels)
+                breaching = value is not None and count >= rule.min_events
+                breaching = breaching and rule.breaches(float(value))  # type: ignore[arg-type]
+                nxt = step(prev, breaching, now, rule.for_s).observe(value, count)
+                if (nxt.state, nxt.active_at, nxt.fired_at, nxt.resolved_at) != (
+                    prev.state, prev.active_at, prev.fired_at, prev.resolved_at,
+                ):  # fmt: skip
+                    changed.append(nxt)
+                if nxt.state == INACTIVE and prev.state == INACTIVE:
+                    self.states.pop(alert_id, None)  # keep memory to live alerts
+                    continue
+                self.states[alert_id] = nxt
+                refresh = self.refresh_s if rule.name in self._refreshing else None
+                reason = needs_notify(nxt, rule.repeat_interval_s, now, refresh)
+                if reason:
+                    decisions.append((rule, nxt, reason))
+        if changed:
+            await self.save(changed)
+        sent: list[Notification] = []
+        told_states: list[AlertState] = []
+        for rule, st, reason in decisions:
+            note = await self._notification(rule, st, reason, now)
+            await self.send(note)
+            sent.append(note)
+            after = told(st, reason, self.clock())
+            self.states[st.alert_id] = after
+            told_states.append(after)
+            log.info("alert %s %s (%s) for %s", rule.name, note.status, reason, note.labels)
+        if told_states:
+            await self.save(told_states)
+        return sent
+
+    async def _observe(
+        self, rule: Rule, now: float
+    ) -> dict[str, tuple[dict[str, str], float | None, int]]:
+        q = metric_query(self.db, rule, now)
+        out: dict[str, tuple[dict[str, str], float | None, int]] = {}
+        for row in await self.query(q.sql):
+            if q.scope == "app":
+                app, version, value, n = row[0], None, row[1], row[2]
+            else:
+                app, version, value, n = row
+            labels = alert_labels(rule, app, version)
+            out[alert_identity(rule.name, labels)] = (labels, value, int(n))
+        # Live alerts of this rule with no events in the window: "no data", which
+        # resolves a firing alert and cancels a pending one.
+        for alert_id, st in self.states.items():
+            if st.rule == rule.name and alert_id not in out and st.state != INACTIVE:
+                out[alert_id] = (st.labels, None, 0)
+        return out
+
+    async def _notification(
+        self, rule: Rule, st: AlertState, reason: str, now: float
+    ) -> Notification:
+        app, version = st.labels["app"], st.labels.get("prompt_version", "")
+        status = "resolved" if reason == RESOLVE else FIRING
+        start = (st.fired_at or now) - rule.window_s
+        end = st.resolved_at if status == "resolved" and st.resolved_at else now
+        sql = evidence_query(self.db, rule, st.labels, start, end)
+        examples: tuple[str, ...] = ()
+        if status == FIRING and reason != "refresh":
+            examples = await self._examples(rule, sql)
+        rollback = None
+        if reason == "first":
+            for action in rule.actions:
+                if action.kind == "rollback":
+                    target = await self._rollback_to(rule, app, version, now)
+                    rollback = Rollback(action.receiver, app, version, target)
+        values = {
+            "rule": rule.name, "app": app, "prompt_version": version, "metric": rule.metric,
+            "value": st.value if st.value is not None else float("nan"),
+            "threshold": rule.threshold, "op": rule.op, "window": _window(rule.window_s),
+            "count": st.count,
+        }  # fmt: skip
+        if rule.summary:
+            summary = rule.summary.format(**values)
+        else:
+            where = f"{app} {version}".strip()
+            summary = (
+                f"{rule.name}: {rule.metric} {_fmt(st.value, rule.spec.unit)} {rule.op} "
+                f"{_fmt(rule.threshold, rule.spec.unit)} over {values['window']} on {where}"
+            )
+        if status == "resolved":
+            summary = f"RESOLVED {rule.name} on {app} {version}".strip()
+        link = self.query_url.replace("{query}", urlquote(sql, safe="")) if self.query_url else None
+        return Notification(
+            notification_id=notification_id(st, reason),
+            alert_id=st.alert_id,
+            reason=reason,
+            status=status,
+            rule=rule.name,
+            labels=dict(st.labels),
+            severity=rule.severity,
+            metric=rule.metric,
+            op=rule.op,
+            threshold=rule.threshold,
+            value=st.value,
+            count=st.count,
+            window_s=rule.window_s,
+            for_s=rule.for_s,
+            starts_at=st.fired_at or now,
+            ends_at=st.resolved_at if status == "resolved" else None,
+            evaluated_at=now,
+            summary=summary,
+            receivers=rule.receivers,
+            evidence=Evidence(sql, examples, link),
+            rollback=rollback,
+        )
+
+    async def _examples(self, rule: Rule, sql: str) -> tuple[str, ...]:
+        try:
+            rows = await self.query(sql)
+        except Exception as exc:
+            log.warning("rule %s: evidence query failed: %s", rule.name, str(exc)[:300])
+            return ()
+        if rule.metric in ("drift", "drift_p_value"):
+            return tuple(_drift_examples(rows))[:EXAMPLES]
+        texts = [str(r[3]) for r in rows if str(r[3]).strip()]
+        return tuple(self.redact(t)[:EXAMPLE_CHARS] for t in texts[:EXAMPLES])
+
+    async def _rollback_to(self, rule: Rule, app: str, bad: str, now: float) -> str | None:
+        """The most recently seen other version of ``app`` that looks healthy: no alert
+        firing on it and, for event metrics, the rule not breached over its last window."""
+        firing = {
+            s.labels.get("prompt_version")
+            for s in self.states.values()
+            if s.state == FIRING and s.labels.get("app") == app
+        }
+        for version, last_seen in await self.query(versions_query(self.db, app, bad, now)):
+            if version in firing:
+                continue
+            if rule.metric in METRICS_WITHOUT_EVENT_VALUE:
+                return str(version)
+            r = replace(rule, filters={**rule.filters, "app": app, "prompt_version": version})
+            rows = await self.query(metric_query(self.db, r, float(last_seen) + 0.001).sql)
+            if rows and rows[0][2] is not None and not rule.breaches(float(rows[0][2])):
+                return str(version)
+        return None
+
+
+def _drift_examples(rows: list[tuple]) -> list[str]:
+    out = []
+    for row in rows:
+        try:
+            explanation: dict[str, Any] = json.loads(row[6] or "null") or {}
+        except ValueError:
+            continue
+        for cluster in explanation.get("top", []):
+            out.extend(str(e) for e in cluster.get("examples", []))
+    return out

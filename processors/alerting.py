@@ -1,0 +1,159 @@
+"""Alerting in the worker: the rule-evaluation task and the notify agent.
+
+The evaluator owns the app|prompt_version keys whose ``llm.scored`` partitions this
+worker holds (the same hash the producer uses), so with several workers each alert
+is evaluated by exactly one. The notify agent consumes ``llm.alerts`` and acks a
+message only after every receiver finished with it (delivered, gave up or skipped),
+so a crash before that replays it; ``alert_log`` keeps the replay from delivering
+twice. Deliveries run as their own tasks: slow receivers never hold up scoring or
+each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import faust
+from aiokafka.partitioner import murmur2
+
+from alerting.alert import Notification
+from alerting.dispatch import Dispatcher
+from alerting.evaluator import Evaluator
+from alerting.notifiers import build_notifier
+from alerting.retry import RetryPolicy
+from alerting.rules import load_rules
+from llmpulse.settings import Settings
+from storage.alerts import AlertStore
+from storage.engine import Engine
+
+__all__ = ["install_alerting", "owner_partition"]
+
+log = logging.getLogger(__name__)
+MAX_INFLIGHT = 64
+
+
+def owner_partition(app_name: str, prompt_version: str | None, partitions: int) -> int:
+    """The llm.scored partition of a key, as aiokafka's default partitioner puts it."""
+    key = f"{app_name}|{prompt_version or ''}".encode()
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def install_alerting(
+    app: faust.App, settings: Settings, engine: Engine, redact: Callable[[str], str]
+) -> Evaluator | None:
+    """Add the evaluator task and the notify agent; None when no rules are configured."""
+    if settings.rules is None:
+        log.info("LLMPULSE_RULES is not set: alerting is off")
+        return None
+    rules = load_rules(settings.rules)  # RulesError lists every problem with its line
+    log.info("alerting: %d rules, %d receivers", len(rules.rules), len(rules.receivers))
+    topic = app.topic(settings.topics.alerts, value_type=bytes, key_type=bytes)
+    scored = settings.topics.scored
+    store = AlertStore(engine.client, engine.database)
+
+    async def query(sql: str) -> list[tuple]:
+        return await engine.run(store.query, sql)
+
+    async def save(states: list[Any]) -> None:
+        await engine.run(store.save, states)
+
+    async def send(n: Notification) -> None:
+        delivery = await topic.send(key=n.alert_id.encode(), value=n.to_json(), force=True)
+        await delivery
+
+    def assigned() -> set[int]:
+        try:
+            return {tp.partition for tp in app.consumer.assignment() if tp.topic == scored}
+        except Exception:  # the consumer is not started yet
+            return set()
+
+    def owns(app_name: str, prompt_version: str | None) -> bool:
+        mine = assigned()
+        if not mine:
+            return False
+        total = app.consumer.topic_partitions(scored) or settings.partitions
+        return owner_partition(app_name, prompt_version, total) in mine
+
+    evaluator = Evaluator(
+        rules, engine.database, query, save, send, owns,
+        redact=redact, query_url=settings.alert_query_url, refresh_s=settings.alert_refresh_s,
+    )  # fmt: skip
+
+    @app.task
+    async def evaluate_rules() -> None:
+        loaded_for: frozenset[int] | None = None
+        failures = 0
+        while not app.should_stop:
+            await asyncio.sleep(min(settings.alert_eval_s * 2**failures, 60.0))
+            try:
+                mine = frozenset(assigned())
+                if mine != loaded_for:  # started, or a rebalance moved keys: reload states
+                    evaluator.load(await engine.run(store.load))
+                    loaded_for = mine
+                await evaluator.tick()
+                failures = 0
+            except Exception:  # storage or broker down: decide again on the next tick
+                failures = min(failures + 1, 4)
+                log.exception("alert evaluation failed; retrying")
+
+    policies = {
+        name: RetryPolicy(deadline_s=cfg.retry_deadline_s or settings.alert_retry_deadline_s)
+        for name, cfg in rules.receivers.items()
+    }
+
+    async def finished(ids: Any) -> set[tuple[str, str]]:
+        return await engine.run(store.finished, ids)
+
+    async def log_rows(rows: list[list[Any]]) -> None:
+        await engine.run(store.log, rows)
+
+    @app.agent(topic, name="notify")
+    async def notify(stream: faust.StreamT) -> None:
+        session = aiohttp.ClientSession()
+        notifiers = {name: build_notifier(cfg, session) for name, cfg in rules.receivers.items()}
+        dispatcher = Dispatcher(notifiers, policies, finished, log_rows)
+        slots = asyncio.Semaphore(MAX_INFLIGHT)
+        tasks: set[asyncio.Task] = set()
+
+        async def handle(event: Any) -> None:
+            # Acked only once every receiver finished; a cancelled task (shutdown) is
+            # not acked, so its message is delivered after the restart.
+            try:
+                try:
+                    n = Notification.from_json(event.message.value)
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.error("llm.alerts message at offset %s is unreadable, skipped: %s",
+                              event.message.offset, exc)  # fmt: skip
+                    await stream.ack(event)
+                    return
+                delay = 1.0
+                while True:
+                    try:
+                        await dispatcher.dispatch(n)
+                        break
+                    except Exception:  # alert_log unreachable: do not ack, try again
+                        log.exception("delivering alert %s failed; retrying", n.alert_id)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 30.0)
+                await stream.ack(event)
+            finally:
+                slots.release()
+
+        try:
+            async for event in stream.noack().events():
+                await slots.acquire()
+                task = asyncio.create_task(handle(event))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await session.close()
+
+    return evaluator

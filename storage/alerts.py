@@ -1,0 +1,89 @@
+"""Alert state and the delivery log in ClickHouse. Synchronous: run on the engine thread."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from alerting.state import AlertState
+
+__all__ = ["ALERT_COLUMNS", "LOG_COLUMNS", "AlertStore"]
+
+ALERT_COLUMNS = (
+    "alert_id", "rule", "labels", "app", "prompt_version", "state", "active_at", "fired_at",
+    "resolved_at", "value", "count", "notified_at", "notified_status", "notified_episode",
+    "refreshed_at", "updated_at",
+)  # fmt: skip
+LOG_COLUMNS = (
+    "at", "notification_id", "alert_id", "rule", "app", "prompt_version", "reason", "status",
+    "receiver", "channel", "attempt", "outcome", "result", "http_status", "detail",
+)  # fmt: skip
+FINISHED = ("delivered", "gave_up", "skipped")
+
+
+class AlertStore:
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        self.db = database
+        self._last_stamp = 0.0
+
+    def _stamp(self) -> datetime:
+        # Strictly increasing, so the row written last always wins in ReplacingMergeTree.
+        now = max(time.time(), self._last_stamp + 1e-6)
+        self._last_stamp = now
+        return datetime.fromtimestamp(now, UTC)
+
+    def load(self) -> dict[str, AlertState]:
+        rows = self.client.query(
+            f"SELECT {', '.join(ALERT_COLUMNS[:-1])} FROM {self.db}.alerts FINAL"
+        ).result_rows
+        out = {}
+        for r in rows:
+            st = AlertState(
+                alert_id=r[0], rule=r[1], labels=dict(r[2]), state=str(r[5]), active_at=r[6],
+                fired_at=r[7], resolved_at=r[8], value=r[9], count=int(r[10]),
+                notified_at=r[11], notified_status=r[12], notified_episode=r[13],
+                refreshed_at=r[14],
+            )  # fmt: skip
+            out[st.alert_id] = st
+        return out
+
+    def save(self, states: Sequence[AlertState]) -> None:
+        rows = [
+            [
+                s.alert_id, s.rule, s.labels, s.labels.get("app", ""),
+                s.labels.get("prompt_version", ""), s.state, s.active_at, s.fired_at,
+                s.resolved_at, s.value, s.count, s.notified_at, s.notified_status,
+                s.notified_episode, s.refreshed_at, self._stamp(),
+            ]
+            for s in states
+        ]  # fmt: skip
+        if rows:
+            self.client.insert(f"{self.db}.alerts", rows, column_names=list(ALERT_COLUMNS))
+
+    def log(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Rows in LOG_COLUMNS order; ``at`` may be epoch seconds."""
+        rows = [
+            [datetime.fromtimestamp(r[0], UTC) if isinstance(r[0], float) else r[0], *r[1:]]
+            for r in rows
+        ]
+        if rows:
+            self.client.insert(f"{self.db}.alert_log", rows, column_names=list(LOG_COLUMNS))
+
+    def finished(self, notification_ids: Sequence[str]) -> set[tuple[str, str]]:
+        """(notification_id, receiver) pairs already delivered, given up or skipped."""
+        if not notification_ids:
+            return set()
+        rows = self.client.query(
+            f"SELECT DISTINCT notification_id, receiver FROM {self.db}.alert_log "
+            "WHERE notification_id IN {ids:Array(String)} AND outcome IN {done:Array(String)}",
+            parameters={"ids": list(notification_ids), "done": list(FINISHED)},
+        ).result_rows
+        return {(r[0], r[1]) for r in rows}
+
+    def query(self, sql: str) -> list[tuple]:
+        return [tuple(r) for r in self.client.query(sql).result_rows]
