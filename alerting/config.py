@@ -39,7 +39,7 @@ class SecretError(RuntimeError):
 
 @dataclass(frozen=True)
 class Secret:
-    """Where a secret lives: an environment variable or a file (first line, stripped)."""
+    """Where a secret lives: an environment variable or a file (its content, stripped)."""
 
     env: str | None = None
     file: Path | None = None

@@ -41,7 +41,7 @@ from ingest.producer import EventProducer  # noqa: E402
 from ingest.synthetic import synthetic_events  # noqa: E402
 from llmpulse.broker import EmbeddedBroker, free_port  # noqa: E402
 
-console = Console()
+console = Console(width=120)
 RESULTS = ROOT / "bench" / "results" / "alert_latency.json"
 RATE = 10  # events per second and version
 RULES = """

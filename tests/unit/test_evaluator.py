@@ -1,0 +1,191 @@
+"""The evaluator's decisions with a scripted metric source, a fake outbox and a clock."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from alerting.alert import Notification
+from alerting.config import Action, ReceiverConfig, Rule, RuleSet
+from alerting.evaluator import Evaluator
+from alerting.state import AlertState
+
+RULE = Rule(
+    "toxic-output", "toxicity_rate", ">", 0.1, window_s=60.0, for_s=30.0, min_events=20,
+    severity="critical", receivers=("pager",), actions=(Action("rollback", "deployer"),),
+    filters={"app": "bot"},
+)  # fmt: skip
+RULES = RuleSet(
+    (RULE,),
+    {
+        "pager": ReceiverConfig("pager", "pagerduty"),
+        "deployer": ReceiverConfig("deployer", "rollback", url="http://x"),
+    },
+)
+
+
+@dataclass
+class World:
+    """What ClickHouse would answer, and what the evaluator did."""
+
+    now: float = 1000.0
+    current: list[tuple] = field(default_factory=list)  # (app, version, value, n)
+    versions: list[tuple] = field(default_factory=lambda: [("v6", 900.0), ("v5", 500.0)])
+    healthy: dict[str, float] = field(default_factory=lambda: {"v6": 0.01, "v5": 0.0})
+    examples: list[tuple] = field(default_factory=list)
+    sent: list[Notification] = field(default_factory=list)
+    saved: list[AlertState] = field(default_factory=list)
+    fail_send: bool = False
+    owned: bool = True
+
+    async def query(self, sql: str) -> list[tuple]:
+        if "ORDER BY last_seen" in sql:
+            return self.versions
+        if "LIMIT 20" in sql:
+            return self.examples
+        for version, value in self.healthy.items():
+            if f"prompt_version = '{version}'" in sql:
+                return [("bot", version, value, 100)]
+        return self.current
+
+    async def save(self, states: list[AlertState]) -> None:
+        self.saved.extend(states)
+
+    async def send(self, n: Notification) -> None:
+        if self.fail_send:
+            raise ConnectionError("broker down")
+        self.sent.append(n)
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator(
+            RULES, "db", self.query, self.save, self.send, lambda app, v: self.owned,
+            redact=lambda s: s.replace("jane@example.com", "[EMAIL]"), clock=lambda: self.now,
+        )  # fmt: skip
+
+
+def tick(ev: Evaluator) -> list[Notification]:
+    return asyncio.run(ev.tick())
+
+
+def test_a_breach_waits_for_the_for_duration_before_anyone_is_told() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)])
+    ev = w.evaluator()
+    assert tick(ev) == []
+    w.now += 29.0
+    assert tick(ev) == []
+    w.now += 1.0
+    (n,) = tick(ev)
+    assert (n.status, n.reason, n.labels["prompt_version"], n.value) == (
+        "firing",
+        "first",
+        "v7",
+        0.4,
+    )
+    assert n.starts_at == 1030.0
+
+
+def test_the_first_firing_carries_the_rollback_to_the_last_healthy_version() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    (n,) = tick(ev)
+    assert n.rollback is not None
+    assert (n.rollback.receiver, n.rollback.prompt_version, n.rollback.rollback_to) == (
+        "deployer", "v7", "v6",
+    )  # fmt: skip
+
+
+def test_a_version_that_breaches_the_rule_is_not_a_rollback_target() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0, healthy={"v6": 0.3, "v5": 0.02})
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    (n,) = tick(ev)
+    assert n.rollback is not None and n.rollback.rollback_to == "v5"
+
+
+def test_no_healthy_version_means_no_rollback_target() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0, versions=[])
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    (n,) = tick(ev)
+    assert n.rollback is not None and n.rollback.rollback_to is None
+
+
+def test_too_few_events_is_not_a_breach() -> None:
+    w = World(current=[("bot", "v7", 0.9, 19)])
+    ev = w.evaluator()
+    for _ in range(5):
+        assert tick(ev) == []
+        w.now += 30.0
+
+
+def test_a_firing_alert_resolves_once_when_its_traffic_stops() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    tick(ev)
+    w.current = []  # rolled back: v7 has no events in the window any more
+    w.now = 40.0
+    (n,) = tick(ev)
+    assert (n.status, n.reason, n.ends_at, n.value) == ("resolved", "resolved", 40.0, None)
+    w.now = 50.0
+    assert tick(ev) == []
+
+
+def test_the_repeat_interval_sends_a_reminder() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    tick(ev)
+    w.now = 30.0 + RULE.repeat_interval_s + 1
+    (n,) = tick(ev)
+    assert n.reason == "repeat" and n.rollback is None  # a rollback happens once
+
+
+def test_keys_owned_by_another_worker_are_left_alone() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], owned=False, now=0.0)
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    assert tick(ev) == [] and w.saved == []
+
+
+def test_a_decision_lost_to_a_failed_send_is_made_again_with_the_same_id() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    w.fail_send = True
+    with pytest.raises(ConnectionError):
+        tick(ev)
+    # a restart: a new evaluator loads what was saved before the send
+    latest = {s.alert_id: s for s in w.saved}
+    w.fail_send, w.now = False, 35.0
+    ev2 = w.evaluator()
+    ev2.load(latest)
+    (n,) = tick(ev2)
+    assert n.reason == "first" and n.starts_at == 30.0
+    ev3 = w.evaluator()
+    ev3.load(latest)
+    (again,) = tick(ev3)
+    assert again.notification_id == n.notification_id
+
+
+def test_examples_are_redacted_and_the_evidence_query_names_the_key() -> None:
+    w = World(
+        current=[("bot", "v7", 0.4, 50)], now=0.0,
+        examples=[("t", "e1", "m", "you idiot, mail jane@example.com")],
+    )  # fmt: skip
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    (n,) = tick(ev)
+    assert n.evidence.examples == ("you idiot, mail [EMAIL]",)
+    assert "prompt_version = 'v7'" in n.evidence.query and "toxicity" in n.evidence.query
