@@ -21,7 +21,7 @@ from faust.web import Request, Response, View
 
 from llmpulse.settings import Settings
 from processors.alerting import install_alerting
-from processors.batch import Record, Scorer
+from processors.batch import Record, Scorer, records_of
 from processors.drift_monitor import DriftMonitor, ScoredMessage
 from processors.feedback import install_feedback
 from processors.handler import BatchHandler
@@ -108,17 +108,7 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
     @app.agent(events, name="score")
     async def score(stream: faust.StreamT) -> None:
         async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
-            records = [
-                Record(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                )
-                for e in batch
-            ]
-            await handler.handle(records)
+            await handler.handle(records_of(batch))
             for event in batch:
                 await stream.ack(event)
 

@@ -26,6 +26,7 @@ __all__ = [
     "ScoredBatch",
     "Scorer",
     "build_scorer",
+    "records_of",
     "scored_key",
     "scored_summary",
     "suite_config",
@@ -139,6 +140,12 @@ class Scorer:
                     [e.event_id, e.ts, e.app, e.prompt_version or "", kind, model, vector.tolist()]
                 )
         return batch
+
+
+def records_of(events: Sequence[Any]) -> list[Record]:
+    """Faust events of one ``take`` as plain records, so handlers stay Faust-free."""
+    m = [e.message for e in events]
+    return [Record(x.topic, x.partition, x.offset, x.key, x.value) for x in m]
 
 
 def scored_key(app: str, prompt_version: str) -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +21,8 @@ import faust
 
 from ingest.schema import Feedback, Rejection, parse_feedback
 from llmpulse.settings import Settings
-from processors.batch import Record, dead_letter_row
-from processors.handler import Backoff, DeadLetterSink
+from processors.batch import Record, dead_letter_row, records_of
+from processors.handler import Backoff, DeadLetterSink, write_until_stored
 from storage.engine import Engine
 from storage.writer import Writer, batch_token
 
@@ -117,32 +116,10 @@ class FeedbackHandler:
             self.writer.write_dead_letters(batch.dead_letters, dead_token)
             self.writer.insert("llm_feedback", FEEDBACK_COLUMNS, batch.rows, feedback_token)
 
-        # The loop of BatchHandler._store: it lives inline there, so it is repeated
-        # here rather than shared.
-        delay = self.backoff.delays()
-        failing_since: float | None = None
-        last_error = ""
-        while True:
-            try:
-                await self.engine.run(write)
-            except Exception as exc:  # every storage failure is retried, none is dropped
-                text = f"{type(exc).__name__}: {exc}"
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                if text != last_error:
-                    log.warning(
-                        "feedback write failed, consumption paused, retrying: %s", text[:500]
-                    )
-                    last_error = text
-                self.stats.storage_retries += 1
-                await asyncio.sleep(delay())
-                continue
-            if failing_since is not None:
-                log.warning(
-                    "feedback write succeeded after %.1fs of failures; consumption resumes",
-                    time.monotonic() - failing_since,
-                )
-            return
+        def retried() -> None:
+            self.stats.storage_retries += 1
+
+        await write_until_stored(self.engine, write, self.backoff, "feedback", retried)
 
 
 def install_feedback(
@@ -163,17 +140,7 @@ def install_feedback(
     @app.agent(topic, name="feedback")
     async def feedback(stream: faust.StreamT) -> None:
         async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
-            records = [
-                Record(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                )
-                for e in batch
-            ]
-            await handler.handle(records)
+            await handler.handle(records_of(batch))
             for event in batch:
                 await stream.ack(event)
 

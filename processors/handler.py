@@ -32,7 +32,7 @@ from processors.batch import Record, ScoredBatch, Scorer
 from storage.engine import Engine
 from storage.writer import Writer, batch_token
 
-__all__ = ["Backoff", "BatchHandler", "DeadLetterSink", "ScoredSink"]
+__all__ = ["Backoff", "BatchHandler", "DeadLetterSink", "ScoredSink", "write_until_stored"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,27 +125,43 @@ class BatchHandler:
             self.writer.write_embeddings(batch.embeddings, vectors_token)
             self.writer.write_events(batch.rows, events_token)
 
-        delay = self.backoff.delays()
-        failing_since: float | None = None
-        last_error = ""
-        while True:
-            try:
-                await self.engine.run(write)
-            except Exception as exc:  # every storage failure is retried, none is dropped
-                text = f"{type(exc).__name__}: {exc}"
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                if text != last_error:
-                    log.warning(
-                        "storage write failed, consumption paused, retrying: %s", text[:500]
-                    )
-                    last_error = text
-                self.stats.storage_retries += 1
-                await asyncio.sleep(delay())
-                continue
-            if failing_since is not None:
-                log.warning(
-                    "storage write succeeded after %.1fs of failures; consumption resumes",
-                    time.monotonic() - failing_since,
-                )
-            return
+        def retried() -> None:
+            self.stats.storage_retries += 1
+
+        await write_until_stored(self.engine, write, self.backoff, "storage", retried)
+
+
+async def write_until_stored(
+    engine: Engine,
+    write: Callable[[], None],
+    backoff: Backoff,
+    what: str,
+    on_retry: Callable[[], None] | None = None,
+) -> None:
+    """Run ``write`` on the engine until it succeeds. Every storage failure is retried
+    with backoff, none is dropped; the caller does not ack meanwhile, so consumption
+    pauses. The log says when writes start failing (again only if the error changes)
+    and when they recover."""
+    delay = backoff.delays()
+    failing_since: float | None = None
+    last_error = ""
+    while True:
+        try:
+            await engine.run(write)
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            if failing_since is None:
+                failing_since = time.monotonic()
+            if text != last_error:
+                log.warning("%s write failed, consumption paused, retrying: %s", what, text[:500])
+                last_error = text
+            if on_retry is not None:
+                on_retry()
+            await asyncio.sleep(delay())
+            continue
+        if failing_since is not None:
+            log.warning(
+                "%s write succeeded after %.1fs of failures; consumption resumes",
+                what, time.monotonic() - failing_since,
+            )  # fmt: skip
+        return
