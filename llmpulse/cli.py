@@ -93,6 +93,8 @@ def _banner(settings: Settings, broker_log: Path | None) -> None:
     console.print(
         f"  SQL endpoint    : http://{settings.sql_bind}:{settings.sql_port}/sql/ (read-only)"
     )
+    rules = settings.rules or "off (set LLMPULSE_RULES to a rules file, see docs/alerting.md)"
+    console.print(f"  alert rules     : {rules}")
     console.print("  publish events  : llmpulse publish events.jsonl")
     console.print(
         '  query           : llmpulse sql "SELECT app, count() FROM llm_events FINAL GROUP BY app"'
@@ -109,6 +111,7 @@ def worker(loglevel: str) -> None:
 
 
 def _run_worker(settings: Settings, loglevel: str) -> None:
+    from alerting.rules import RulesError
     from detectors.base import DetectorError
     from processors.worker import WorkerError, run_worker
     from storage.engine import StorageError
@@ -118,6 +121,11 @@ def _run_worker(settings: Settings, loglevel: str) -> None:
         run_worker(settings, loglevel=loglevel)
     except (WorkerError, StorageError, ConnectionError, DetectorError) as exc:
         raise click.ClickException(str(exc)) from None
+    except RulesError as exc:
+        raise click.ClickException(
+            f"LLMPULSE_RULES={settings.rules}: fix these first "
+            f"(`llmpulse rules check` shows the same):\n{exc}"
+        ) from None
     except SystemExit as exc:
         if exc.code not in (0, None):
             log_file = settings.logs_dir / "worker.log"

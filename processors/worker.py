@@ -14,6 +14,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from alerting.rules import load_rules
 from llmpulse.broker import port_in_use
 from llmpulse.settings import Settings
 from processors.app import SQL_PATH, create_app
@@ -102,6 +103,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     _check_port_free(settings.sql_bind, settings.sql_port)
+    if settings.rules is not None:
+        load_rules(settings.rules)  # RulesError lists every problem, before models load
     # Models first: a wrong model path fails here, before anything is held.
     log.info("loading detectors (device=%s)", settings.device)
     scorer = build_scorer(settings)
