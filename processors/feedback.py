@@ -11,7 +11,6 @@ No model runs here, so the work stays on the event loop and the engine thread.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import faust
 from ingest.schema import Feedback, Rejection, parse_feedback
 from llmpulse.settings import Settings
 from processors.batch import Record, dead_letter_row, records_of
-from processors.handler import Backoff, DeadLetterSink, write_until_stored
+from processors.handler import Backoff, DeadLetterSink, send_dead_letters, write_until_stored
 from storage.engine import Engine
 from storage.writer import Writer, batch_token
 
@@ -94,12 +93,7 @@ class FeedbackHandler:
 
     async def handle(self, records: Sequence[Record]) -> FeedbackBatch:
         batch = self.split(records)
-        if batch.rejected:
-            deliveries = [
-                await self.dead_letter_sink(record, rej.field, rej.reason)
-                for record, rej in batch.rejected
-            ]
-            await asyncio.gather(*deliveries)
+        await send_dead_letters(self.dead_letter_sink, batch.rejected)
         await self._store(batch)
         self.stats.batches += 1
         self.stats.stored += len(batch.rows)

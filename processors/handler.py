@@ -28,11 +28,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ingest.schema import Rejection
 from processors.batch import Record, ScoredBatch, Scorer
 from storage.engine import Engine
 from storage.writer import Writer, batch_token
 
-__all__ = ["Backoff", "BatchHandler", "DeadLetterSink", "ScoredSink", "write_until_stored"]
+__all__ = [
+    "Backoff",
+    "BatchHandler",
+    "DeadLetterSink",
+    "ScoredSink",
+    "send_dead_letters",
+    "write_until_stored",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,12 +108,7 @@ class BatchHandler:
     async def handle(self, records: Sequence[Record]) -> ScoredBatch:
         loop = asyncio.get_running_loop()
         batch = await loop.run_in_executor(self._scoring, self.scorer.score, records)
-        if batch.rejected:
-            deliveries = [
-                await self.dead_letter_sink(record, rej.field, rej.reason)
-                for record, rej in batch.rejected
-            ]
-            await asyncio.gather(*deliveries)
+        await send_dead_letters(self.dead_letter_sink, batch.rejected)
         await self._store(batch)
         if self.scored_sink is not None and batch.summaries:
             sends = [await self.scored_sink(key, value) for key, value in batch.summaries]
@@ -129,6 +132,14 @@ class BatchHandler:
             self.stats.storage_retries += 1
 
         await write_until_stored(self.engine, write, self.backoff, "storage", retried)
+
+
+async def send_dead_letters(
+    sink: DeadLetterSink, rejected: Sequence[tuple[Record, Rejection]]
+) -> None:
+    """Produce every dead letter, then wait for all the broker's acks (step 2)."""
+    deliveries = [await sink(record, rej.field, rej.reason) for record, rej in rejected]
+    await asyncio.gather(*deliveries)
 
 
 async def write_until_stored(
