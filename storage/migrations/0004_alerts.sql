@@ -28,8 +28,9 @@ ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY alert_id;
 
 -- Every delivery attempt of every notification, and how it ended. outcome is
--- delivered, retry (a failed attempt that will be tried again), gave_up (permanent
--- failure or deadline: someone must look) or skipped (nothing to send).
+-- failed (one attempt failed; result says why), then one final row: delivered,
+-- gave_up (permanent failure or deadline: someone must look) or skipped (nothing to
+-- send, e.g. no healthy version to roll back to).
 CREATE TABLE IF NOT EXISTS {db}.alert_log
 (
     at              DateTime64(3, 'UTC') DEFAULT now64(3),
