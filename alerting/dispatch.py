@@ -58,12 +58,11 @@ class Dispatcher:
         return notifier.channel if notifier is not None else ""
 
     async def dispatch(self, n: Notification) -> dict[str, str]:
-        """Deliver to every target not yet finished; returns receiver → final outcome."""
+        """Deliver to every target not yet finished; returns receiver → final outcome
+        for the targets attempted now."""
         targets = self.targets(n)
-        done = await self.finished([n.notification_id])
-        todo = [t for t in targets if (n.notification_id, t) not in done]
-        outcomes = await asyncio.gather(*(self._one(n, t) for t in todo))
-        return dict(zip(todo, outcomes, strict=True))
+        outcomes = await asyncio.gather(*(self._one(n, t) for t in targets))
+        return {t: o for t, o in zip(targets, outcomes, strict=True) if o is not None}
 
     def _row(self, n: Notification, name: str, attempt: int, outcome: str, o: Outcome) -> list:
         return [
@@ -72,7 +71,16 @@ class Dispatcher:
             o.reason, o.status, o.detail[:500],
         ]  # fmt: skip
 
-    async def _one(self, n: Notification, name: str) -> str:
+    async def _one(self, n: Notification, name: str) -> str | None:
+        # The same message can be in flight twice (produced again after a crash, or
+        # replayed): the check and the final log row are both under the lock, so the
+        # second one sees the first one's outcome and stops.
+        async with self._locks[(n.alert_id, name)]:
+            if (n.notification_id, name) in await self.finished([n.notification_id]):
+                return None
+            return await self._deliver(n, name)
+
+    async def _deliver(self, n: Notification, name: str) -> str:
         notifier = self.notifiers.get(name)
         if notifier is None:
             log.error("alert %s: receiver %r is not configured; gave up", n.alert_id, name)
@@ -92,9 +100,8 @@ class Dispatcher:
             if not o.ok:
                 await self.log_rows([self._row(n, name, attempt, "failed", o)])
 
-        async with self._locks[(n.alert_id, name)]:
-            policy = self.policies.get(name) or RetryPolicy()
-            d = await deliver(notifier, n, policy, on_attempt=record)
+        policy = self.policies.get(name) or RetryPolicy()
+        d = await deliver(notifier, n, policy, on_attempt=record)
         final = "delivered" if d.outcome.ok else "gave_up"
         await self.log_rows([self._row(n, name, d.attempts, final, d.outcome)])
         return final

@@ -111,3 +111,14 @@ def test_every_failed_attempt_and_the_outcome_are_logged() -> None:
     assert [(r[10], r[11], r[13]) for r in log.rows] == [
         (1, "failed", 500), (2, "failed", 500), (3, "failed", 500), (4, "delivered", 202),
     ]  # fmt: skip
+
+
+def test_the_same_message_in_flight_twice_is_delivered_once() -> None:
+    fakes, log, d = setup()
+
+    async def both() -> list[dict[str, str]]:
+        return list(await asyncio.gather(d.dispatch(NOTE), d.dispatch(NOTE)))
+
+    first, second = asyncio.run(both())
+    assert {**first, **second} == dict.fromkeys(["pager", "chat", "am", "deployer"], "delivered")
+    assert [len(f.calls) for f in fakes.values()] == [1, 1, 1, 1]
