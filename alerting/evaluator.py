@@ -97,6 +97,8 @@ class Evaluator:
         self.refresh_s = refresh_s
         self.clock = clock
         self.states: dict[str, AlertState] = {}
+        self._loaded_at = clock()
+        self._loaded: set[str] = set()  # alerts restored by load() and not yet seen again
         self._refreshing = {
             r.name
             for r in rules.rules
@@ -111,6 +113,8 @@ class Evaluator:
         """Replace the in-memory states (after a restart or a rebalance)."""
         names = {r.name for r in self.rules.rules}
         self.states = {k: s for k, s in states.items() if s.rule in names}
+        self._loaded_at = self.clock()
+        self._loaded = set(self.states)
 
     async def tick(self) -> list[Notification]:
         """One evaluation of every rule; returns the messages produced."""
@@ -127,6 +131,12 @@ class Evaluator:
                 if not self.owns(labels["app"], labels.get("prompt_version")):
                     continue
                 prev = self.states.get(alert_id) or AlertState(alert_id, rule.name, labels)
+                restored = alert_id in self._loaded and now - self._loaded_at < rule.window_s
+                if count == 0 and restored:
+                    # Restored after a restart or a rebalance: an empty window may be the
+                    # backlog not scored yet, not a recovery. Judge after one window.
+                    continue
+                self._loaded.discard(alert_id)
                 breaching = value is not None and count >= rule.min_events
                 breaching = breaching and rule.breaches(float(value))  # type: ignore[arg-type]
                 nxt = step(prev, breaching, now, rule.for_s).observe(value, count)

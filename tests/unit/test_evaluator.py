@@ -189,3 +189,19 @@ def test_examples_are_redacted_and_the_evidence_query_names_the_key() -> None:
     (n,) = tick(ev)
     assert n.evidence.examples == ("you idiot, mail [EMAIL]",)
     assert "prompt_version = 'v7'" in n.evidence.query and "toxicity" in n.evidence.query
+
+
+def test_an_empty_window_right_after_a_restart_does_not_resolve_a_firing_alert() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    tick(ev)
+    saved = {s.alert_id: s for s in w.saved}
+    w.current, w.now = [], 100.0  # restarted: the backlog is not scored yet
+    ev2 = w.evaluator()
+    ev2.load(saved)
+    assert tick(ev2) == []  # lag is not recovery
+    w.now = 100.0 + RULE.window_s  # a whole window later, still nothing: it is over
+    (n,) = tick(ev2)
+    assert n.reason == "resolved"
