@@ -114,7 +114,7 @@ def test_every_failed_attempt_and_the_outcome_are_logged() -> None:
 
 
 def test_the_same_message_in_flight_twice_is_delivered_once() -> None:
-    fakes, log, d = setup()
+    fakes, _log, d = setup()
 
     async def both() -> list[dict[str, str]]:
         return list(await asyncio.gather(d.dispatch(NOTE), d.dispatch(NOTE)))
