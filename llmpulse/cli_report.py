@@ -1,0 +1,52 @@
+"""``llmpulse report``: PNG plots and one HTML page of the stored data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["report"]
+
+
+@click.command()
+@click.option("--app", default=None, help="Only this app (default: every app).")
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    help="Start of the range: a duration before now (90m, 6h, 7d) or an ISO date/datetime "
+    "(2026-05-01, 2026-05-01T08:00; UTC unless it says).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="./llmpulse-report",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write index.html, the PNGs and report.json into.",
+)
+def report(app: str | None, since: str, out_dir: Path) -> None:
+    """Plot volume, latency, quality, drift and cost, with deploy and alert markers.
+
+    Ranges up to 6 hours are drawn per minute, longer ones per hour. Open
+    OUT/index.html in a browser; OUT/report.json lists what each image shows.
+    """
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from llmpulse.report import NoDataError, build_report, parse_since
+    from llmpulse.settings import SettingsError, load_settings
+    from storage.engine import StorageError
+
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    try:
+        settings = load_settings()
+        built = build_report(settings, app, start, out_dir, require_data=True)
+    except (NoDataError, StorageError, SettingsError, ClickHouseError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in [built.html, *built.images, built.json]:
+        click.echo(str(path))
+    click.echo(f"report: {built.summary()}", err=True)
