@@ -78,15 +78,17 @@ def synthetic_events(
     prompt_version: str | None = None,
     new_topic_share: float = 0.0,
     toxic_share: float = 0.0,
+    wrong_share: float = 0.2,
 ) -> Iterator[dict]:
     """``n`` valid v1 events, the same for the same seed.
 
-    About half carry retrieved context, with an answer that restates it or, one
-    time in five, changes its figures; a few inputs hold PII or an injection
+    About half carry retrieved context, with an answer that restates it or (one time
+    in five by default) changes its figures; a few inputs hold PII or an injection
     attempt and a few outputs are rude, so every detector has something to find.
     ``app`` and ``prompt_version`` pin those fields; ``new_topic_share`` of the
     questions (and answers) are about travel, a topic the default traffic never has;
-    ``toxic_share`` of the answers insult the user (a prompt change gone wrong).
+    ``toxic_share`` of the answers insult the user (a prompt change gone wrong), and
+    ``wrong_share`` of the answers with context change its figures (hallucinations).
     """
     rng = random.Random(seed)
     start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -129,7 +131,7 @@ def synthetic_events(
         }
         if rng.random() < 0.5 and not new_topic:
             event["context"] = [context, f"Topic: {topic}. Policy id {rng.randint(100, 104)}."]
-            wrong = rng.random() < 0.2
+            wrong = rng.random() < wrong_share
             event["output"] = (
                 fact.format(n=num + 7, p=price * 3) if wrong else context
             ) + " Anything else I can help with?"

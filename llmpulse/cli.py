@@ -14,7 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from llmpulse.cli_compare import compare
+from llmpulse.cli_demo import demo
 from llmpulse.cli_reference import reference
+from llmpulse.cli_report import report
 from llmpulse.cli_rules import rules
 from llmpulse.settings import Settings, SettingsError, load_settings
 
@@ -422,8 +425,11 @@ def costs_recompute(since: object) -> None:
               f"{summary.changed} costs changed, {summary.unknown} without a price")  # fmt: skip
 
 
+main.add_command(compare)
+main.add_command(demo)
 main.add_command(reference)
 main.add_command(rules)
+main.add_command(report)
 
 if __name__ == "__main__":
     main()

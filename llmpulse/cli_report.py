@@ -29,7 +29,7 @@ __all__ = ["report"]
 def report(app: str | None, since: str, out_dir: Path) -> None:
     """Plot volume, latency, quality, drift and cost, with deploy and alert markers.
 
-    Ranges up to 6 hours are drawn per minute, longer ones per hour. Open
+    The time axis spans the data in the range, in 24 to 84 buckets (1 s to 7 d). Open
     OUT/index.html in a browser; OUT/report.json lists what each image shows.
     """
     from clickhouse_connect.driver.exceptions import ClickHouseError
