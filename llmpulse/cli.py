@@ -7,6 +7,7 @@ import logging
 import sys
 from collections import Counter
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -218,7 +219,13 @@ def sql(query: str, fmt: str) -> None:
     if fmt != "table":
         click.echo(format_result(result, fmt))
         return
-    table = Table(*result.columns, show_lines=False, header_style="bold")
+    table = Table(show_lines=False, header_style="bold")
+    for i, name in enumerate(result.columns):
+        values = [row[i] for row in result.rows if row[i] is not None]
+        numeric = bool(values) and all(
+            isinstance(v, int | float | Decimal) and not isinstance(v, bool) for v in values
+        )
+        table.add_column(name, justify="right" if numeric else "left")
     for row in result.rows:
         table.add_row(*("NULL" if v is None else str(v) for v in row))
     out.print(table)
