@@ -23,6 +23,7 @@ from urllib.parse import quote as urlquote
 from alerting.alert import Evidence, Notification, Rollback, alert_identity
 from alerting.config import Rule, RuleSet
 from alerting.metrics import evidence_query, metric_query, versions_query
+from alerting.rules_yaml import format_duration
 from alerting.state import (
     FIRING,
     INACTIVE,
@@ -62,13 +63,6 @@ def _fmt(value: float | None, unit: str) -> str:
     if unit == "ratio":
         return f"{value:.1%}"
     return f"{value:.4g}"
-
-
-def _window(seconds: float) -> str:
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 class Evaluator:
@@ -207,7 +201,7 @@ class Evaluator:
         values = {
             "rule": rule.name, "app": app, "prompt_version": version, "metric": rule.metric,
             "value": st.value if st.value is not None else float("nan"),
-            "threshold": rule.threshold, "op": rule.op, "window": _window(rule.window_s),
+            "threshold": rule.threshold, "op": rule.op, "window": format_duration(rule.window_s),
             "count": st.count,
         }  # fmt: skip
         if rule.summary:

@@ -28,6 +28,7 @@ from alerting.notifiers import build_notifier
 from alerting.retry import RetryPolicy
 from alerting.rules import load_rules
 from llmpulse.settings import Settings
+from processors.handler import Backoff
 from storage.alerts import AlertStore
 from storage.engine import Engine
 
@@ -72,12 +73,11 @@ def install_alerting(
         except Exception:  # the consumer is not started yet
             return set()
 
+    # This tick's assignment and partition count, read once per tick, not per key.
+    held: dict[str, Any] = {"mine": frozenset(), "total": settings.partitions}
+
     def owns(app_name: str, prompt_version: str | None) -> bool:
-        mine = assigned()
-        if not mine:
-            return False
-        total = app.consumer.topic_partitions(scored) or settings.partitions
-        return owner_partition(app_name, prompt_version, total) in mine
+        return owner_partition(app_name, prompt_version, held["total"]) in held["mine"]
 
     evaluator = Evaluator(
         rules, engine.database, query, save, send, owns,
@@ -92,6 +92,8 @@ def install_alerting(
             await asyncio.sleep(min(settings.alert_eval_s * 2**failures, 60.0))
             try:
                 mine = frozenset(assigned())
+                held["mine"] = mine
+                held["total"] = app.consumer.topic_partitions(scored) or settings.partitions
                 if mine != loaded_for:  # started, or a rebalance moved keys: reload states
                     evaluator.load(await engine.run(store.load))
                     loaded_for = mine
@@ -131,15 +133,14 @@ def install_alerting(
                               event.message.offset, exc)  # fmt: skip
                     await stream.ack(event)
                     return
-                delay = 1.0
+                delay = Backoff(first_s=1.0, max_s=30.0).delays()
                 while True:
                     try:
                         await dispatcher.dispatch(n)
                         break
                     except Exception:  # alert_log unreachable: do not ack, try again
                         log.exception("delivering alert %s failed; retrying", n.alert_id)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 30.0)
+                        await asyncio.sleep(delay())
                 await stream.ack(event)
             finally:
                 slots.release()

@@ -21,6 +21,7 @@ from alerting.alert import RESOLVED, Notification, iso
 from alerting.config import ReceiverConfig, SecretError
 from alerting.http import post
 from alerting.notifiers.base import PERMANENT, Outcome
+from alerting.rules_yaml import format_duration
 
 __all__ = ["RESEND_GRACE_S", "AlertmanagerNotifier", "alertmanager_alert"]
 
@@ -30,14 +31,6 @@ RESEND_GRACE_S = 300.0
 MAX_EXAMPLES_CHARS = 2000
 _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})|[\x00-\x20\x7f]")
-
-
-def _window(seconds: float) -> str:
-    s = int(seconds)
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if s >= size and s % size == 0:
-            return f"{s // size}{unit}"
-    return f"{seconds:g}s"
 
 
 def _number(value: float | None) -> str:
@@ -51,7 +44,7 @@ def _name(key: str) -> str:
 
 
 def _description(alert: Notification) -> str:
-    rule = f"{alert.op} {alert.threshold:g} over {_window(alert.window_s)}"
+    rule = f"{alert.op} {alert.threshold:g} over {format_duration(alert.window_s)}"
     seen = f"{alert.metric} = {_number(alert.value)}" if alert.value is not None else alert.metric
     if alert.status == RESOLVED:
         return f"{seen}: no longer {rule}" + (f" ({alert.count} events)" if alert.count else "")
