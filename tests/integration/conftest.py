@@ -43,6 +43,8 @@ class Stack:
     sql_port: int
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The worker's entry module; tests.reliability.faults wraps it with fault hooks.
+    worker_module: str = "llmpulse.cli"
 
     @property
     def env(self) -> dict[str, str]:
@@ -77,7 +79,7 @@ class Stack:
     def start_worker(self) -> subprocess.Popen[bytes]:
         log = open(self.home.parent / f"worker-{len(self.workers)}.out", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llmpulse.cli", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", self.worker_module, "worker", "--loglevel", "info"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
