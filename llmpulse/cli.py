@@ -67,13 +67,14 @@ def up(loglevel: str) -> None:
 
     settings = _settings()
     if not settings.embedded_engine:
-        console.print(f"[yellow]note:[/] storing to {settings.dsn} (not the embedded engine)")
+        console.print(f"[yellow]note:[/] storing to {settings.dsn_redacted} (not embedded)")
     host, port = settings.kafka_host_port
     broker = EmbeddedBroker(host, port, settings.logs_dir)
     try:
         broker.start()
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
+    broker.supervise()  # a broker that dies is started again; the worker recovers
     try:
         _banner(settings, broker.log_path)
         _run_worker(settings, loglevel)
@@ -88,7 +89,7 @@ def _banner(settings: Settings, broker_log: Path | None) -> None:
     console.print(
         f"  Kafka bootstrap : {settings.kafka_bootstrap}  (topic {settings.topics.events})"
     )
-    console.print(f"  ClickHouse      : {settings.dsn}")
+    console.print(f"  ClickHouse      : {settings.dsn_redacted}")
     console.print(f"  data            : {home}")
     console.print(
         f"  logs            : {settings.logs_dir.resolve()}"
@@ -163,7 +164,11 @@ async def _publish(settings: Settings, file: Path, raw: bool, topic: str | None)
 
     size = file.stat().st_size
     sent, rejected = 0, Counter[str]()
-    producer = EventProducer(settings.kafka_bootstrap, topic or settings.topics.events)
+    from llmpulse.kafka_security import aiokafka_security
+
+    producer = EventProducer(
+        settings.kafka_bootstrap, topic or settings.topics.events, **aiokafka_security(settings)
+    )
     try:
         await producer.start()
     except Exception as exc:
@@ -384,7 +389,7 @@ def migrate() -> None:
 
     settings = _settings()
     try:
-        with Engine(settings.dsn, settings.clickhouse_database) as engine:
+        with Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth) as engine:
             applied = engine.call(apply, engine.client, settings.clickhouse_database,
                                   ttl_days=settings.retention_days)  # fmt: skip
     except StorageError as exc:
@@ -418,7 +423,8 @@ def costs_recompute(since: object) -> None:
     try:
         bar = Progress(TextColumn("recomputing"), BarColumn(), MofNCompleteColumn(),
                        console=console, transient=True)  # fmt: skip
-        with Engine(settings.dsn, settings.clickhouse_database) as engine, bar:
+        engine = Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth)
+        with engine, bar:
             task = bar.add_task("recompute", total=None)
 
             def tick(done: int, total: int) -> None:

