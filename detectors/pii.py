@@ -73,6 +73,10 @@ _CARD = re.compile(r"(?<![\w.,+-])\d(?:[ -]?\d){11,18}(?!\d|[.,-]\d)")
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d|-\d)")
 _SSN_PLAIN = re.compile(r"(?<![\w-])(?!000|666|9)\d{3}( ?)(?!00)\d{2}\1(?!0000)\d{4}(?![\w-])")
 _SSN_CUE = re.compile(r"\b(?:ssn|social security)\b", re.I)
+# A Luhn-valid number right after a card cue is a card even from an unlisted issuer range.
+_CARD_CUE = re.compile(
+    r"\b(?:card|cc|credit|debit|visa|mastercard|amex)\b(?:\W+(?:no|nr|number|is))*\W{0,6}$", re.I
+)
 _SSN_INVALID = {"078051120", "219099999", "123456789"}  # advertised or sample numbers
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(
@@ -89,7 +93,7 @@ _NANP = re.compile(
 )
 _PHONE_CUE_BEFORE = re.compile(
     r"\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|call|calling|ring|dial|text|sms"
-    r"|whatsapp|contact|reach|desk|office|landline|hotline)\b"
+    r"|whatsapp|contact|reach|answering|desk|office|landline|hotline)\b"
     r"(?:\W+(?:me|us|him|her|them|on|at|to|is|my|our|his|their|your|number|no|nr))*\W{0,12}$",
     re.I,
 )
@@ -152,7 +156,7 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card_ok(raw: str) -> bool:
+def _card_ok(raw: str, cued: bool = False) -> bool:
     groups = re.split(r"[ -]", raw)
     if len(groups) > 1:
         if len(set(re.findall(r"[ -]", raw))) > 1:
@@ -162,8 +166,9 @@ def _card_ok(raw: str) -> bool:
             return False
     digits = "".join(groups)
     n = len(digits)
-    return any(
-        lo <= int(digits[:width]) <= hi and n in lengths for lo, hi, width, lengths in _IIN
+    return (
+        (cued and 13 <= n <= 19)
+        or any(lo <= int(digits[:width]) <= hi and n in lengths for lo, hi, width, lengths in _IIN)
     ) and _luhn(digits)
 
 
@@ -175,6 +180,10 @@ def _host_ip(candidate: str) -> bool:
     if ip.is_unspecified or ip.is_loopback or ip.is_multicast:
         return False
     return not (ip.version == 4 and candidate.startswith("255."))
+
+
+def _cued(cue: re.Pattern[str], text: str, at: int) -> bool:
+    return bool(cue.search(text, max(0, at - 30), at))
 
 
 def _phone_shape(raw: str) -> str | None:
@@ -249,7 +258,7 @@ def _digit_run(text: str, s: int, e: int) -> list[PiiMatch]:
     found = [
         PiiMatch("credit_card", lo + m.start(), lo + m.end())
         for m in _in_window(_CARD, text, lo, s, e)
-        if _card_ok(m.group())
+        if _card_ok(m.group(), _cued(_CARD_CUE, text, lo + m.start()))
     ]
     ssn = [_SSN] if "-" in run else []  # undashed SSNs only right after an SSN cue
     ssn += [_SSN_PLAIN] if _SSN_CUE.search(text, max(0, s - 40), s) else []
@@ -379,6 +388,24 @@ class Redactor:
             last = m.end
         parts.append(text[last:])
         return "".join(parts)
+
+    def redact_quotes(self, source: str, quotes: list[str]) -> list[str]:
+        """Redact fragments quoted from ``source`` (unsupported sentences) by what all of
+        ``source`` holds: a number's phone or card cue may stand in an earlier sentence,
+        and a quote cut at its length limit may end inside a value."""
+        if self.mode == "keep" or not quotes:
+            return quotes
+        found = sorted(((m.kind, source[m.start : m.end]) for m in find_pii(source)),
+                       key=lambda f: -len(f[1]))  # fmt: skip
+        out = []
+        for quote in quotes:
+            for kind, value in found:
+                tag = self._tag(kind, value)
+                quote = re.sub(r"\s+".join(map(re.escape, value.split())), tag, quote)
+                ends = [k for k in range(4, len(value)) if quote.endswith(value[:k])]
+                quote = quote[: len(quote) - ends[-1]] + tag if ends else quote
+            out.append(self.redact(quote))
+        return out
 
 
 def redact(text: str, mode: str = "mask", salt: str | bytes = b"") -> str:

@@ -88,10 +88,18 @@ class EventProducer:
                     type(exc).__name__,
                 )
                 self.idempotent = False
+            except BaseException:
+                await producer.stop()  # an unreachable broker, a TLS failure: close, then raise
+                raise
             finally:
                 sender_log.setLevel(level)
-        self._producer = AIOKafkaProducer(**self._config)
-        await self._producer.start()
+        producer = AIOKafkaProducer(**self._config)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
 
     async def send(self, event: Event | Mapping[str, Any] | bytes) -> asyncio.Future[Any]:
         """Validate and queue one event; returns a future that resolves on delivery."""

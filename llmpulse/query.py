@@ -68,13 +68,13 @@ def _via_worker(url: str, sql: str, token: str, timeout_s: float = 120.0) -> Que
 
 
 def _direct(settings: Settings, sql: str) -> QueryResult:
-    with Engine(settings.dsn, settings.clickhouse_database) as engine:
+    with Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth) as engine:
         try:
             result = engine.call(engine.client.query, sql, settings=READ_ONLY_SETTINGS)
         except Exception as exc:
             if "UNKNOWN_TABLE" in str(exc) and not _migrated(engine):
                 raise StorageError(
-                    f"no llmpulse tables in {settings.dsn} yet: start a worker "
+                    f"no llmpulse tables in {settings.dsn_redacted} yet: start a worker "
                     "(`llmpulse up` or `llmpulse worker`) or run `llmpulse migrate`"
                 ) from exc
             raise

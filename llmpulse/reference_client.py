@@ -61,7 +61,7 @@ def _direct(settings: Settings, req: ReferenceRequest) -> dict[str, Any]:
         model = EmbeddingModel(settings.embedding_model, device=settings.device)
         model_name = model.name
         vectors = (model.encode(req.inputs), model.encode(req.outputs))
-    with Engine(settings.dsn, settings.clickhouse_database) as engine:
+    with Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth) as engine:
         if 3 not in engine.call(applied_versions, engine.client, settings.clickhouse_database):
             raise StorageError(
                 "the drift tables do not exist yet: start a worker or run `llmpulse migrate`"

@@ -8,7 +8,7 @@ whole batch; text is redacted after scoring and before it becomes a row.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from detectors.base import TextBatch
 from detectors.cost import Cost, CostDetector, PriceTable
 from detectors.latency import Latency, LatencyDetector
 from detectors.suite import DetectorSuite, SuiteConfig, TextScores
-from ingest.schema import Event, Rejection, parse_event
+from ingest.schema import LIMITS, Event, Rejection, parse_event
 from llmpulse.settings import Settings
 
 __all__ = [
@@ -100,16 +100,16 @@ class Scorer:
     def score(self, records: Sequence[Record]) -> ScoredBatch:
         batch = ScoredBatch(offsets=[(r.topic, r.partition, r.offset) for r in records])
         events: list[tuple[Record, Event]] = []
+        redact = self.suite.redactor.redact
         for record in records:
             parsed = parse_event(record.value)
             if isinstance(parsed, Rejection):
                 batch.rejected.append((record, parsed))
-                batch.dead_letters.append(dead_letter_row(record, parsed))
+                batch.dead_letters.append(dead_letter_row(record, parsed, redact))
             else:
                 events.append((record, parsed))
         scores = self.score_events([e for _, e in events])
         version = self.price_version
-        redact = self.suite.redactor.redact
         mode = self.suite.config.redaction
         model = self.suite.embedding_model
         for (record, e), sc in zip(events, scores, strict=True):
@@ -126,12 +126,13 @@ class Scorer:
                 cost.usd, cost.source, version if cost.source == "price_table" else "",
                 text.toxicity.scores.get("toxicity", 0.0), text.toxicity.scores,
                 text.toxicity.model, text.hallucination.score,
-                [redact(u) for u in text.hallucination.unsupported],
+                self.suite.redactor.redact_quotes(e.output, text.hallucination.unsupported),
                 text.hallucination.method, text.pii.input, text.pii.output,
                 text.injection.score, text.injection.signals, mode, model,
                 e.user_id or "", e.session_id or "", e.trace_id or "", e.span_id or "",
-                e.parent_span_id or "", e.tags or {},
-                json.dumps(e.extra, ensure_ascii=False) if e.model_extra else "",
+                e.parent_span_id or "", {k: redact(v) for k, v in (e.tags or {}).items()},
+                json.dumps(_redact_json(e.extra, redact), ensure_ascii=False)
+                if e.model_extra else "",
                 record.partition, record.offset,
             ])  # fmt: skip
             batch.summaries.append(scored_summary(e, sc))
@@ -199,13 +200,53 @@ def build_scorer(settings: Settings) -> Scorer:
     return Scorer(PriceTable.load(settings.prices), DetectorSuite(suite_config(settings)))
 
 
-def dead_letter_row(record: Record, rejection: Rejection) -> list[Any]:
+def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    """Every string inside a decoded JSON value, redacted (keys too: they may be emails)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_json(v, redact) for v in value]
+    if isinstance(value, dict):
+        return {redact(k): _redact_json(v, redact) for k, v in value.items()}
+    return value
+
+
+def _redacted_payload(value: bytes, redact: Callable[[str], str]) -> bytes:
+    """The payload with PII masked; the very bytes sent when there was none to mask."""
+    if len(value) <= LIMITS.payload_bytes:
+        try:
+            decoded = json.loads(value)
+            redacted = _redact_json(decoded, redact)
+            if redacted == decoded:
+                return value
+            return json.dumps(redacted, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+            pass
+    head = value[: DEAD_LETTER_PAYLOAD_BYTES + 256]
+    text = head.decode("utf-8", "surrogateescape")
+    redacted_text = redact(text)
+    return head if redacted_text == text else redacted_text.encode("utf-8", "surrogateescape")
+
+
+def dead_letter_row(
+    record: Record, rejection: Rejection, redact: Callable[[str], str] | None = None
+) -> list[Any]:
+    """The stored copy of a rejected payload, redacted like event text.
+
+    JSON is redacted string by string and written again (in the raw text an escape such
+    as ``\\n`` hides the value after it from the patterns); anything else is redacted
+    as text, bytes that are not UTF-8 kept. The dead-letter topic keeps the original
+    bytes, for replay.
+    """
+    payload = record.value[:DEAD_LETTER_PAYLOAD_BYTES]
+    if redact is not None:
+        payload = _redacted_payload(record.value, redact)
     return [
         record.topic,
         record.partition,
         record.offset,
         rejection.field,
         rejection.reason,
-        record.value[:DEAD_LETTER_PAYLOAD_BYTES],
+        payload[:DEAD_LETTER_PAYLOAD_BYTES],
         len(record.value),
     ]

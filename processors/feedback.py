@@ -62,7 +62,7 @@ class FeedbackHandler:
 
     ``redact`` is applied to ``comment``, which users fill with whatever they like,
     PII included; pass the worker's redactor so feedback follows the same policy as
-    event texts. Rejected payloads are kept raw, like the events' dead letters.
+    event texts; the stored copy of a rejected payload is redacted the same way.
     """
 
     def __init__(
@@ -86,7 +86,7 @@ class FeedbackHandler:
             parsed = parse_feedback(record.value)
             if isinstance(parsed, Rejection):
                 batch.rejected.append((record, parsed))
-                batch.dead_letters.append(dead_letter_row(record, parsed))
+                batch.dead_letters.append(dead_letter_row(record, parsed, self.redact))
             else:
                 batch.rows.append(feedback_row(record, parsed, self.redact))
         return batch

@@ -12,15 +12,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-__all__ = ["Engine", "EngineBusyError", "StorageError", "connect"]
+__all__ = ["Engine", "EngineBusyError", "ServerAuth", "StorageError", "connect", "redact_dsn"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,47 +35,94 @@ class EngineBusyError(StorageError):
     """Another process holds the embedded engine's directory."""
 
 
-def _redact(dsn: str) -> str:
+@dataclass(frozen=True)
+class ServerAuth:
+    """User, password and TLS checks for a ClickHouse server; the embedded engine has none.
+
+    Empty ``username``/``password`` leave the DSN's own (``https://user:pass@host``) in
+    force; set, they win over it. ``verify=False`` turns certificate checks off (a test
+    server with a self-signed certificate; never in production).
+    """
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_cert: str | None = None  # a PEM file; None: the CAs of the certifi package
+    verify: bool = True
+
+    def client_kwargs(self, dsn: str) -> dict[str, Any]:
+        """Keyword arguments for ``clickhouse_connect.get_client`` beside ``dsn``."""
+        if dsn.startswith("chdb:"):
+            return {}  # chdb would log every HTTP-only argument as ignored
+        # The scheme decides TLS: clickhouse_connect itself infers it from the port
+        # (443/8443) only, so https://host:9440 would otherwise go out as plain HTTP.
+        interface = "https" if dsn.startswith("https:") else "http"
+        kwargs: dict[str, Any] = {"interface": interface, "verify": self.verify}
+        if self.username:
+            kwargs["username"] = self.username
+        if self.password:
+            kwargs["password"] = self.password
+        if self.ca_cert:
+            kwargs["ca_cert"] = self.ca_cert
+        return kwargs
+
+    def secrets(self, dsn: str) -> list[str]:
+        """The passwords this DSN and these settings carry, to keep out of messages."""
+        parsed = urlparse(dsn)
+        found = [self.password, parsed.password or "", unquote(parsed.password or "")]
+        return [s for s in found if s]
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with its password replaced by ``***``, fit for logs and banners."""
     parsed = urlparse(dsn)
     if parsed.password:
         return dsn.replace(f":{parsed.password}@", ":***@")
     return dsn
 
 
-def connect(dsn: str, database: str) -> Client:
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def connect(dsn: str, database: str, auth: ServerAuth | None = None) -> Client:
     """Open a client on ``database``, creating the database if needed."""
+    auth = auth or ServerAuth()
+    extra = auth.client_kwargs(dsn)
     if dsn.startswith("chdb:"):
         Path(urlparse(dsn).path).mkdir(parents=True, exist_ok=True)
     try:
-        bootstrap = clickhouse_connect.get_client(dsn=dsn)
+        bootstrap = clickhouse_connect.get_client(dsn=dsn, **extra)
         bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {database}")
         if dsn.startswith("chdb:"):
             # chdb clients on one path share the engine; a second handle is cheap.
             return clickhouse_connect.get_client(dsn=dsn, database=database)
         bootstrap.close()
-        return clickhouse_connect.get_client(dsn=dsn, database=database)
+        return clickhouse_connect.get_client(dsn=dsn, database=database, **extra)
     except ClickHouseError as exc:
-        text = str(exc)
+        text = _scrub(str(exc), auth.secrets(dsn))
         if dsn.startswith("chdb:") and "EmbeddedServer" in text:
             raise EngineBusyError(
                 f"the embedded ClickHouse engine at {urlparse(dsn).path} is held by another "
                 "process (a running worker?). While a worker runs, query through it: "
                 "`llmpulse sql` does this by itself when the worker is reachable."
             ) from None
-        raise StorageError(f"cannot open ClickHouse at {_redact(dsn)}: {text}") from None
-    except OSError as exc:
-        raise StorageError(f"cannot reach ClickHouse at {_redact(dsn)}: {exc}") from None
+        raise StorageError(f"cannot open ClickHouse at {redact_dsn(dsn)}: {text}") from None
+    except OSError as exc:  # a missing or unreadable ca_cert file, among others
+        text = _scrub(str(exc), auth.secrets(dsn))
+        raise StorageError(f"cannot reach ClickHouse at {redact_dsn(dsn)}: {text}") from None
 
 
 class Engine:
     """A ClickHouse client whose calls all run on one dedicated thread."""
 
-    def __init__(self, dsn: str, database: str) -> None:
+    def __init__(self, dsn: str, database: str, auth: ServerAuth | None = None) -> None:
         self.dsn = dsn
         self.database = database
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         try:
-            self.client: Client = self._pool.submit(connect, dsn, database).result()
+            self.client: Client = self._pool.submit(connect, dsn, database, auth).result()
         except BaseException:
             self._pool.shutdown(wait=True)
             raise

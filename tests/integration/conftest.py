@@ -45,6 +45,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     # The worker's entry module; tests.reliability.faults wraps it with fault hooks.
     worker_module: str = "llmpulse.cli"
+    loglevel: str = "info"  # the worker's --loglevel
 
     @property
     def env(self) -> dict[str, str]:
@@ -79,7 +80,7 @@ class Stack:
     def start_worker(self) -> subprocess.Popen[bytes]:
         log = open(self.home.parent / f"worker-{len(self.workers)}.out", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", self.worker_module, "worker", "--loglevel", "info"],
+            [sys.executable, "-m", self.worker_module, "worker", "--loglevel", self.loglevel],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()

@@ -65,3 +65,21 @@ def test_the_detector_config_keeps_the_redaction_salt_out_of_its_repr() -> None:
 
     config = suite_config(load_settings({"LLMPULSE_REDACTION_SALT": "s3cret-salt"}))
     assert config.redaction_salt == "s3cret-salt" and "s3cret-salt" not in repr(config)
+
+
+def test_tag_values_and_unknown_fields_are_redacted(scorer: Scorer) -> None:
+    event = {
+        "event_id": "e1",
+        "ts": "2026-01-01T00:00:00Z",
+        "app": "a",
+        "model": "gpt-4o",
+        "input": "hi",
+        "output": "hello",
+        "tags": {"customer": "jane@example.com"},
+        "crm": {"notes": ["card 4111 1111 1111 1111"], "jane@example.com": "key too"},
+    }
+    row = dict(zip(EVENT_COLUMNS, scorer.score(records([json.dumps(event).encode()])).rows[0],
+                   strict=True))  # fmt: skip
+    assert row["tags"] == {"customer": "[EMAIL]"}
+    assert json.loads(row["extra"]) == {"crm": {"notes": ["card [CREDIT_CARD]"],
+                                                "[EMAIL]": "key too"}}  # fmt: skip

@@ -27,11 +27,16 @@ def found(text: str) -> list[tuple[str, str]]:
         ("my number is (415) 555-2671.", "phone", "(415) 555-2671"),
         ("reach me at 415.555.2671", "phone", "415.555.2671"),
         ("not answering at 07700 900 123", "phone", "07700 900 123"),
+        ("They're not answering at 78 651 450", "phone", "78 651 450"),
         ("Can someone call me on 01.84.17.61.18?", "phone", "01.84.17.61.18"),
         ("Phone:\n780 6326", "phone", "780 6326"),
         ("card 4111 1111 1111 1111 declined", "credit_card", "4111 1111 1111 1111"),
         ("amex 3782-822463-10005", "credit_card", "3782-822463-10005"),
         ("Please block card no 5555555555554444", "credit_card", "5555555555554444"),
+        # An unlisted issuer range (real JCB is 3528-3589) still counts right after a card cue.
+        ("i have lost my card 3521213764418045.", "credit_card", "3521213764418045"),
+        ("What's your credit card? 3522235032377454", "credit_card", "3522235032377454"),
+        ("billed amount for cc 3509413199654323", "credit_card", "3509413199654323"),
         ("IBAN GB82 WEST 1234 5698 7654 32.", "iban", "GB82 WEST 1234 5698 7654 32"),
         ("to DE89370400440532013000 please", "iban", "DE89370400440532013000"),
         ("blocked from 172.61.42.192 again", "ip_address", "172.61.42.192"),
@@ -50,6 +55,10 @@ def test_each_kind_is_found_with_its_exact_span(text: str, kind: str, value: str
     [
         "card 4111 1111 1111 1112 fails Luhn",
         "16 digits, Luhn-valid, no issuer: 9111111111111111",
+        "order 3521213764418045 shipped (Luhn-valid, no issuer, no card cue)",
+        "card 3521213764418046 fails Luhn, cue or not",
+        "card 35212137 is too short for a card",
+        "answering 3 questions at 10 000 feet",
         "card 4111 1111-1111 1111 mixes separators",
         "IBAN GB82 WEST 1234 5698 7654 31 has a wrong checksum",
         "XX82WEST12345698765432 is no country",
@@ -148,3 +157,15 @@ def test_detector_reports_sorted_unique_kinds_per_side_in_order() -> None:
         Pii([], ["credit_card"]),
     ]
     assert PiiDetector.name == "pii"
+
+
+def test_quotes_are_redacted_with_the_cues_and_values_of_their_source() -> None:
+    # Unsupported sentences are fragments: the cue may sit in the previous sentence,
+    # and a quote cut at its length limit may stop inside a value.
+    source = "What's your credit card? 3522235032377454. Call 415-555-2671 now"
+    quotes = ["3522235032377454.", "Call 415-555-26"]
+    assert Redactor("mask").redact_quotes(source, quotes) == ["[CREDIT_CARD].", "Call [PHONE]"]
+    hashed = Redactor("hash", salt="s")
+    tag = hashed.redact_quotes(source, ["3522235032377454."])[0].rstrip(".")
+    assert tag.startswith("[CREDIT_CARD:") and tag in hashed.redact(source)  # same tag
+    assert Redactor("keep").redact_quotes(source, quotes) == quotes

@@ -32,6 +32,12 @@ def test_read_queries_pass(sql: str) -> None:
         ("/* SELECT */ ALTER TABLE t DELETE WHERE 1", "got ALTER"),
         ("SELECT 1; DROP TABLE t", "one statement"),
         ("  ;  ", "empty query"),
+        # readonly=1 does not stop INTO OUTFILE in the embedded engine: a file write.
+        ("SELECT 1 INTO OUTFILE '/tmp/x'", "INTO OUTFILE"),
+        ("select 1 into  outfile '/tmp/x' APPEND", "INTO OUTFILE"),
+        ("SELECT 1 INTO/**/OUTFILE '/tmp/x'", "INTO OUTFILE"),
+        ("SELECT 1 INTO -- c\n OUTFILE '/tmp/x'", "INTO OUTFILE"),
+        ("SELECT '/*' INTO OUTFILE '/tmp/x' -- */'", "INTO OUTFILE"),
     ],
 )
 def test_writes_and_multiple_statements_are_refused(sql: str, message: str) -> None:

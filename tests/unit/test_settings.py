@@ -75,3 +75,118 @@ def test_an_unknown_redaction_mode_is_refused_by_name() -> None:
 def test_the_redaction_salt_stays_out_of_the_settings_repr() -> None:
     s = load_settings({"LLMPULSE_REDACTION": "hash", "LLMPULSE_REDACTION_SALT": "s3cret-salt"})
     assert s.redaction == "hash" and "s3cret-salt" not in repr(s)
+
+
+def test_security_environment_names_set_each_setting(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    s = load_settings({
+        "LLMPULSE_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "LLMPULSE_KAFKA_SASL_MECHANISM": "scram-sha-512",
+        "LLMPULSE_KAFKA_SASL_USERNAME": "llmpulse",
+        "LLMPULSE_KAFKA_SASL_PASSWORD": "kafka-pw",
+        "LLMPULSE_KAFKA_SSL_CAFILE": str(ca),
+        "LLMPULSE_CLICKHOUSE_DSN": "https://clickhouse:8443",
+        "LLMPULSE_CLICKHOUSE_USER": "writer",
+        "LLMPULSE_CLICKHOUSE_PASSWORD": "ch-pw",
+        "LLMPULSE_CLICKHOUSE_CA_CERT": str(ca),
+        "LLMPULSE_CLICKHOUSE_VERIFY": "false",
+    })  # fmt: skip
+    # Protocol and mechanism are case-insensitive, as in other Kafka clients.
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (s.kafka_sasl_username, s.kafka_sasl_password) == ("llmpulse", "kafka-pw")
+    assert s.kafka_ssl_cafile == ca
+    assert s.clickhouse_auth.client_kwargs(s.dsn) == {
+        "interface": "https", "username": "writer", "password": "ch-pw", "ca_cert": str(ca),
+        "verify": False,
+    }  # fmt: skip
+
+
+def test_secrets_can_be_read_from_files_and_are_stripped(tmp_path: Path) -> None:
+    env = {}
+    for name in ("SQL_TOKEN", "REDACTION_SALT", "KAFKA_SASL_PASSWORD", "CLICKHOUSE_PASSWORD"):
+        path = tmp_path / name.lower()
+        path.write_text(f"{name.lower()}-from-file\n")  # editors and `echo` add a newline
+        env[f"LLMPULSE_{name}_FILE"] = str(path)
+    s = load_settings({**env, "LLMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                       "LLMPULSE_KAFKA_SASL_USERNAME": "u"})  # fmt: skip
+    assert s.sql_token == "sql_token-from-file"
+    assert s.redaction_salt == "redaction_salt-from-file"
+    assert s.kafka_sasl_password == "kafka_sasl_password-from-file"
+    assert s.clickhouse_password == "clickhouse_password-from-file"
+    assert "from-file" not in repr(s)
+
+
+def test_a_secret_in_the_environment_replaces_the_yaml_files_one(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-yaml-file")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sql_token_file: {secret}\n")
+    s = load_settings({"LLMPULSE_CONFIG": str(cfg), "LLMPULSE_SQL_TOKEN": "from-env"})
+    assert s.sql_token == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LLMPULSE_SQL_TOKEN": "t", "LLMPULSE_SQL_TOKEN_FILE": "{f}"},
+         "set LLMPULSE_SQL_TOKEN or LLMPULSE_SQL_TOKEN_FILE, not both"),
+        ({"LLMPULSE_CLICKHOUSE_PASSWORD_FILE": "{d}/missing"},
+         "LLMPULSE_CLICKHOUSE_PASSWORD_FILE='{d}/missing': cannot read it"),
+        ({"LLMPULSE_REDACTION_SALT_FILE": "{d}/empty"}, "is empty"),
+        ({"LLMPULSE_KAFKA_SECURITY_PROTOCOL": "TLS"}, "LLMPULSE_KAFKA_SECURITY_PROTOCOL='TLS'"),
+        ({"LLMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "LLMPULSE_KAFKA_SASL_MECHANISM": "GSSAPI",
+          "LLMPULSE_KAFKA_SASL_USERNAME": "u", "LLMPULSE_KAFKA_SASL_PASSWORD": "p"},
+         "LLMPULSE_KAFKA_SASL_MECHANISM='GSSAPI'"),
+        ({"LLMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "LLMPULSE_KAFKA_SASL_PASSWORD": "p"},
+         "SASL_SSL needs LLMPULSE_KAFKA_SASL_USERNAME"),
+        ({"LLMPULSE_KAFKA_SASL_USERNAME": "u", "LLMPULSE_KAFKA_SASL_PASSWORD": "p"},
+         "PLAINTEXT sends none"),
+        ({"LLMPULSE_KAFKA_SSL_CAFILE": "{f}"}, "uses no TLS"),
+        ({"LLMPULSE_KAFKA_SECURITY_PROTOCOL": "SSL", "LLMPULSE_KAFKA_SSL_CAFILE": "{d}/nope.pem"},
+         "LLMPULSE_KAFKA_SSL_CAFILE='{d}/nope.pem': no such file"),
+        ({"LLMPULSE_KAFKA_SECURITY_PROTOCOL": "SSL", "LLMPULSE_KAFKA_SSL_KEYFILE": "{f}"},
+         "KEYFILE needs LLMPULSE_KAFKA_SSL_CERTFILE"),
+        ({"LLMPULSE_CLICKHOUSE_CA_CERT": "{d}/nope.pem"}, "CLICKHOUSE_CA_CERT='{d}/nope.pem'"),
+        ({"LLMPULSE_CLICKHOUSE_VERIFY": "maybe"}, "LLMPULSE_CLICKHOUSE_VERIFY='maybe'"),
+    ],
+)  # fmt: skip
+def test_security_settings_that_cannot_work_are_refused_by_name(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    (tmp_path / "f").write_text("secret-value-xyz")
+    (tmp_path / "empty").write_text("\n")
+    subst = {"{f}": str(tmp_path / "f"), "{d}": str(tmp_path)}
+    for key, value in subst.items():
+        env = {k: v.replace(key, value) for k, v in env.items()}
+        message = message.replace(key, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    assert message in str(err.value)
+    assert "secret-value-xyz" not in str(err.value)
+
+
+def test_passwords_stay_out_of_the_settings_repr() -> None:
+    s = load_settings({
+        "LLMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "LLMPULSE_KAFKA_SASL_USERNAME": "u",
+        "LLMPULSE_KAFKA_SASL_PASSWORD": "kafka-s3cret",
+        "LLMPULSE_CLICKHOUSE_PASSWORD": "ch-s3cret",
+    })  # fmt: skip
+    assert "kafka-s3cret" not in repr(s) and "ch-s3cret" not in repr(s)
+    assert "ch-s3cret" not in repr(s.clickhouse_auth)
+
+
+def test_the_printable_dsn_hides_its_password() -> None:
+    s = load_settings({"LLMPULSE_CLICKHOUSE_DSN": "https://writer:pa%40ss@ch.example:8443/x"})
+    assert s.dsn_redacted == "https://writer:***@ch.example:8443/x"
+    assert load_settings({}).dsn_redacted == load_settings({}).dsn  # chdb: nothing to hide
+
+
+def test_every_setting_is_documented_with_its_yaml_key() -> None:
+    from llmpulse.settings import _ENV_FIELDS, ENV_PREFIX
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [f"{ENV_PREFIX}{suffix}" for suffix, key in _ENV_FIELDS.items()
+               if f"| `{ENV_PREFIX}{suffix}` | `{key}` |" not in doc]  # fmt: skip
+    assert missing == []
