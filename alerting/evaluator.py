@@ -78,6 +78,7 @@ class Evaluator:
         redact: Callable[[str], str] = lambda s: s,
         query_url: str = "",
         refresh_s: float = 60.0,
+        caught_up: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rules = rules
@@ -90,9 +91,10 @@ class Evaluator:
         self.query_url = query_url
         self.refresh_s = refresh_s
         self.clock = clock
+        self.caught_up = caught_up  # the backlog present at the last load() is stored
         self.states: dict[str, AlertState] = {}
         self._loaded_at = clock()
-        self._loaded: set[str] = set()  # alerts restored by load() and not yet seen again
+        self._loaded: set[str] = set()  # alerts restored by the last load()
         self._refreshing = {
             r.name
             for r in rules.rules
@@ -113,6 +115,7 @@ class Evaluator:
     async def tick(self) -> list[Notification]:
         """One evaluation of every rule; returns the messages produced."""
         now = self.clock()
+        backlog = bool(self._loaded) and not self.caught_up()
         decisions: list[tuple[Rule, AlertState, str]] = []
         changed: list[AlertState] = []
         for rule in self.rules.rules:
@@ -125,12 +128,16 @@ class Evaluator:
                 if not self.owns(labels["app"], labels.get("prompt_version")):
                     continue
                 prev = self.states.get(alert_id) or AlertState(alert_id, rule.name, labels)
-                restored = alert_id in self._loaded and now - self._loaded_at < rule.window_s
-                if count == 0 and restored:
-                    # Restored after a restart or a rebalance: an empty window may be the
-                    # backlog not scored yet, not a recovery. Judge after one window.
+                restored = alert_id in self._loaded and (
+                    backlog or now - self._loaded_at < rule.window_s
+                )
+                if count < rule.min_events and restored:
+                    # Restored after a restart or a rebalance: an empty or thin window may
+                    # be the backlog not scored yet (it is scored one partition after the
+                    # other), not a recovery; a full one may hold only rows stored before
+                    # the crash, about to age out. Until that backlog is stored, and for
+                    # at least one window, judge only windows with enough events.
                     continue
-                self._loaded.discard(alert_id)
                 breaching = value is not None and count >= rule.min_events
                 breaching = breaching and rule.breaches(float(value))  # type: ignore[arg-type]
                 nxt = step(prev, breaching, now, rule.for_s).observe(value, count)

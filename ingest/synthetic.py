@@ -158,7 +158,9 @@ def malformed_payload(kind: str, i: int) -> tuple[bytes, str]:
     if kind == "bad_json":
         return json.dumps(base).encode()[:-7], "payload"
     if kind == "invalid_utf8":
-        return json.dumps(base).encode().replace(b"Customer", b"Cust\xff\xfeomer"), "payload"
+        # Into the input's first bytes: not every input has a given word (injections).
+        raw = json.dumps(base).encode()
+        return raw.replace(b'"input": "', b'"input": "\xff\xfe', 1), "payload"
     if kind == "missing_field":
         del base["model"]
         return json.dumps(base).encode(), "model"

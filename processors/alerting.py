@@ -54,7 +54,7 @@ def install_alerting(
     rules = load_rules(settings.rules)  # RulesError lists every problem with its line
     log.info("alerting: %d rules, %d receivers", len(rules.rules), len(rules.receivers))
     topic = app.topic(settings.topics.alerts, value_type=bytes, key_type=bytes)
-    scored = settings.topics.scored
+    scored, events = settings.topics.scored, settings.topics.events
     store = AlertStore(engine.client, engine.database)
 
     async def query(sql: str) -> list[tuple]:
@@ -79,9 +79,20 @@ def install_alerting(
     def owns(app_name: str, prompt_version: str | None) -> bool:
         return owner_partition(app_name, prompt_version, held["total"]) in held["mine"]
 
+    # End offsets of this worker's llm.events partitions when the states were loaded: the
+    # backlog a restart or a rebalance left. Offsets are committed only after storage.
+    backlog: dict[Any, int] = {}
+
+    def caught_up() -> bool:
+        # Faust keeps the committed offsets per partition (from the broker at assignment,
+        # then from each commit); there is no public accessor.
+        committed = getattr(app.consumer, "_committed_offset", {})
+        return all((committed.get(tp) or 0) >= end for tp, end in backlog.items())
+
     evaluator = Evaluator(
         rules, engine.database, query, save, send, owns,
         redact=redact, query_url=settings.alert_query_url, refresh_s=settings.alert_refresh_s,
+        caught_up=caught_up,
     )  # fmt: skip
 
     @app.task
@@ -95,6 +106,9 @@ def install_alerting(
                 held["mine"] = mine
                 held["total"] = app.consumer.topic_partitions(scored) or settings.partitions
                 if mine != loaded_for:  # started, or a rebalance moved keys: reload states
+                    tps = [tp for tp in app.consumer.assignment() if tp.topic == events]
+                    backlog.clear()
+                    backlog.update(await app.consumer.highwaters(*tps) if tps else {})
                     evaluator.load(await engine.run(store.load))
                     loaded_for = mine
                 await evaluator.tick()

@@ -11,7 +11,9 @@ test-only hooks patched in before it starts; nothing in the product knows them:
   Seams: ``before_store`` (scored, nothing written), ``after_store`` (rows written,
   summaries not produced, offsets not acked), ``before_notify`` (an alert message
   taken, no receiver called), ``after_notify`` (receivers called, not acked).
-  ``LLMPULSE_FAULT_SEED`` makes the draws repeatable.
+  ``LLMPULSE_FAULT_SEED`` makes the draws repeatable; ``LLMPULSE_FAULT_KILL_AFTER_S``
+  arms the seams only that many seconds after the process started (default 0), so a
+  chaos run can place a seam kill at a chosen point of a long run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,11 @@ __all__ = ["install", "main"]
 SEAMS = ("before_store", "after_store", "before_notify", "after_notify")
 
 
-def _killer(seams: set[str], p: float, rng: random.Random) -> Callable[[str], None]:
+def _killer(
+    seams: set[str], p: float, rng: random.Random, armed_at: float = 0.0
+) -> Callable[[str], None]:
     def maybe_die(seam: str) -> None:
-        if seam in seams and rng.random() < p:
+        if seam in seams and time.monotonic() >= armed_at and rng.random() < p:
             sys.stderr.write(f"FAULT: SIGKILL at {seam}\n")
             sys.stderr.flush()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -65,7 +70,8 @@ def install(env: dict[str, str] | os._Environ[str] = os.environ) -> None:
         return
     seed = env.get("LLMPULSE_FAULT_SEED")
     rng = random.Random(int(seed) if seed else None)
-    die = _killer(names, float(env.get("LLMPULSE_FAULT_KILL_P", "0.05")), rng)
+    armed_at = time.monotonic() + float(env.get("LLMPULSE_FAULT_KILL_AFTER_S", "0"))
+    die = _killer(names, float(env.get("LLMPULSE_FAULT_KILL_P", "0.05")), rng, armed_at)
 
     original_store = BatchHandler._store
 

@@ -205,3 +205,52 @@ def test_an_empty_window_right_after_a_restart_does_not_resolve_a_firing_alert()
     w.now = 100.0 + RULE.window_s  # a whole window later, still nothing: it is over
     (n,) = tick(ev2)
     assert n.reason == "resolved"
+
+
+def test_a_thin_window_right_after_a_restart_does_not_resolve_a_firing_alert() -> None:
+    # The window first holds the rows stored before the crash, which then age out while
+    # the backlog is not scored yet (a few rows, or none). Resolving on either would page
+    # again once the backlog lands.
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    tick(ev)
+    saved = {s.alert_id: s for s in w.saved}
+    ev2 = w.evaluator()
+    w.now = 100.0
+    ev2.load(saved)
+    for now, current in ((100.0, [("bot", "v7", 0.4, 50)]), (130.0, [("bot", "v7", 0.4, 5)]),
+                         (140.0, []), (150.0, [("bot", "v7", 0.4, 50)])):  # fmt: skip
+        w.now, w.current = now, current
+        assert tick(ev2) == [], now
+    w.current, w.now = [], 100.0 + RULE.window_s  # a window after the restart, traffic gone
+    (n,) = tick(ev2)
+    assert n.reason == "resolved"
+
+
+def test_a_restored_alert_keeps_firing_until_the_backlog_left_by_the_restart_is_stored() -> None:
+    # Catching up, the worker scores one partition's backlog after the other, so the bad
+    # version's events arrive in bursts with empty windows between them, even past the
+    # first window: no recovery is judged on those until the backlog is stored.
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    ev = w.evaluator()
+    tick(ev)
+    w.now = 30.0
+    tick(ev)
+    saved = {s.alert_id: s for s in w.saved}
+    stored = {"backlog": False}
+    ev2 = Evaluator(
+        RULES, "db", w.query, w.save, w.send, lambda app, v: True, clock=lambda: w.now,
+        caught_up=lambda: stored["backlog"],
+    )  # fmt: skip
+    w.now = 100.0
+    ev2.load(saved)
+    for now, current in ((100.0, []), (150.0, [("bot", "v7", 0.4, 50)]), (200.0, []),
+                         (300.0, [("bot", "v7", 0.4, 5)])):  # fmt: skip
+        w.now, w.current = now, current
+        assert tick(ev2) == [], now
+    stored["backlog"] = True  # caught up, and still no events of v7: it is over
+    w.now, w.current = 310.0, []
+    (n,) = tick(ev2)
+    assert n.reason == "resolved"
