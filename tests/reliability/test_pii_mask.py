@@ -16,6 +16,7 @@ stored, so the limit stays visible, but does not assert on them. Identifiers
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,7 +29,19 @@ from tests.integration.conftest import Stack, publish
 
 pytestmark = pytest.mark.integration
 
-DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "pii_presidio_synth.jsonl"
+# The labelled datasets live beside the checkout (../shared/datasets), and on this kind
+# of machine at /work/shared/datasets, which is where a clone elsewhere finds them;
+# LLMPULSE_DATASETS names another folder.
+DATASET_NAME = "pii_presidio_synth.jsonl"
+DATASET_DIRS = [
+    *([Path(os.environ["LLMPULSE_DATASETS"])] if os.environ.get("LLMPULSE_DATASETS") else []),
+    Path(__file__).resolve().parents[3] / "shared" / "datasets",
+    Path("/work/shared/datasets"),
+]
+DATASET = next(
+    (d / DATASET_NAME for d in DATASET_DIRS if (d / DATASET_NAME).is_file()),
+    DATASET_DIRS[0] / DATASET_NAME,
+)
 COVERED = {"EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "CREDIT_CARD": "credit_card",
            "IBAN_CODE": "iban", "IP_ADDRESS": "ip_address", "US_SSN": "us_ssn"}  # fmt: skip
 NOT_ATTEMPTED = ("PERSON", "STREET_ADDRESS", "US_DRIVER_LICENSE")
@@ -38,7 +51,8 @@ MASKS = ("[EMAIL]", "[PHONE]", "[CREDIT_CARD]", "[IBAN]", "[IP_ADDRESS]", "[US_S
 
 def _rows() -> list[dict]:
     if not DATASET.is_file():  # a missing dataset must fail, never skip unnoticed
-        pytest.fail(f"the PII dataset is missing: {DATASET} (see /work/shared/datasets/README.md)")
+        places = ", ".join(str(d) for d in DATASET_DIRS)
+        pytest.fail(f"the PII dataset {DATASET_NAME} is in none of: {places} (LLMPULSE_DATASETS)")
     rows = [json.loads(line) for line in DATASET.read_text().splitlines() if line.strip()]
     return [r for r in rows if any(s["type"] in COVERED for s in r["spans"])]
 
