@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ __all__ = [
     "BatchHandler",
     "DeadLetterSink",
     "ScoredSink",
+    "error_chain",
     "send_dead_letters",
     "write_until_stored",
 ]
@@ -145,16 +146,23 @@ async def send_dead_letters(
     await asyncio.gather(*deliveries)
 
 
+def error_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and then each error behind it (``__cause__``, else ``__context__``), once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _describe_error(exc: BaseException, limit: int = 300) -> str:
     """The error, shortened, and its root cause: a driver's message can bury the cause
     (a refused connection) behind a long URL."""
     text = f"{type(exc).__name__}: {exc}"
     if len(text) > limit:
         text = text[:limit] + "…"
-    root, seen = exc, {id(exc)}
-    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
-        root = nxt
-        seen.add(id(root))
+    *_, root = error_chain(exc)
     if root is not exc:
         text += f" (cause: {type(root).__name__}: {str(root)[:limit]})"
     return text

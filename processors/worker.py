@@ -20,7 +20,7 @@ from llmpulse.kafka_security import KafkaSecurityError, aiokafka_security
 from llmpulse.settings import Settings
 from processors.app import SQL_PATH, create_app, is_loopback
 from processors.batch import build_scorer
-from processors.handler import Backoff
+from processors.handler import Backoff, error_chain
 from storage.engine import Engine, EngineBusyError, StorageError
 from storage.migrations import migrate
 
@@ -194,14 +194,7 @@ def _check_security(settings: Settings) -> None:
 def _unreachable(exc: BaseException) -> bool:
     """Whether the server was not reached at all (refused, unresolved, timed out), rather
     than answering with an error such as a wrong password: only the first is worth a wait."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, OSError):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any(isinstance(cause, OSError) for cause in error_chain(exc))
 
 
 def _open_engine(
