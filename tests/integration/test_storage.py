@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,8 @@ from storage.writer import EVENT_COLUMNS, Writer
 
 pytestmark = pytest.mark.integration
 DB = "llmpulse_test"
+# Rows are a day old whatever today is: a fixed date would age past the tables' TTL.
+TS = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 def row(event_id: str, model: str = "gpt-4o", tokens: int = 1_000_000, **over) -> list:
     values = dict.fromkeys(EVENT_COLUMNS, "")
     values.update(
-        event_id=event_id, ts=datetime(2026, 11, 1, tzinfo=UTC), app="a", model=model,
+        event_id=event_id, ts=TS, app="a", model=model,
         context=[], input_tokens=tokens, output_tokens=0, cached_tokens=0, latency_ms=None,
         ttft_ms=None, generation_ms=None, output_tokens_per_s=None, cost_usd=0.0,
         cost_source="price_table", tags={}, kafka_partition=0, kafka_offset=0,
@@ -96,7 +98,8 @@ def test_costs_recompute_rewrites_table_costs_and_keeps_app_costs(engine: Engine
             ],
         }
     )
-    summary = engine.call(recompute_costs, engine.client, DB, table, date(2026, 10, 1))
+    since = (TS - timedelta(days=30)).date()
+    summary = engine.call(recompute_costs, engine.client, DB, table, since)
     costs = dict(engine.call(engine.client.query,
         f"SELECT event_id, cost_usd FROM {DB}.llm_events FINAL WHERE event_id LIKE 'rc-%'"
     ).result_rows)  # fmt: skip
