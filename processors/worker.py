@@ -199,20 +199,22 @@ def _unreachable(exc: BaseException) -> bool:
 
 def _open_engine(
     settings: Settings, wait_s: float = 30.0, server_wait_s: float = SERVER_WAIT_S
-) -> Engine:
+) -> tuple[Engine, int]:
     """Open storage, waiting out what is usually brief: a CLI query holding the embedded
     engine, or a ClickHouse server that is still starting (docker compose may start the
-    worker first), retried with backoff and a log line per attempt."""
+    worker first), retried with backoff and a log line per attempt. Returns the engine
+    and how many attempts failed because the server was unreachable."""
     start = time.monotonic()
     delays = Backoff(first_s=1.0, max_s=10.0).delays()
     attempts = 0
     while True:
         try:
-            return Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth)
+            engine = Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth)
         except EngineBusyError:
             if time.monotonic() - start > wait_s:
                 raise
             time.sleep(0.5)
+            continue
         except StorageError as exc:
             waited = time.monotonic() - start
             if settings.embedded_engine or not _unreachable(exc):
@@ -227,6 +229,8 @@ def _open_engine(
                 attempts, waited, delay, server_wait_s, exc,
             )  # fmt: skip
             time.sleep(delay)
+            continue
+        return engine, attempts
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
@@ -254,7 +258,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         )
     )
     try:
-        engine = _open_engine(settings)
+        started = time.monotonic()
+        engine, failed_attempts = _open_engine(settings)
     except BaseException:
         state.unlink(missing_ok=True)
         raise
@@ -264,6 +269,13 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         )
         for m in applied:
             log.info("migration %04d_%s applied", m.version, m.name)
+        if failed_attempts:
+            # The recovery line that closes the "not reachable yet" ones: from here on the
+            # tables exist, so a user (or a test) waiting on it can query at once.
+            log.warning(
+                "ClickHouse is reachable after %d failed attempts (%.0fs); storage ready",
+                failed_attempts, time.monotonic() - started,
+            )  # fmt: skip
         asyncio.run(ensure_topics(settings))
         app = create_app(settings, engine, scorer)
         watch = BrokerWatch(app, settings)

@@ -157,12 +157,22 @@ def test_worker_waits_at_start_for_a_server_that_is_not_up_yet(
     stack.extra_env["LLMPULSE_CLICKHOUSE_DSN"] = server.dsn
     worker = stack.start_worker()  # announced: models loaded, storage next
     out = stack.home.parent / "worker-0.out"
-    deadline = time.monotonic() + 30
-    while out.read_text().count("ClickHouse is not reachable yet, waiting for it") < 2:
-        assert worker.poll() is None, out.read_text()[-2000:]
-        assert time.monotonic() < deadline, "no retry with a log line"
-        time.sleep(0.2)
+
+    def wait_for_line(text: str, count: int = 1) -> str:
+        deadline = time.monotonic() + 60
+        while (log := out.read_text()).count(text) < count:
+            assert worker.poll() is None, log[-2000:]
+            assert time.monotonic() < deadline, f"no line {text!r} in 60 s:\n{log[-2000:]}"
+            time.sleep(0.2)
+        return log
+
+    wait_for_line("ClickHouse is not reachable yet, waiting for it", count=2)
     server.start()
+    # The worker's next attempt comes up to one backoff delay later (<= 10 s); until its
+    # recovery line the tables may not exist, and asking then would race the migration.
+    log = wait_for_line("ClickHouse is reachable after")
+    line = next(x for x in log.splitlines() if "ClickHouse is reachable after" in x)
+    assert line.endswith("; storage ready"), line
     publish(stack.bootstrap, payloads(10, seed=3))
     assert stack.wait_for("SELECT count() FROM llm_events FINAL", 10, timeout=120) == 10
     assert stack.stop_worker(worker) == 0
