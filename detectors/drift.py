@@ -47,7 +47,12 @@ METHOD_VERSION = 1
 MAX_ROWS = 10_000
 _CPU_CHUNK_BYTES = 256 << 20
 MEDIAN_ROWS = 2_000
-TIE_TOLERANCE = 1e-7
+# Permuted statistics within this of the observed one tie (count as exceeding it).
+# The sums are float64, so splits that tie exactly in the mathematics (duplicated
+# texts) differ by ~1e-13 on any CPU; float32 sums differed by up to ~1e-6 depending
+# on the CPU's matmul kernels, which made p-values CPU-dependent.
+TIE_TOLERANCE = 1e-9
+_F64_BLOCK_ROWS = 1024  # kernel rows converted to float64 at a time
 MEDIAN_PAIRS = MEDIAN_ROWS * (MEDIAN_ROWS - 1) // 2
 
 
@@ -189,8 +194,7 @@ class MMDDriftTest:
             z = torch.from_numpy(np.concatenate([ref, cur])).to(self.device)
             kernel, sigma = _gaussian_kernel(z)
             # Centring leaves the unbiased MMD^2 unchanged (every mean shifts by the same
-            # constant) and keeps the float32 sums in splits @ K small, so splits that
-            # tie exactly also tie numerically (to ~1e-8).
+            # constant) and keeps the sums in splits @ K small.
             shift = float(kernel.mean())
             kernel.sub_(shift)
             diagonal = 1.0 - shift
@@ -198,17 +202,16 @@ class MMDDriftTest:
             total = float(row_sums.sum())
             observed = torch.zeros(1, n + m, device=self.device)
             observed[0, :n] = 1.0
-            stat = float(_mmd_of_splits(observed, kernel, diagonal, row_sums, total, n, m)[0])
+            args = (kernel, diagonal, row_sums, total, n, m)
+            stat = float(_mmd_of_splits(observed, *args)[0])
             exceed = 0
             chunk = self._chunk(n + m)
             done = 0
             while done < perms:
                 size = min(chunk, perms - done)
                 splits = self._random_splits(size, n, m, rng, gen)
-                stats = _mmd_of_splits(splits, kernel, diagonal, row_sums, total, n, m)
-                # float32 sums in splits @ K differ by ~1e-9 between splits that tie
-                # exactly; the tolerance counts those as ties (>=), never as lower.
-                exceed += int((stats >= stat - TIE_TOLERANCE - 1e-6 * abs(stat)).sum())
+                stats = _mmd_of_splits(splits, *args)
+                exceed += int((stats >= stat - TIE_TOLERANCE).sum())
                 done += size
         return DriftScore(
             statistic=stat,
@@ -229,7 +232,7 @@ class MMDDriftTest:
             # numpy's per-row Fisher-Yates is ~2.5x faster than sorting random keys on CPU.
             base = np.zeros((size, n + m), dtype=np.uint8)
             base[:, :n] = 1
-            return torch.from_numpy(rng.permuted(base, axis=1)).to(torch.float32)
+            return torch.from_numpy(rng.permuted(base, axis=1)).to(torch.float64)
         keys = torch.rand(size, n + m, generator=gen, device=self.device)
         picked = keys.argsort(dim=1)[:, :n]
         return torch.zeros_like(keys).scatter_(1, picked, 1.0)
@@ -251,8 +254,8 @@ class MMDDriftTest:
             budget = free // 4
         else:
             budget = _CPU_CHUNK_BYTES
-        # keys, argsort (int64), splits and splits @ K per permutation row.
-        per_row = rows * (4 + 8 + 4 + 4)
+        # keys, argsort (int64), float32 and float64 splits, float64 splits @ K per row.
+        per_row = rows * (4 + 8 + 4 + 8 + 8)
         return max(1, int(budget // per_row))
 
 
@@ -260,13 +263,20 @@ def _gaussian_kernel(z: Any) -> tuple[Any, float]:
     """exp(-d^2 / (2 sigma^2)) with sigma the median pairwise distance of the pool."""
     import torch
 
-    sq = (z * z).sum(dim=1)
+    # Distances between distinct rows only, then spread to every copy: a matmul may round
+    # the same dot product differently at different positions (edge tiles, CPU kernels),
+    # and duplicated texts (common in LLM traffic) must get bit-identical entries for
+    # splits that tie in the mathematics to tie in the sums.
+    distinct, copy_of = torch.unique(z, dim=0, return_inverse=True)
+    sq = (distinct * distinct).sum(dim=1)
     scale = sq[:, None] + sq[None, :]
-    d2 = (scale - 2.0 * (z @ z.T)).clamp_min_(0.0)
-    # |a|^2 + |b|^2 - 2ab leaves a float32 residue (~1e-7) for identical rows; snap it to
-    # 0 so duplicates (common in LLM traffic) get K = 1 exactly and tie exactly.
+    d2 = (scale - 2.0 * (distinct @ distinct.T)).clamp_min_(0.0)
+    # |a|^2 + |b|^2 - 2ab leaves a float32 residue (~1e-7) for near-identical rows; snap
+    # it to 0 so they get K = 1 exactly, like duplicates.
     d2.masked_fill_(d2 <= 1e-6 * scale, 0.0)
+    d2 = (d2 + d2.T).mul_(0.5)  # exactly symmetric (a + b == b + a in floating point)
     d2.fill_diagonal_(0.0)
+    d2 = d2[copy_of][:, copy_of]  # unique() sorts, so this also restores the pool's order
     n = d2.shape[0]
     if n * (n - 1) // 2 > MEDIAN_PAIRS:
         # Random pairs: the bandwidth then depends a little on the pooled order, which
@@ -295,13 +305,19 @@ def _mmd_of_splits(
     """Unbiased MMD^2 for each row of ``splits`` (1 = reference side), in float64.
 
     With x the indicator of the reference side: Sxx = x K x, Sxy = x K 1 - Sxx and
-    Syy = 1 K 1 - Sxx - 2 Sxy; every diagonal entry of K equals ``diagonal``.
+    Syy = 1 K 1 - Sxx - 2 Sxy; every diagonal entry of K equals ``diagonal``. The
+    float32 kernel is widened a block of rows at a time, so memory stays near the
+    float32 kernel's while every sum is float64 (about 1.6x a float32 matmul on CPU).
     """
     import torch
 
-    xk = splits @ kernel
-    sxx = (xk * splits).sum(dim=1, dtype=torch.float64)
-    sx1 = splits.to(torch.float64) @ row_sums
+    x = splits.to(torch.float64)
+    xk = torch.zeros(x.shape[0], kernel.shape[1], dtype=torch.float64, device=x.device)
+    for lo in range(0, kernel.shape[0], _F64_BLOCK_ROWS):
+        hi = lo + _F64_BLOCK_ROWS
+        xk += x[:, lo:hi] @ kernel[lo:hi].to(torch.float64)
+    sxx = (xk * x).sum(dim=1)
+    sx1 = x @ row_sums
     sxy = sx1 - sxx
     syy = total - sxx - 2.0 * sxy
     xx = (sxx - n * diagonal) / (n * (n - 1))
