@@ -79,6 +79,7 @@ class Evaluator:
         query_url: str = "",
         refresh_s: float = 60.0,
         caught_up: Callable[[], bool] = lambda: True,
+        stored_until: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rules = rules
@@ -92,6 +93,9 @@ class Evaluator:
         self.refresh_s = refresh_s
         self.clock = clock
         self.caught_up = caught_up  # the backlog present at the last load() is stored
+        # The time up to which everything read from the broker is stored (now when the
+        # worker keeps up); None: always now.
+        self.stored_until = stored_until or clock
         self.states: dict[str, AlertState] = {}
         self._loaded_at = clock()
         self._loaded: set[str] = set()  # alerts restored by the last load()
@@ -116,6 +120,7 @@ class Evaluator:
         """One evaluation of every rule; returns the messages produced."""
         now = self.clock()
         backlog = bool(self._loaded) and not self.caught_up()
+        behind_s = max(0.0, now - self.stored_until())
         decisions: list[tuple[Rule, AlertState, str]] = []
         changed: list[AlertState] = []
         for rule in self.rules.rules:
@@ -137,6 +142,11 @@ class Evaluator:
                     # other), not a recovery; a full one may hold only rows stored before
                     # the crash, about to age out. Until that backlog is stored, and for
                     # at least one window, judge only windows with enough events.
+                    continue
+                if count < rule.min_events and behind_s > rule.window_s / 2:
+                    # The worker itself is behind (a stall, a burst): events older than
+                    # half the window are not stored yet, so a thin window is no sign
+                    # that traffic stopped or recovered. Judged again once they are.
                     continue
                 breaching = value is not None and count >= rule.min_events
                 breaching = breaching and rule.breaches(float(value))  # type: ignore[arg-type]

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -32,10 +34,38 @@ from processors.handler import Backoff
 from storage.alerts import AlertStore
 from storage.engine import Engine
 
-__all__ = ["install_alerting", "owner_partition"]
+__all__ = ["StoredUntil", "install_alerting", "owner_partition"]
 
 log = logging.getLogger(__name__)
 MAX_INFLIGHT = 64
+
+
+class StoredUntil:
+    """The time up to which every record on this worker's llm.events partitions is stored.
+
+    Each :meth:`note` records the partitions' high watermarks with the time; once the
+    committed offsets (committed only after storage) reach a note, everything on the
+    broker at that time is stored. An evaluator that sees a thin window while this
+    lags knows the worker is behind (a stall, a backlog), not that traffic stopped.
+    """
+
+    def __init__(self, now: float, max_notes: int = 4096) -> None:
+        self.at = now
+        self._notes: deque[tuple[float, dict[Any, int]]] = deque()
+        self._max_notes = max_notes
+
+    def note(
+        self, now: float, highwaters: Mapping[Any, int | None], committed: Mapping[Any, int | None]
+    ) -> float:
+        """Add this moment's high watermarks; returns the time everything is stored up to."""
+        self._notes.append((now, {tp: hw for tp, hw in highwaters.items() if hw is not None}))
+        while self._notes and all(
+            (committed.get(tp) or 0) >= hw for tp, hw in self._notes[0][1].items()
+        ):
+            self.at = self._notes.popleft()[0]
+        if len(self._notes) > self._max_notes:  # a backlog of hours: stays "behind"
+            self._notes.popleft()
+        return self.at
 
 
 def owner_partition(app_name: str, prompt_version: str | None, partitions: int) -> int:
@@ -89,10 +119,18 @@ def install_alerting(
         committed = getattr(app.consumer, "_committed_offset", {})
         return all((committed.get(tp) or 0) >= end for tp, end in backlog.items())
 
+    stored = StoredUntil(time.time())
+
+    def stored_until() -> float:
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == events]
+        highwaters = {tp: app.consumer.highwater(tp) for tp in tps}
+        committed = getattr(app.consumer, "_committed_offset", {})
+        return stored.note(time.time(), highwaters, committed)
+
     evaluator = Evaluator(
         rules, engine.database, query, save, send, owns,
         redact=redact, query_url=settings.alert_query_url, refresh_s=settings.alert_refresh_s,
-        caught_up=caught_up,
+        caught_up=caught_up, stored_until=stored_until,
     )  # fmt: skip
 
     @app.task

@@ -8,23 +8,20 @@ and resolve once when traffic is back on v6.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from alerting.signing import verify
-from ingest.synthetic import synthetic_events
-from tests.integration.conftest import Stack, publish
+from tests.integration.alerting_traffic import APP, traffic
+from tests.integration.conftest import Stack
 from tests.integration.receivers import Receivers
 
 pytestmark = pytest.mark.integration
 
-APP = "support-bot"
 SECRET = "rollback-test-secret-7f3a"
 PD_KEY = "pd-routing-key-42"
 
@@ -74,27 +71,6 @@ def alerting(stack: Stack, receivers: Receivers, tmp_path: Path) -> Stack:
         "TEST_ROLLBACK_SECRET": SECRET,
     })  # fmt: skip
     return stack
-
-
-def traffic(
-    stack: Stack, version: str, toxic: float, until: Callable[[], bool], timeout: float, tag: str
-) -> int:
-    """Publish 10 events of ``version`` every 0.5 s, stamped now, until ``until()``."""
-    deadline, i = time.monotonic() + timeout, 0
-    while time.monotonic() < deadline and not until():
-        events = synthetic_events(
-            10, seed=i, prefix=f"{tag}-{version}-{i}", app=APP, prompt_version=version,
-            toxic_share=toxic,
-        )  # fmt: skip
-        publish(stack.bootstrap, ((None, _now_stamped(e)) for e in events))
-        i += 1
-        time.sleep(0.5)
-    return i * 10
-
-
-def _now_stamped(event: dict) -> bytes:
-    event["ts"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    return json.dumps(event).encode()
 
 
 def test_a_toxic_prompt_version_pages_once_rolls_back_once_and_resolves_once(

@@ -254,3 +254,37 @@ def test_a_restored_alert_keeps_firing_until_the_backlog_left_by_the_restart_is_
     w.now, w.current = 310.0, []
     (n,) = tick(ev2)
     assert n.reason == "resolved"
+
+
+def test_a_thin_window_while_the_worker_is_behind_is_not_a_recovery() -> None:
+    # A stall longer than the window (load, a slow batch) empties the window by ingestion
+    # time while v7's events wait on the broker: resolving then would page again later.
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    stored = {"until": 0.0}
+    ev = Evaluator(
+        RULES, "db", w.query, w.save, w.send, lambda app, v: True, clock=lambda: w.now,
+        stored_until=lambda: stored["until"],
+    )  # fmt: skip
+    tick(ev)
+    w.now = stored["until"] = 30.0
+    assert [n.reason for n in tick(ev)] == ["first"]
+    for now in (70.0, 100.0, 140.0):  # nothing stored since 30 s: the worker is behind
+        w.now, w.current = now, []
+        assert tick(ev) == [], now
+    stored["until"] = 140.0  # caught up, and still no events of v7: it is over
+    (n,) = tick(ev)
+    assert n.reason == "resolved"
+
+
+def test_a_worker_behind_by_less_than_half_the_window_still_resolves_on_no_data() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
+    ev = Evaluator(
+        RULES, "db", w.query, w.save, w.send, lambda app, v: True, clock=lambda: w.now,
+        stored_until=lambda: w.now - RULE.window_s / 2,
+    )  # fmt: skip
+    tick(ev)
+    w.now = 30.0
+    assert [n.reason for n in tick(ev)] == ["first"]
+    w.now, w.current = 100.0, []
+    (n,) = tick(ev)
+    assert n.reason == "resolved"
