@@ -20,7 +20,7 @@ from tests.integration.alerting_traffic import APP, traffic
 from tests.integration.conftest import Stack
 from tests.integration.receivers import Receivers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECRET = "rollback-test-secret-7f3a"
 PD_KEY = "pd-routing-key-42"

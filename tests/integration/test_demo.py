@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def llmpulse(

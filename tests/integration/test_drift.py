@@ -19,7 +19,7 @@ from ingest.synthetic import synthetic_events
 from llmpulse.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Stack, publish
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REFERENCE, WINDOW, PER_VERSION = 200, 200, 400
 APP = "shop"

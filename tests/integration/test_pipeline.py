@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from ingest.synthetic import MALFORMED_KINDS, malformed_payload, synthetic_events
 from tests.integration.conftest import Stack, publish
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_VALID = 9_900
 N_BAD = 100

@@ -11,7 +11,7 @@ from ingest.synthetic import synthetic_events
 from llmpulse.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Stack, publish
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N = 2_000
 

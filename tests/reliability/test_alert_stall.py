@@ -20,7 +20,7 @@ from tests.integration.alerting_traffic import traffic
 from tests.integration.conftest import Stack
 from tests.integration.receivers import Receivers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RULES = """
 receivers:

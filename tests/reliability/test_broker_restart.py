@@ -22,7 +22,7 @@ from llmpulse.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Stack, publish
 from tests.reliability.conftest import payloads, wait_lag_zero
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BEFORE, AFTER = 40, 80
 

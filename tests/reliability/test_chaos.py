@@ -24,7 +24,7 @@ from tests.integration.receivers import Receivers
 from tests.reliability.chaos import ChaosConfig, ChaosRun
 from tests.reliability.chaos_checks import Check, verify
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Seam kills are cheap and land exactly; the notify seams need the incident in flight,
 # which the run starts when the first of them comes up. A low rate keeps the backlog a

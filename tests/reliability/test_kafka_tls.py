@@ -35,7 +35,7 @@ from llmpulse.settings import Settings, load_settings
 from tests.fixtures.tls import Certs, make_ca
 from tests.integration.conftest import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 class TlsProxy:

@@ -27,7 +27,7 @@ from ingest.synthetic import synthetic_events
 from llmpulse.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Stack, publish
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # The labelled datasets live beside the checkout (../shared/datasets), and on this kind
 # of machine at /work/shared/datasets, which is where a clone elsewhere finds them;

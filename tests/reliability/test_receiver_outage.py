@@ -28,7 +28,7 @@ from ingest.synthetic import synthetic_events
 from tests.integration.conftest import Stack
 from tests.integration.receivers import Receivers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OUTAGE_S = 20.0
 HOOK_TIMEOUT_S = 2.0  # the webhook client gives up on a held request after this

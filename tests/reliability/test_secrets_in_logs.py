@@ -27,7 +27,7 @@ from llmpulse.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Stack, publish
 from tests.integration.receivers import Receivers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECRETS = {
     "sql_token": "sqltok-SECRET-1b7e4a",

@@ -25,7 +25,7 @@ from ingest.synthetic import synthetic_events
 from llmpulse.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import Stack, publish
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "sql-token-for-tests-8c1f"
 N = 30

@@ -29,7 +29,7 @@ from tests.integration.conftest import Stack, publish
 from tests.reliability.chdb_http import ChdbHttpServer
 from tests.reliability.conftest import committed_and_end, payloads, wait_lag_zero
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OUTAGE_S = 30.0  # the figure
 BEFORE, DURING = 50, 100
