@@ -268,6 +268,8 @@ def _gaussian_kernel(z: Any) -> tuple[Any, float]:
     # and duplicated texts (common in LLM traffic) must get bit-identical entries for
     # splits that tie in the mathematics to tie in the sums.
     distinct, copy_of = torch.unique(z, dim=0, return_inverse=True)
+    if len(distinct) == len(z):
+        distinct, copy_of = z, None  # no copies: keep the pool's order, skip the gather
     sq = (distinct * distinct).sum(dim=1)
     scale = sq[:, None] + sq[None, :]
     d2 = (scale - 2.0 * (distinct @ distinct.T)).clamp_min_(0.0)
@@ -276,7 +278,8 @@ def _gaussian_kernel(z: Any) -> tuple[Any, float]:
     d2.masked_fill_(d2 <= 1e-6 * scale, 0.0)
     d2 = (d2 + d2.T).mul_(0.5)  # exactly symmetric (a + b == b + a in floating point)
     d2.fill_diagonal_(0.0)
-    d2 = d2[copy_of][:, copy_of]  # unique() sorts, so this also restores the pool's order
+    if copy_of is not None:
+        d2 = d2[copy_of][:, copy_of]  # unique() sorts: this also restores the pool's order
     n = d2.shape[0]
     if n * (n - 1) // 2 > MEDIAN_PAIRS:
         # Random pairs: the bandwidth then depends a little on the pooled order, which
