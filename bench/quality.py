@@ -1,4 +1,9 @@
-"""Detector quality on the labelled public datasets in ``../shared/datasets``.
+"""Detector quality: the hand-written dev sets in ``bench/devsets`` first, then the
+labelled public datasets in ``../shared/datasets``.
+
+Dev sets (written by hand to look like production traffic, with bootstrap 95 %
+intervals): PII, ``pii.jsonl`` (rules were tuned on it) and ``pii_heldout.jsonl``
+(written after, measured once before any change it prompted).
 
 The datasets become ordinary llmpulse events, are scored by ``llmpulse score``
 (the same detectors the worker runs), and are measured on the rows no head was
@@ -38,13 +43,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.quality_hallucination import evaluate_hallucination  # noqa: E402
-from bench.quality_pii import evaluate_pii  # noqa: E402
+from bench.quality_pii import evaluate_pii, evaluate_pii_devset  # noqa: E402
 from detectors.heads import is_holdout  # noqa: E402
 
 console = Console()
 TS = "2026-11-01T00:00:00Z"
 HALLUCINATION_SETS = ("halueval_qa", "frank_summaries", "halueval_general", "truthfulqa")
 TOXICITY_SETS = ("toxicity_davidson", "toxicity_toxigen_seeds")
+DEVSETS = ROOT / "bench" / "devsets"
+PII_DEVSETS = ("pii", "pii_heldout")
 
 
 def _rows(folder: Path, name: str) -> Iterator[dict[str, Any]]:
@@ -76,7 +83,21 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
         for row in _rows(folder, name):
             events.append(_event(name, row, **{field: row["text"]}))
             rows[events[-1]["event_id"]] = {**row, "dataset": name}
+    for name in PII_DEVSETS:
+        for i, row in enumerate(_rows(DEVSETS, name)):
+            events.append(_event(f"dev-{name}", {"id": i}, input=row["text"]))
+            rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}", "index": i}
     return events, rows
+
+
+def pii_devsets(rows: dict, scored: dict) -> dict[str, Any]:
+    """Micro F1 over (text, kind) pairs as ``llmpulse score`` reports them."""
+    out = {}
+    for name in PII_DEVSETS:
+        found = {r["index"]: set(scored[eid]["pii"]) for eid, r in rows.items()
+                 if r["dataset"] == f"dev-{name}"}  # fmt: skip
+        out[name] = evaluate_pii_devset(DEVSETS / f"{name}.jsonl", found)
+    return out
 
 
 def run_score(events: list[dict[str, Any]], workdir: Path) -> tuple[dict[str, dict], float]:
@@ -165,6 +186,7 @@ def main() -> None:
         [(r, scored[eid]) for eid, r in rows.items() if r["dataset"] in HALLUCINATION_SETS]
     )
     result = {
+        "devsets": {"pii": pii_devsets(rows, scored)},
         "hallucination": hallucination,
         "injection": injection_quality(rows, scored),
         "toxicity": toxicity_quality(rows, scored),
@@ -182,6 +204,10 @@ def main() -> None:
 
 def _print(result: dict[str, Any]) -> None:
     table = Table("detector", "measure", "value", title="llmpulse detector quality (holdout)")
+    for name, dev in result["devsets"]["pii"].items():
+        f1 = dev["f1"]
+        table.add_row("pii", f"dev set {name} (n={dev['rows']}): F1, 95% CI",
+                      f"{f1['value']} [{f1['ci95'][0]}, {f1['ci95'][1]}]")  # fmt: skip
     for key, value in sorted(_flatten(result["hallucination"], "hallucination").items()):
         table.add_row(*key.split(".", 1), str(value))
     inj = result["injection"]

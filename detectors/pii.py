@@ -5,11 +5,19 @@ or range test per candidate (Luhn, IBAN mod 97, ``ipaddress``, SSN rules), no mo
 Kinds without a checkable shape (names, street addresses, driver licences) are not
 attempted: a guess would miss most of them or flag every capitalised word.
 
-- ``1.2.3.4`` is a valid IPv4 address and is reported unless a version cue
-  (``version``, ``ver``, ``release``, ``build``) stands right before it. Addresses
-  that identify no host (``0.0.0.0``, loopback, multicast, ``255.x``) are not.
-- Phone numbers in an unambiguous shape (``+`` country code, North American
-  ``555-234-5678``, a grouped national number with trunk ``0``) match alone; any
+- ``1.2.3.4`` is a valid IPv4 address, and also how many products number their
+  versions. It is reported unless a version cue (``version``, ``release``, ``build``)
+  stands right before it, or, with no network cue (``IP``, ``server``, ``ssh``,
+  ``router`` ...) near it, a software cue (``upgraded``, ``SDK``, ``patch``, ``app``,
+  ``shipped`` ...) does. Addresses that identify no host (``0.0.0.0``, loopback,
+  multicast, ``255.x``, a network's ``.0`` without a network cue) are not reported.
+- Emails written to dodge scrapers (``jane at example dot com``,
+  ``l.okafor[at]example[dot]org``) are emails: bracketed ``at`` alone, or upper-case
+  ``AT`` with ``DOT``; a plain ``at`` only with ``dot`` before a common top-level
+  domain and a mail cue (``email``, ``write to``, ``send`` ...) before it.
+- Phone numbers in an unambiguous shape (``+`` country code, then digit groups of
+  any size, ``+61 2 9374 4000``; North American ``555-234-5678``; a grouped national
+  number with trunk ``0``, ``0176 2345 6789``) match alone; any
   other 7-12 digit run needs a cue (``phone``, ``tel``, ``call``, ``fax`` ...) just
   before it or a label (``office``, ``mobile``) just after it, so order numbers,
   zip codes and house numbers stay clean.
@@ -83,6 +91,20 @@ _IPV6 = re.compile(
     r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}|(?=:))(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}(?![\w:])"
 )
 _VERSION_CUE = re.compile(r"(?:\bversion|\bver\.?|\brelease|\bbuild)\s*$", re.I)
+# Near a dotted quad (40 chars before, 24 after): software talk, or network talk.
+_SOFTWARE_CUE = re.compile(
+    r"\b(?:versions?|releases?|release notes|builds?|patch|patched|sdk|firmware|update[ds]?"
+    r"|upgrad(?:e|ed|es|ing)|install(?:ed|ing|s)?|package|app|agent|plugin|library|lib"
+    r"|changelog|shipped|rolled out|play store|app store|npm|pip|pypi|nuget|maven)\b",
+    re.I,
+)
+_NETWORK_CUE = re.compile(
+    r"\b(?:ip|ips|ipv4|address(?:es)?|host|hostname|server|ssh|ping|connect(?:ed|ing)?"
+    r"|firewall|router|dns|subnet|gateway|proxy|vpn|whitelist|allowlist|blocklist|block"
+    r"|unblock|blocked|port|login|logins|traffic|request|requests|network|lan|wan|nat"
+    r"|route|curl|telnet|nslookup)\b",
+    re.I,
+)
 # A run of digit groups, with an optional +country code, "(0)" and "(area)" in front.
 _PHONE = re.compile(
     r"(?<![\w+/.:-])(?<!\d,)(?:\+\d{1,3}[ .-]?)?(?:\(0\)[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?"
@@ -99,6 +121,29 @@ _PHONE_CUE_BEFORE = re.compile(
 )
 _PHONE_CUE_AFTER = re.compile(r"\W{0,3}(?:office|fax|mobile|cell|home|work|tel)\b", re.I)
 _YEAR = re.compile(r"(?:19|20)\d\d")
+# Obfuscated emails: "jane at example dot com", "l.okafor[at]example[dot]org".
+_OBFUSCATION_HINT = re.compile(r"[\[({<]\s*(?:at|dot)\s*[\])}>]|\bdot\b|\bDOT\b", re.I)
+_BR_AT = r"\s*[\[({<]\s*at\s*[\])}>]\s*"
+_BR_DOT = r"\s*[\[({<]\s*dot\s*[\])}>]\s*"
+_TLD = (r"(?:com|org|net|edu|gov|io|co|uk|de|fr|nl|es|it|ru|jp|cn|in|au|ca|br|ch|se|no|dk"
+        r"|fi|pl|be|at|ie|pt|info|biz|me|us|ai|app|dev)")  # fmt: skip
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LOCAL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}"
+_EMAIL_BRACKETED = re.compile(
+    rf"(?<![\w.%+-]){_LOCAL}(?:{_BR_DOT}{_LOCAL})*(?i:{_BR_AT})"
+    rf"{_LABEL}(?:(?i:{_BR_DOT})|\.){_LABEL}(?:(?:(?i:{_BR_DOT})|\.){_LABEL})*(?![\w-])"
+)
+_EMAIL_UPPER = re.compile(
+    rf"(?<![\w.%+-]){_LOCAL}(?: DOT {_LOCAL})* AT {_LABEL}(?: DOT {_LABEL})+(?![\w-])"
+)
+_EMAIL_WORDS = re.compile(
+    rf"(?<![\w.%+-]){_LOCAL}(?: dot {_LOCAL})* at {_LABEL}(?: dot {_LABEL})* dot {_TLD}\b"
+)
+_MAIL_CUE = re.compile(
+    r"\b(?:e-?mail(?:ed|ing)?|mail|write|wrote|send|sent|contact|reach|reply|cc|forward"
+    r"|address|inbox|message)\b",
+    re.I,
+)
 _CURRENCY = frozenset("$€£¥₹")
 
 _IBAN_LENGTH = {
@@ -182,6 +227,31 @@ def _host_ip(candidate: str) -> bool:
     return not (ip.version == 4 and candidate.startswith("255."))
 
 
+def _ipv4_not_version(text: str, start: int, end: int, value: str) -> bool:
+    """Whether a host-valid dotted quad reads as an address rather than a version."""
+    if _VERSION_CUE.search(text, max(0, start - 12), start):
+        return False  # "version 10.2.3.4"
+    near = text[max(0, start - 40) : start] + " " + text[end : end + 24]
+    if _NETWORK_CUE.search(near):
+        return True
+    return not (_SOFTWARE_CUE.search(near) or value.endswith(".0"))
+
+
+def _obfuscated_emails(text: str) -> list[PiiMatch]:
+    """Emails written with words or brackets for ``@`` and ``.`` (see the module doc)."""
+    low = text.lower()  # a plain substring test first: this runs on every text
+    if not ("dot" in low or any(b + "at" in low for b in "[({<")):
+        return []
+    if not _OBFUSCATION_HINT.search(text):
+        return []
+    found = [PiiMatch("email", m.start(), m.end()) for rx in (_EMAIL_BRACKETED, _EMAIL_UPPER)
+             for m in rx.finditer(text)]  # fmt: skip
+    for m in _EMAIL_WORDS.finditer(text):
+        if _MAIL_CUE.search(text, max(0, m.start() - 40), m.start()):
+            found.append(PiiMatch("email", m.start(), m.end()))
+    return found
+
+
 def _cued(cue: re.Pattern[str], text: str, at: int) -> bool:
     return bool(cue.search(text, max(0, at - 30), at))
 
@@ -191,9 +261,12 @@ def _phone_shape(raw: str) -> str | None:
     groups = re.findall(r"\d+", raw)
     digits = "".join(groups)
     n = len(digits)
-    if not 7 <= n <= 15 or len(groups[-1]) < 2:
+    plus = raw.startswith("+")
+    if not 7 <= n <= 15 or (len(groups[-1]) < 2 and not plus):
         return None
-    if any(len(g) == 1 for g in groups[1:]) and "(0)" not in raw:
+    # After a +country code, one-digit groups are area or mobile prefixes (+61 2 ...,
+    # +31 6 ...) or a switchboard extension (+49 89 123456-0).
+    if not plus and any(len(g) == 1 for g in groups[1:]) and "(0)" not in raw:
         return None
     if "." in raw and any(len(g) > 4 for g in groups):
         return None  # dotted runs with long groups are versions or decimals
@@ -201,13 +274,13 @@ def _phone_shape(raw: str) -> str | None:
         return None
     if len(groups) >= 2 and all(len(g) == 4 and _YEAR.fullmatch(g) for g in groups):
         return None
-    if raw.startswith("+") or (digits[:2] == "00" and digits[2] != "0"):
+    if plus or (digits[:2] == "00" and digits[2] != "0"):
         return "strong" if 8 <= n <= 15 else None
     if _NANP.fullmatch(raw):
         return "strong"
     trunk = digits[0] == "0" and digits[1] != "0"
-    if trunk and len(groups) >= 2 and len(groups[0]) >= 2 and 9 <= n <= 11:
-        return "strong"
+    if trunk and len(groups) >= 2 and len(groups[0]) >= 2 and 9 <= n <= 12:
+        return "strong"  # 12: German mobiles, 0176 2345 6789
     return "weak" if n <= 12 else None
 
 
@@ -267,9 +340,9 @@ def _digit_run(text: str, s: int, e: int) -> list[PiiMatch]:
             found.append(PiiMatch("us_ssn", lo + m.start(), lo + m.end()))
     if "." in run:
         for m in _in_window(_IPV4, text, lo, s, e):
-            a = lo + m.start()
-            if _host_ip(m.group()) and not _VERSION_CUE.search(text, max(0, a - 12), a):
-                found.append(PiiMatch("ip_address", a, lo + m.end()))
+            a, b = lo + m.start(), lo + m.end()
+            if _host_ip(m.group()) and _ipv4_not_version(text, a, b, m.group()):
+                found.append(PiiMatch("ip_address", a, b))
     for m in _in_window(_PHONE, text, lo, s, e):
         span = _phone_in(text, lo + m.start(), lo + m.end())
         if span:
@@ -285,6 +358,7 @@ def _scan(text: str) -> list[PiiMatch]:
         for m in _EMAIL.finditer(text[lo : at + 260]):
             found.add(PiiMatch("email", lo + m.start(), lo + m.end()))
         at = text.find("@", at + 1)
+    found.update(_obfuscated_emails(text))
     if not _DIGIT.search(text):
         return list(found)  # every other kind has a digit
     for m in _CAPS.finditer(text):
@@ -336,8 +410,9 @@ def find_pii(text: str) -> list[PiiMatch]:
 
 def _normalise(kind: str, value: str) -> str:
     """One spelling per value, so '555-234-5678' and '(555) 234 5678' hash alike."""
-    if kind == "email":
-        return value.lower()
+    if kind == "email":  # "jane at example dot com" hashes like jane@example.com
+        value = re.sub(r"(?i)\s*[\[({<]\s*at\s*[\])}>]\s*| at ", "@", value)
+        return re.sub(r"(?i)\s*[\[({<]\s*dot\s*[\])}>]\s*| dot ", ".", value).lower()
     if kind == "ip_address":
         return str(ipaddress.ip_address(value))
     if kind in ("iban", "uk_nino"):

@@ -81,6 +81,87 @@ def test_near_misses_are_not_pii(text: str) -> None:
     assert found(text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Our Sydney office is on +61 2 9374 4000.", "+61 2 9374 4000"),
+        ("My Dutch mobile is +31 6 12345678 if the line drops", "+31 6 12345678"),
+        ("Notre standard: +33 1 42 68 53 00.", "+33 1 42 68 53 00"),
+        ("Tokyo office: +81 3-1234-5678", "+81 3-1234-5678"),
+        ("Telefon: +49 (0) 89 123456-0", "+49 (0) 89 123456-0"),
+        ("Du erreichst mich unter 0176 2345 6789, am besten", "0176 2345 6789"),
+    ],
+)
+def test_international_and_long_national_phone_formats_are_phones(text: str, value: str) -> None:
+    assert found(text) == [("phone", value)]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Send the contract to name at example dot com and cc legal.",
+         "name at example dot com"),
+        ("Write to jane dot doe at gmail dot com, she handles refunds.",
+         "jane dot doe at gmail dot com"),
+        ("Contact: l.okafor[at]example[dot]org (replies in two days)",
+         "l.okafor[at]example[dot]org"),
+        ("mail me: tom (at) example (dot) net", "tom (at) example (dot) net"),
+        ("Write to us at info{at}example{dot}de.", "info{at}example{dot}de"),
+        ("Email is priya_k AT outlook DOT com", "priya_k AT outlook DOT com"),
+    ],
+)  # fmt: skip
+def test_emails_written_to_dodge_scrapers_are_emails(text: str, value: str) -> None:
+    assert found(text) == [("email", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sign up at example dot com and pick the free tier.",  # a site, no mail cue
+        "Let's connect the dots at the next standup.",
+        "We met at the conference dot com era panel in 1999.",
+        "I'm at home dot, call later.",
+    ],
+)
+def test_at_and_dot_in_ordinary_sentences_are_not_emails(text: str) -> None:
+    assert found(text) == []
+
+
+def test_an_obfuscated_email_hashes_like_the_plain_one() -> None:
+    r = Redactor("hash", salt="s")
+    assert r.redact("write to jane at example dot com") == r.redact("write to jane@example.com")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We upgraded the gateway to version 10.2.3.4 last night.",
+        "After installing 3.2.1.0 the export button is greyed out.",
+        "Our SDK 2.14.0.3 throws on startup.",
+        "Patch 7.1.0.4 rolled out to all tenants on Monday.",
+        "Latency doubled after 5.2.0.1 shipped.",
+        "We are on 4.18.2.0 since Tuesday.",  # a network's .0 is no host
+    ],
+)
+def test_dotted_versions_are_not_ip_addresses(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("The DNS server 8.8.4.4 answers, but the app does not.", "8.8.4.4"),
+        ("The router admin page is at 192.168.0.1 after the update.", "192.168.0.1"),
+        ("Please don't share 192.168.1.20 in the public ticket.", "192.168.1.20"),
+        ("IP 10.20.30.0 keeps hitting the rate limit.", "10.20.30.0"),
+    ],
+)
+def test_dotted_quads_near_network_words_or_without_software_words_are_ips(
+    text: str, value: str
+) -> None:
+    assert found(text) == [("ip_address", value)]
+
+
 def test_a_card_number_is_not_also_a_phone() -> None:
     assert found("call 4111-1111-1111-1111") == [("credit_card", "4111-1111-1111-1111")]
 
