@@ -3,7 +3,19 @@ labelled public datasets in ``../shared/datasets``.
 
 Dev sets (written by hand to look like production traffic, with bootstrap 95 %
 intervals): PII, ``pii.jsonl`` (rules were tuned on it) and ``pii_heldout.jsonl``
-(written after, measured once before any change it prompted).
+(written after, measured once before any change it prompted); hallucination,
+``rag.jsonl``: 150 answers over 30 retrieved contexts of 3-4 chunks, 81 grounded
+(paraphrase, combining chunks, arithmetic on context figures, "the context does
+not say", distractor chunks) and 69 not (wrong scope, a figure moved to another
+item, a number reused for the wrong thing, invented policies and entities, added
+details, acknowledgement reported as completion); injection, ``injection.jsonl``:
+75 attacks (direct and paraphrased overrides, fake authority, role-play,
+system-prompt exfiltration, indirect injections in pasted emails, CVs, contracts,
+reviews and web copy, base64/hex/ROT13/reversed/leetspeak/spelled/split
+obfuscation, seven languages) and 75 benign inputs that use the same trigger words;
+toxicity, ``toxicity.jsonl``: 40 rude or condescending support replies, mostly
+without a swear word, and 40 polite or neutral ones that say "kill", "abort",
+"murder", medicine, history, fiction and summaries of angry emails.
 
 The datasets become ordinary llmpulse events, are scored by ``llmpulse score``
 (the same detectors the worker runs), and are measured on the rows no head was
@@ -31,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +54,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.intervals import bootstrap  # noqa: E402
 from bench.quality_hallucination import evaluate_hallucination  # noqa: E402
 from bench.quality_pii import evaluate_pii, evaluate_pii_devset  # noqa: E402
 from detectors.heads import is_holdout  # noqa: E402
@@ -83,11 +96,64 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
         for row in _rows(folder, name):
             events.append(_event(name, row, **{field: row["text"]}))
             rows[events[-1]["event_id"]] = {**row, "dataset": name}
+    for row in _rows(DEVSETS, "injection"):
+        events.append(_event("dev-injection", row, input=row["text"]))
+        rows[events[-1]["event_id"]] = {**row, "dataset": "dev-injection"}
+    for row in _rows(DEVSETS, "toxicity"):
+        events.append(_event("dev-toxicity", row, output=row["text"]))
+        rows[events[-1]["event_id"]] = {**row, "dataset": "dev-toxicity"}
+    for row in _rows(DEVSETS, "rag"):
+        events.append(_event("dev-rag", row, input=row["question"], output=row["answer"],
+                             context=row["context"]))  # fmt: skip
+        rows[events[-1]["event_id"]] = {**row, "dataset": "dev-rag"}
     for name in PII_DEVSETS:
         for i, row in enumerate(_rows(DEVSETS, name)):
             events.append(_event(f"dev-{name}", {"id": i}, input=row["text"]))
             rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}", "index": i}
     return events, rows
+
+
+def binary_devset(
+    rows: dict, scored: dict, dataset: str, score: Callable[[dict], float | None]
+) -> dict[str, Any]:
+    """AUROC on a hand-written dev set and the share of each class flagged at the
+    default threshold (0.5), with bootstrap 95 % intervals, and the mean score by kind."""
+    picked = [(r["label"], score(scored[eid]), r.get("kind", "")) for eid, r in rows.items()
+              if r["dataset"] == dataset]  # fmt: skip
+    pairs = [(y, s) for y, s, _ in picked if s is not None]
+
+    def flagged(label: int) -> Callable[[Sequence[tuple[int, float]]], float | None]:
+        def share(ps: Sequence[tuple[int, float]]) -> float | None:
+            of_label = [s for y, s in ps if y == label]
+            return sum(s >= 0.5 for s in of_label) / len(of_label) if of_label else None
+
+        return share
+
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for _y, s, kind in picked:
+        if kind and s is not None:
+            by_kind[kind].append(s)
+    return {
+        "rows": len(picked),
+        "null_scores": len(picked) - len(pairs),
+        "auroc": bootstrap(pairs, lambda ps: _auroc([y for y, _ in ps], [s for _, s in ps])),
+        "negatives_flagged": bootstrap(pairs, flagged(0)),
+        "positives_flagged": bootstrap(pairs, flagged(1)),
+        "mean_score_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
+    }
+
+
+def devsets(rows: dict, scored: dict) -> dict[str, Any]:
+    """Every hand-written dev set: positives are hallucinated answers, attacks and rude
+    replies; negatives grounded answers, benign inputs and polite replies."""
+    return {
+        "hallucination": binary_devset(rows, scored, "dev-rag", lambda s: s["hallucination"]),
+        "injection": binary_devset(rows, scored, "dev-injection", lambda s: s["injection"]),
+        "toxicity": binary_devset(
+            rows, scored, "dev-toxicity", lambda s: s["toxicity"]["toxicity"]
+        ),
+        "pii": pii_devsets(rows, scored),
+    }
 
 
 def pii_devsets(rows: dict, scored: dict) -> dict[str, Any]:
@@ -186,7 +252,7 @@ def main() -> None:
         [(r, scored[eid]) for eid, r in rows.items() if r["dataset"] in HALLUCINATION_SETS]
     )
     result = {
-        "devsets": {"pii": pii_devsets(rows, scored)},
+        "devsets": devsets(rows, scored),
         "hallucination": hallucination,
         "injection": injection_quality(rows, scored),
         "toxicity": toxicity_quality(rows, scored),
@@ -204,6 +270,15 @@ def main() -> None:
 
 def _print(result: dict[str, Any]) -> None:
     table = Table("detector", "measure", "value", title="llmpulse detector quality (holdout)")
+    names = {"hallucination": ("grounded", "hallucinated"), "injection": ("benign", "attacks"),
+             "toxicity": ("polite", "rude")}  # fmt: skip
+    for detector, (neg, pos) in names.items():
+        dev = result["devsets"][detector]
+        for key, label in (("auroc", "AUROC"), ("negatives_flagged", f"{neg} flagged at 0.5"),
+                           ("positives_flagged", f"{pos} flagged at 0.5")):  # fmt: skip
+            f = dev[key]
+            table.add_row(detector, f"dev set (n={dev['rows']}): {label}, 95% CI",
+                          f"{f['value']} [{f['ci95'][0]}, {f['ci95'][1]}]")  # fmt: skip
     for name, dev in result["devsets"]["pii"].items():
         f1 = dev["f1"]
         table.add_row("pii", f"dev set {name} (n={dev['rows']}): F1, 95% CI",
