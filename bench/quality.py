@@ -12,7 +12,9 @@ details, acknowledgement reported as completion); injection, ``injection.jsonl``
 75 attacks (direct and paraphrased overrides, fake authority, role-play,
 system-prompt exfiltration, indirect injections in pasted emails, CVs, contracts,
 reviews and web copy, base64/hex/ROT13/reversed/leetspeak/spelled/split
-obfuscation, seven languages) and 75 benign inputs that use the same trigger words;
+obfuscation, seven languages) and 75 benign inputs that use the same trigger words,
+and ``injection_heldout.jsonl`` (30 and 30, written after the rules and the head's
+synthetic training rows were, in other words);
 toxicity, ``toxicity.jsonl``: 40 rude or condescending support replies, mostly
 without a swear word, and 40 polite or neutral ones that say "kill", "abort",
 "murder", medicine, history, fiction and summaries of angry emails.
@@ -96,9 +98,10 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
         for row in _rows(folder, name):
             events.append(_event(name, row, **{field: row["text"]}))
             rows[events[-1]["event_id"]] = {**row, "dataset": name}
-    for row in _rows(DEVSETS, "injection"):
-        events.append(_event("dev-injection", row, input=row["text"]))
-        rows[events[-1]["event_id"]] = {**row, "dataset": "dev-injection"}
+    for name in ("injection", "injection_heldout"):
+        for row in _rows(DEVSETS, name):
+            events.append(_event(f"dev-{name}", row, input=row["text"]))
+            rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
     for row in _rows(DEVSETS, "toxicity"):
         events.append(_event("dev-toxicity", row, output=row["text"]))
         rows[events[-1]["event_id"]] = {**row, "dataset": "dev-toxicity"}
@@ -149,6 +152,9 @@ def devsets(rows: dict, scored: dict) -> dict[str, Any]:
     return {
         "hallucination": binary_devset(rows, scored, "dev-rag", lambda s: s["hallucination"]),
         "injection": binary_devset(rows, scored, "dev-injection", lambda s: s["injection"]),
+        "injection_heldout": binary_devset(
+            rows, scored, "dev-injection_heldout", lambda s: s["injection"]
+        ),
         "toxicity": binary_devset(
             rows, scored, "dev-toxicity", lambda s: s["toxicity"]["toxicity"]
         ),
@@ -270,8 +276,12 @@ def main() -> None:
 
 def _print(result: dict[str, Any]) -> None:
     table = Table("detector", "measure", "value", title="llmpulse detector quality (holdout)")
-    names = {"hallucination": ("grounded", "hallucinated"), "injection": ("benign", "attacks"),
-             "toxicity": ("polite", "rude")}  # fmt: skip
+    names = {
+        "hallucination": ("grounded", "hallucinated"),
+        "injection": ("benign", "attacks"),
+        "injection_heldout": ("benign", "attacks"),
+        "toxicity": ("polite", "rude"),
+    }
     for detector, (neg, pos) in names.items():
         dev = result["devsets"][detector]
         for key, label in (("auroc", "AUROC"), ("negatives_flagged", f"{neg} flagged at 0.5"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import math
 import re
 from collections.abc import Sequence
@@ -87,6 +88,48 @@ _RULE_TABLE: dict[str, list[tuple[float, str]]] = {
               r"|before|previous(?:ly)?|you (?:were|have been) told|i (?:said|told you))"),
         (0.5, r"\b(?:(?:admin(?:istrator)?|developer|root|sudo)\s+(?:override|access|mode)"
               r"|(?:maintenance|debug(?:ging)?)\s+mode)\b"),
+        # paraphrased: the setup is declared outdated, lifted or set aside
+        (0.8, r"\b(?:your|the)\s+(?:setup|initial|original|earlier|configured|starting|old)\s+"
+              r"(?:text|guidance|guidelines|instructions|rules|prompt|configuration)\b"
+              r"[^.!?\n]{0,30}\b(?:is|are|was|were)\s+(?:outdated|obsolete|(?:only\s+)?a draft"
+              r"|wrong|void|no longer valid|replaced|superseded)"),
+        (0.8, r"\b(?:set|put)\s+aside\s+(?:the\s+|your\s+)?(?:guidance|guidelines|instructions"
+              r"|rules|policies)\b"),
+        (0.8, r"\b(?:restrictions?|rules|limits|polic(?:y|ies)|constraints|guidelines)\s+"
+              r"(?:has|have)\s+been\s+(?:lifted|removed|disabled|waived|suspended)"),
+        (0.8, r"\b(?:instructions|rules|guidelines|policies|restrictions)\b[^.!?\n]{0,40}"
+              r"\bno longer (?:apply|applies|valid|matter)"),
+        (0.6, r"\b(?:nobody|no one) (?:configured|instructed|programmed) you\b"),
+        # indirect: text inside a document that addresses the model reading it
+        (0.8, r"\b(?:note|notes|instructions?|message|hidden text|reminder)\s+(?:to|for)\s+"
+              r"(?:the\s+|any\s+|all\s+)?(?:ai|a\.i\.|assistant|language model|llm|chatbot|bot"
+              r"|ai (?:system|tool|model|screener|summari[sz]er)s?|summari[sz]ers?|screeners?)\b"),
+        (0.8, r"\bif you are an?\s+(?:ai|a\.i\.|language model|llm|assistant|bot|chatbot"
+              r"|ai model)\b"),
+        (0.8, r"\b(?:ai|assistant|bot|language model|llm|model)s?\s+(?:systems?\s+|tools?\s+)?"
+              r"(?:reading|processing|screening|evaluating|summari[sz]ing|parsing|reviewing)"
+              r"\s+(?:this|these)\b"),
+        (0.8, r"\b(?:any|every|all)\s+(?:ai|language model|llm|bot|assistant)s?\b[^.!?\n]{0,40}"
+              r"\b(?:must|should|shall|(?:are|is) instructed)\b"),
+        (0.8, r"\bto (?:whichever|whatever|any|the) (?:bot|ai|assistant|model) "
+              r"(?:that )?(?:reads|reading|processing)\b"),
+        (0.6, r"<!--[^>]{0,200}\b(?:assistant|ai|model|llm)\b"),
+        (0.6, r"\bsystem\s*:\s*(?:you|ignore|forget|new|from now)\b"),
+        # other languages: an override verb aimed at instructions or rules
+        (0.9, r"\b(?:ignora|olvida|olvide|omite|descarta)\b[^.!?\n]{0,40}"
+              r"\b(?:instrucciones|reglas|indicaciones|normas|directrices)\b"),
+        (0.9, r"\b(?:ignore|ignorez|oublie|oubliez)\b[^.!?\n]{0,40}"
+              r"\b(?:instructions|consignes|règles|directives)\b"),
+        (0.9, r"\b(?:ignoriere|ignorier|ignorieren sie|vergiss|vergessen sie|missachte)\b"
+              r"[^.!?\n]{0,40}\b(?:anweisungen|regeln|vorgaben|richtlinien|instruktionen)\b"),
+        (0.9, r"\b(?:ignore|ignora|esqueça|esqueca|desconsidere)\b[^.!?\n]{0,40}"
+              r"\b(?:instruções|instrucoes|regras|diretrizes)\b"),
+        (0.9, r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте)[^.!?\n]{0,40}"
+              r"(?:инструкци|правил|указани)"),
+        (0.9, r"(?:忽略|无视|忘记|忘掉|不要理会)[^。\uff01\uff1f\n]{0,20}"
+              r"(?:指令|指示|规则|说明|提示)"),
+        (0.9, r"(?:無視|忘れ)[^。\uff01\uff1f\n]{0,20}(?:指示|ルール|命令|規則)"
+              r"|(?:指示|ルール|命令|規則)[^。\uff01\uff1f\n]{0,20}(?:無視|忘れ)"),
     ],
     "persona_jailbreak": [
         (0.8, r"\bdo anything now\b"),  # and "DAN" in capitals, see _CASED
@@ -114,6 +157,10 @@ _RULE_TABLE: dict[str, list[tuple[float, str]]] = {
         (0.4, r"\b(?:no|with no|without)\s+(?:restrictions|limitations|filters|censorship)\b"),
         (0.5, r"\b(?:doesn'?t|does not|nor does it)\s+have\s+(?:a\s+|any\s+)?(?:content\s+)?"
               r"(?:filters?|filtering|censorship|restrictions|limitations)\b"),
+        (0.7, r"\b(?:sin (?:ninguna )?restricci|sans (?:aucune )?(?:restriction|limite)"
+              r"|ohne (?:jegliche |irgendwelche )?(?:einschränkung|beschränkung|regeln)"
+              r"|sem (?:nenhuma )?restri)"),
+        (0.7, r"(?:без ограничени|没有任何限制|不受任何限制|制限なし|制限のない)"),
     ],
     "system_prompt_exfiltration": [
         (0.7, r"\b(?:your\s+(?:system|initial|original|hidden|secret|starting|internal|pre-?)"
@@ -136,6 +183,10 @@ _RULE_TABLE: dict[str, list[tuple[float, str]]] = {
               r"(?:told|instructed|given|programmed)"
               r"|what\s+(?:are|were)\s+you\s+(?:not\s+)?(?:supposed|allowed|told|instructed)\s+to)\b"),
         (0.7, r"\b(?:i was instructed to|my instructions are|the system prompt is)\b"),
+        (0.8, r"(?:prompt (?:système|systeme|de sistema|do sistema)|systemprompt"
+              r"|системн\w* (?:промпт|подсказк|инструкци)|系统提示|システムプロンプト"
+              r"|instruções ocultas|instrucciones ocultas|versteckten anweisungen"
+              r"|consignes cachées)"),
     ],
     "encoded_payload": [
         (0.3, r"\b(?:rot-?13|base-?64|hex(?:adecimal)?|caesar cipher|morse code|leetspeak|l33t)\b"),
@@ -184,12 +235,14 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[ ]?){16,}\b")
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/]{24}")
 _HEX_HINT = re.compile(r"[0-9a-fA-F]{2} [0-9a-fA-F]{2} [0-9a-fA-F]{2} [0-9a-fA-F]{2} ")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{32}")
 
 
-def _encoded_blob(text: str) -> bool:
-    """A base64 or hex run that decodes to readable text: a payload hidden from rules."""
-    if not _LONG_RUN.search(text) and not _HEX_HINT.search(text):
-        return False  # no run long enough for either
+def _decoded_blobs(text: str) -> list[str]:
+    """The readable texts that base64 or hex runs decode to: payloads hidden from rules."""
+    if not _LONG_RUN.search(text) and not _HEX_HINT.search(text) and not _HEX_RUN.search(text):
+        return []  # no run long enough for either
+    found = []
     for m in islice(_BASE64.finditer(text), 20):
         raw = m.group()
         try:
@@ -197,11 +250,45 @@ def _encoded_blob(text: str) -> bool:
         except (binascii.Error, ValueError):
             continue
         if _readable(data):
-            return True
+            found.append(data.decode("utf-8"))
     for m in islice(_HEX.finditer(text), 20):
-        if _readable(bytes.fromhex(m.group().replace(" ", ""))):
-            return True
-    return False
+        data = bytes.fromhex(m.group().replace(" ", ""))
+        if _readable(data):
+            found.append(data.decode("utf-8"))
+    return found
+
+
+_LEET = str.maketrans("0134579@$", "oieastgas")
+_LEET_WORD = re.compile(r"[a-z]+[0-9]+[a-z0-9]*|[0-9]+[a-z]+[a-z0-9]*")
+# "I-g-n-o-r-e", "p.r.i.n.t": three or more single letters joined by - . or _
+_SPELLED = re.compile(r"\b(?:[a-z][-._]){2,}[a-z]\b")
+_QUOTED = re.compile(r"'([^'\n]{1,80})'|\"([^\"\n]{1,80})\"")
+_REVERSE_CUE = re.compile(
+    r"\b(?:backwards?|reversed?|in reverse|mirror(?:ed)?|rückwärts|al revés)\b"
+)
+_ROT_CUE = re.compile(r"\b(?:rot-?13|caesar|rotate (?:each|every) letter)\b")
+
+
+def views(text: str, blobs: Sequence[str] = ()) -> list[str]:
+    """Lower-cased readings of ``text`` for the rules: as written, then what it says once
+    common obfuscations are undone (leetspeak, letters spelled with separators, reversed
+    or ROT13 text when the input asks for it, quoted fragments joined) and ``blobs``,
+    the base64 or hex payloads it holds, decoded."""
+    low = text.lower()
+    out = [low]
+    if len(_LEET_WORD.findall(low)) >= 3:
+        out.append(low.translate(_LEET))
+    if _SPELLED.search(low):
+        out.append(_SPELLED.sub(lambda m: re.sub(r"[-._]", "", m.group()), low))
+    if _REVERSE_CUE.search(low):
+        out.append(low[::-1])
+    if _ROT_CUE.search(low):
+        out.append(codecs.encode(low, "rot13"))
+    parts = [a or b for a, b in _QUOTED.findall(low)]
+    if len(parts) >= 2:
+        out += ["".join(parts), " ".join(parts)]
+    out += [blob.lower() for blob in blobs]
+    return out
 
 
 def _readable(data: bytes) -> bool:
@@ -239,16 +326,22 @@ def rule_features(texts: Sequence[str]) -> np.ndarray:
     out = np.zeros((len(texts), len(SIGNALS)), dtype=np.float64)
     for i, original in enumerate(texts):
         original = _clip(original)
-        text = original.lower()
+        blobs = _decoded_blobs(original)
+        readings = views(original, blobs)
+        text = readings[0]
         for j, name in enumerate(SIGNALS):
-            miss = 1.0
-            for rx, bounded, weight in _RULES[name]:
-                if _found(rx, bounded, text):
-                    miss *= 1.0 - weight
+            value = 0.0
+            for reading in readings:  # each signal: its strongest reading
+                miss = 1.0
+                for rx, bounded, weight in _RULES[name]:
+                    if _found(rx, bounded, reading):
+                        miss *= 1.0 - weight
+                value = max(value, 1.0 - miss)
+            miss = 1.0 - value
             for rx, weight in _CASED.get(name, ()):
                 if rx.search(original):
                     miss *= 1.0 - weight
-            if name == "encoded_payload" and _encoded_blob(original):
+            if name == "encoded_payload" and blobs:
                 miss *= 1.0 - 0.8
             out[i, j] = 1.0 - miss
         if out[i, _REMOVAL] >= FIRES_AT and _found(*_PERSONA, text):  # a persona freed of rules

@@ -34,6 +34,7 @@ from detectors.injection import (  # noqa: E402
     length_feature,
     rule_features,
 )
+from scripts.injection_synthetic import synthetic_rows  # noqa: E402
 
 DATASET = "injection_jailbreak"
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / f"{DATASET}.jsonl"
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=MODELS_DIR / "injection_head.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="embedding device (cpu is reproducible)")
+    parser.add_argument("--no-synthetic", action="store_true", help="train on the public set alone")
     args = parser.parse_args()
 
     random.seed(args.seed)
@@ -97,10 +99,14 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     rows = [json.loads(line) for line in args.data.read_text().split("\n") if line.strip()]
+    # Programmatic rows for what the public set lacks (see scripts/injection_synthetic.py):
+    # training only, so the public held-out rows measure the head as before.
+    synthetic = [] if args.no_synthetic else synthetic_rows(args.seed)
+    rows += synthetic
     texts = [r["text"] for r in rows]
     y = np.array([int(r["label"]) for r in rows])
-    groups = [r["group"].split("/")[0] for r in rows]
-    held = np.array([is_holdout(DATASET, r["id"]) for r in rows])
+    groups = [str(r["group"]).split("/")[0] for r in rows]
+    held = np.array(["id" in r and is_holdout(DATASET, r["id"]) for r in rows])
     train = ~held
 
     model = EmbeddingModel(device=args.device)
@@ -129,6 +135,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     meta: dict[str, Any] = {
         "dataset": args.data.name,
+        "synthetic_rows": dict(sorted(Counter(str(r["group"]) for r in synthetic).items())),
         "split": f"train = not is_holdout({DATASET!r}, id); held out = the rest",
         "counts": {
             "train": dict(sorted(Counter(train_groups).items())),
