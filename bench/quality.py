@@ -17,7 +17,8 @@ and ``injection_heldout.jsonl`` (30 and 30, written after the rules and the head
 synthetic training rows were, in other words);
 toxicity, ``toxicity.jsonl``: 40 rude or condescending support replies, mostly
 without a swear word, and 40 polite or neutral ones that say "kill", "abort",
-"murder", medicine, history, fiction and summaries of angry emails.
+"murder", medicine, history, fiction and summaries of angry emails, and
+``toxicity_heldout.jsonl`` (20 and 20, written after the head's synthetic rows).
 
 The datasets become ordinary llmpulse events, are scored by ``llmpulse score``
 (the same detectors the worker runs), and are measured on the rows no head was
@@ -102,9 +103,10 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
         for row in _rows(DEVSETS, name):
             events.append(_event(f"dev-{name}", row, input=row["text"]))
             rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
-    for row in _rows(DEVSETS, "toxicity"):
-        events.append(_event("dev-toxicity", row, output=row["text"]))
-        rows[events[-1]["event_id"]] = {**row, "dataset": "dev-toxicity"}
+    for name in ("toxicity", "toxicity_heldout"):
+        for row in _rows(DEVSETS, name):
+            events.append(_event(f"dev-{name}", row, output=row["text"]))
+            rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
     for row in _rows(DEVSETS, "rag"):
         events.append(_event("dev-rag", row, input=row["question"], output=row["answer"],
                              context=row["context"]))  # fmt: skip
@@ -157,6 +159,9 @@ def devsets(rows: dict, scored: dict) -> dict[str, Any]:
         ),
         "toxicity": binary_devset(
             rows, scored, "dev-toxicity", lambda s: s["toxicity"]["toxicity"]
+        ),
+        "toxicity_heldout": binary_devset(
+            rows, scored, "dev-toxicity_heldout", lambda s: s["toxicity"]["toxicity"]
         ),
         "pii": pii_devsets(rows, scored),
     }
@@ -281,6 +286,7 @@ def _print(result: dict[str, Any]) -> None:
         "injection": ("benign", "attacks"),
         "injection_heldout": ("benign", "attacks"),
         "toxicity": ("polite", "rude"),
+        "toxicity_heldout": ("polite", "rude"),
     }
     for detector, (neg, pos) in names.items():
         dev = result["devsets"][detector]

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from detectors.embeddings import EmbeddingModel  # noqa: E402
 from detectors.heads import HOLDOUT_SHARE, MODELS_DIR, LogisticHead, is_holdout  # noqa: E402
+from scripts.toxicity_synthetic import synthetic_rows  # noqa: E402
 
 __all__ = ["main"]
 
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--out", type=Path, default=MODELS_DIR / "toxicity_head.json")
+    parser.add_argument(
+        "--no-synthetic", action="store_true", help="train on the public sets alone"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -105,6 +109,17 @@ def main(argv: list[str] | None = None) -> int:
             "train_toxic": sum(int(r["label"]) for r, h in zip(rows, flags, strict=True) if not h),
             "holdout": flags.count(True),
         }
+
+    # LLM-reply rows the tweets lack (scripts/toxicity_synthetic.py): training only.
+    synthetic = [] if args.no_synthetic else synthetic_rows(SEED)
+    texts += [str(r["text"]) for r in synthetic]
+    labels += [int(r["label"]) for r in synthetic]  # type: ignore[call-overload]
+    held += [False] * len(synthetic)
+    names += ["synthetic"] * len(synthetic)
+    if synthetic:
+        sources["synthetic"] = {"script": "scripts/toxicity_synthetic.py", "seed": SEED,
+                                "train": len(synthetic),
+                                "train_toxic": sum(int(r["label"]) for r in synthetic)}  # type: ignore[call-overload]  # fmt: skip
 
     x = embedder.encode(texts).astype(np.float64)
     y = np.asarray(labels)
