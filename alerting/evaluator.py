@@ -79,7 +79,7 @@ class Evaluator:
         query_url: str = "",
         refresh_s: float = 60.0,
         caught_up: Callable[[], bool] = lambda: True,
-        stored_until: Callable[[], float] | None = None,
+        pending_since: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rules = rules
@@ -93,9 +93,9 @@ class Evaluator:
         self.refresh_s = refresh_s
         self.clock = clock
         self.caught_up = caught_up  # the backlog present at the last load() is stored
-        # The time up to which everything read from the broker is stored (now when the
+        # The time of the oldest records on the broker not stored yet (about now while the
         # worker keeps up); None: always now.
-        self.stored_until = stored_until or clock
+        self.pending_since = pending_since or clock
         self.states: dict[str, AlertState] = {}
         self._loaded_at = clock()
         self._loaded: set[str] = set()  # alerts restored by the last load()
@@ -120,7 +120,7 @@ class Evaluator:
         """One evaluation of every rule; returns the messages produced."""
         now = self.clock()
         backlog = bool(self._loaded) and not self.caught_up()
-        behind_s = max(0.0, now - self.stored_until())
+        behind_s = max(0.0, now - self.pending_since())
         decisions: list[tuple[Rule, AlertState, str]] = []
         changed: list[AlertState] = []
         for rule in self.rules.rules:

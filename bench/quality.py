@@ -3,7 +3,8 @@ labelled public datasets in ``../shared/datasets``.
 
 Dev sets (written by hand to look like production traffic, with bootstrap 95 %
 intervals): PII, ``pii.jsonl`` (rules were tuned on it) and ``pii_heldout.jsonl``
-(written after, measured once before any change it prompted); hallucination,
+(written after; measured with the old rules and once with the new, no change
+prompted by it); hallucination,
 ``rag.jsonl``: 150 answers over 30 retrieved contexts of 3-4 chunks, 81 grounded
 (paraphrase, combining chunks, arithmetic on context figures, "the context does
 not say", distractor chunks) and 69 not (wrong scope, a figure moved to another

@@ -254,8 +254,9 @@ class MMDDriftTest:
             budget = free // 4
         else:
             budget = _CPU_CHUNK_BYTES
-        # keys, argsort (int64), float32 and float64 splits, float64 splits @ K per row.
-        per_row = rows * (4 + 8 + 4 + 8 + 8)
+        # keys, argsort (int64), float32 and float64 splits, float64 splits @ K, one float64
+        # block product and the (splits @ K) * splits temporary, per permutation row.
+        per_row = rows * (4 + 8 + 4 + 8 + 8 + 8 + 8)
         return max(1, int(budget // per_row))
 
 
@@ -273,10 +274,10 @@ def _gaussian_kernel(z: Any) -> tuple[Any, float]:
     sq = (distinct * distinct).sum(dim=1)
     scale = sq[:, None] + sq[None, :]
     d2 = (scale - 2.0 * (distinct @ distinct.T)).clamp_min_(0.0)
-    # |a|^2 + |b|^2 - 2ab leaves a float32 residue (~1e-7) for near-identical rows; snap
-    # it to 0 so they get K = 1 exactly, like duplicates.
-    d2.masked_fill_(d2 <= 1e-6 * scale, 0.0)
     d2 = (d2 + d2.T).mul_(0.5)  # exactly symmetric (a + b == b + a in floating point)
+    # |a|^2 + |b|^2 - 2ab leaves a float32 residue (~1e-7) for near-identical rows; snap
+    # it to 0 (after the symmetry, so both sides snap) so they get K = 1 exactly.
+    d2.masked_fill_(d2 <= 1e-6 * scale, 0.0)
     d2.fill_diagonal_(0.0)
     if copy_of is not None:
         d2 = d2[copy_of][:, copy_of]  # unique() sorts: this also restores the pool's order

@@ -89,47 +89,54 @@ _RULE_TABLE: dict[str, list[tuple[float, str]]] = {
         (0.5, r"\b(?:(?:admin(?:istrator)?|developer|root|sudo)\s+(?:override|access|mode)"
               r"|(?:maintenance|debug(?:ging)?)\s+mode)\b"),
         # paraphrased: the setup is declared outdated, lifted or set aside
-        (0.8, r"\b(?:your|the)\s+(?:setup|initial|original|earlier|configured|starting|old)\s+"
+        (0.8, r"\byour\s+(?:setup|initial|original|earlier|configured|starting|old)\s+"
               r"(?:text|guidance|guidelines|instructions|rules|prompt|configuration)\b"
               r"[^.!?\n]{0,30}\b(?:is|are|was|were)\s+(?:outdated|obsolete|(?:only\s+)?a draft"
               r"|wrong|void|no longer valid|replaced|superseded)"),
         (0.8, r"\b(?:set|put)\s+aside\s+(?:the\s+|your\s+)?(?:guidance|guidelines|instructions"
               r"|rules|policies)\b"),
-        (0.8, r"\b(?:restrictions?|rules|limits|polic(?:y|ies)|constraints|guidelines)\s+"
-              r"(?:has|have)\s+been\s+(?:lifted|removed|disabled|waived|suspended)"),
+        (0.8, r"\b(?:your|that|those|these|any)\s+(?:restrictions?|rules|limits|polic(?:y|ies)"
+              r"|constraints|guidelines)\s+(?:has|have)\s+been\s+(?:lifted|removed|disabled"
+              r"|waived|suspended)"),
         (0.8, r"\b(?:instructions|rules|guidelines|policies|restrictions)\b[^.!?\n]{0,40}"
               r"\bno longer (?:apply|applies|valid|matter)"),
         (0.6, r"\b(?:nobody|no one) (?:configured|instructed|programmed) you\b"),
         # indirect: text inside a document that addresses the model reading it
-        (0.8, r"\b(?:note|notes|instructions?|message|hidden text|reminder)\s+(?:to|for)\s+"
+        (0.8, r"\b(?:note|notes|instruction|hidden text|reminder)\s+(?:to|for)\s+"
               r"(?:the\s+|any\s+|all\s+)?(?:ai|a\.i\.|assistant|language model|llm|chatbot|bot"
-              r"|ai (?:system|tool|model|screener|summari[sz]er)s?|summari[sz]ers?|screeners?)\b"),
+              r"|ai (?:system|tool|model|screener|summari[sz]er)s?|summari[sz]ers?|screeners?)\b"
+              r"[^.!?\n]{0,40}:"),
         (0.8, r"\bif you are an?\s+(?:ai|a\.i\.|language model|llm|assistant|bot|chatbot"
-              r"|ai model)\b"),
-        (0.8, r"\b(?:ai|assistant|bot|language model|llm|model)s?\s+(?:systems?\s+|tools?\s+)?"
+              r"|ai model)\s*(?:,|:|\breading\b|\bprocessing\b)"),
+        (0.8, r"\b(?:ai|assistant|bot|language model|llm|ai model)s?\s+(?:systems?\s+|tools?\s+)?"
               r"(?:reading|processing|screening|evaluating|summari[sz]ing|parsing|reviewing)"
               r"\s+(?:this|these)\b"),
-        (0.8, r"\b(?:any|every|all)\s+(?:ai|language model|llm|bot|assistant)s?\b[^.!?\n]{0,40}"
-              r"\b(?:must|should|shall|(?:are|is) instructed)\b"),
+        (0.8, r"\b(?:any|every|all)\s+(?:ai|language model|llm|bot|assistant)s?\s+"
+              r"(?:systems?\s+|tools?\s+|models?\s+)?(?:reading|processing|evaluating|handling"
+              r"|screening|summari[sz]ing)\b[^.!?\n]{0,40}\b(?:must|should|shall"
+              r"|(?:are|is) instructed)\b"),
         (0.8, r"\bto (?:whichever|whatever|any|the) (?:bot|ai|assistant|model) "
               r"(?:that )?(?:reads|reading|processing)\b"),
-        (0.6, r"<!--[^>]{0,200}\b(?:assistant|ai|model|llm)\b"),
-        (0.6, r"\bsystem\s*:\s*(?:you|ignore|forget|new|from now)\b"),
+        (0.6, r"<!--[^>]{0,200}\b(?:assistant|ai|llm|chatbot)\b[^>]{0,60}\b(?:ignore|forget"
+              r"|disregard|stop|instead|tell|output|say|reply|send|print)\b"),
+        (0.6, r"\bsystem\s*:\s*(?:you are|you're|ignore|forget|disregard|from now)\b"),
         # other languages: an override verb aimed at instructions or rules
-        (0.9, r"\b(?:ignora|olvida|olvide|omite|descarta)\b[^.!?\n]{0,40}"
+        (0.9, r"\b(?<!no )(?:ignora|olvida|olvide|omite|descarta)\b[^.!?\n]{0,40}"
               r"\b(?:instrucciones|reglas|indicaciones|normas|directrices)\b"),
-        (0.9, r"\b(?:ignore|ignorez|oublie|oubliez)\b[^.!?\n]{0,40}"
-              r"\b(?:instructions|consignes|règles|directives)\b"),
+        (0.9, r"\b(?<!n')(?:ignore|ignorez|oublie|oubliez)\s+(?:toutes\s+|tous\s+)?(?:les|tes"
+              r"|vos|ces|ses)\b[^.!?\n]{0,40}\b(?:instructions|consignes|règles|directives)\b"),
         (0.9, r"\b(?:ignoriere|ignorier|ignorieren sie|vergiss|vergessen sie|missachte)\b"
-              r"[^.!?\n]{0,40}\b(?:anweisungen|regeln|vorgaben|richtlinien|instruktionen)\b"),
-        (0.9, r"\b(?:ignore|ignora|esqueça|esqueca|desconsidere)\b[^.!?\n]{0,40}"
-              r"\b(?:instruções|instrucoes|regras|diretrizes)\b"),
-        (0.9, r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте)[^.!?\n]{0,40}"
+              r"(?! nicht)[^.!?\n]{0,40}\b(?:anweisungen|regeln|vorgaben|richtlinien"
+              r"|instruktionen)\b"),
+        (0.9, r"\b(?<!não )(?<!nao )(?:ignore|ignora|esqueça|esqueca|desconsidere)\s+(?:todas\s+)?"
+              r"(?:as|suas|tuas|essas)\b[^.!?\n]{0,40}\b(?:instruções|instrucoes|regras"
+              r"|diretrizes)\b"),
+        (0.9, r"(?<!не )(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте)[^.!?\n]{0,40}"
               r"(?:инструкци|правил|указани)"),
-        (0.9, r"(?:忽略|无视|忘记|忘掉|不要理会)[^。\uff01\uff1f\n]{0,20}"
+        (0.9, r"(?:(?<!不要)(?<!别)(?:忽略|无视|忘记|忘掉)|不要理会)[^。\uff01\uff1f\n]{0,20}"
               r"(?:指令|指示|规则|说明|提示)"),
         (0.9, r"(?:無視|忘れ)[^。\uff01\uff1f\n]{0,20}(?:指示|ルール|命令|規則)"
-              r"|(?:指示|ルール|命令|規則)[^。\uff01\uff1f\n]{0,20}(?:無視|忘れ)"),
+              r"|(?:指示|ルール|命令|規則)[^。\uff01\uff1f\n]{0,20}(?:無視|忘れ)(?!ない)"),
     ],
     "persona_jailbreak": [
         (0.8, r"\bdo anything now\b"),  # and "DAN" in capitals, see _CASED
@@ -235,12 +242,11 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[ ]?){16,}\b")
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/]{24}")
 _HEX_HINT = re.compile(r"[0-9a-fA-F]{2} [0-9a-fA-F]{2} [0-9a-fA-F]{2} [0-9a-fA-F]{2} ")
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def _decoded_blobs(text: str) -> list[str]:
     """The readable texts that base64 or hex runs decode to: payloads hidden from rules."""
-    if not _LONG_RUN.search(text) and not _HEX_HINT.search(text) and not _HEX_RUN.search(text):
+    if not _LONG_RUN.search(text) and not _HEX_HINT.search(text):
         return []  # no run long enough for either
     found = []
     for m in islice(_BASE64.finditer(text), 20):
@@ -269,7 +275,7 @@ _REVERSE_CUE = re.compile(
 _ROT_CUE = re.compile(r"\b(?:rot-?13|caesar|rotate (?:each|every) letter)\b")
 
 
-def views(text: str, blobs: Sequence[str] = ()) -> list[str]:
+def _views(text: str, blobs: Sequence[str] = ()) -> list[str]:
     """Lower-cased readings of ``text`` for the rules: as written, then what it says once
     common obfuscations are undone (leetspeak, letters spelled with separators, reversed
     or ROT13 text when the input asks for it, quoted fragments joined) and ``blobs``,
@@ -327,7 +333,7 @@ def rule_features(texts: Sequence[str]) -> np.ndarray:
     for i, original in enumerate(texts):
         original = _clip(original)
         blobs = _decoded_blobs(original)
-        readings = views(original, blobs)
+        readings = _views(original, blobs)
         text = readings[0]
         for j, name in enumerate(SIGNALS):
             value = 0.0

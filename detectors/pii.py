@@ -7,14 +7,15 @@ attempted: a guess would miss most of them or flag every capitalised word.
 
 - ``1.2.3.4`` is a valid IPv4 address, and also how many products number their
   versions. It is reported unless a version cue (``version``, ``release``, ``build``)
-  stands right before it, or, with no network cue (``IP``, ``server``, ``ssh``,
-  ``router`` ...) near it, a software cue (``upgraded``, ``SDK``, ``patch``, ``app``,
-  ``shipped`` ...) does. Addresses that identify no host (``0.0.0.0``, loopback,
+  stands right before it, or a software cue (``upgraded``, ``SDK``, ``patch``,
+  ``shipped`` ...) stands nearer to it than any network cue (``IP``, ``server``,
+  ``ssh``, ``router``, ``reach`` ...). Addresses that identify no host (``0.0.0.0``, loopback,
   multicast, ``255.x``, a network's ``.0`` without a network cue) are not reported.
 - Emails written to dodge scrapers (``jane at example dot com``,
   ``l.okafor[at]example[dot]org``) are emails: bracketed ``at`` alone, or upper-case
   ``AT`` with ``DOT``; a plain ``at`` only with ``dot`` before a common top-level
-  domain and a mail cue (``email``, ``write to``, ``send`` ...) before it.
+  domain, a mail cue (``email``, ``write to``, ``send`` ...) before it and "to",
+  "is", "email" or a colon right before the address.
 - Phone numbers in an unambiguous shape (``+`` country code, then digit groups of
   any size, ``+61 2 9374 4000``; North American ``555-234-5678``; a grouped national
   number with trunk ``0``, ``0176 2345 6789``) match alone; any
@@ -94,7 +95,7 @@ _VERSION_CUE = re.compile(r"(?:\bversion|\bver\.?|\brelease|\bbuild)\s*$", re.I)
 # Near a dotted quad (40 chars before, 24 after): software talk, or network talk.
 _SOFTWARE_CUE = re.compile(
     r"\b(?:versions?|releases?|release notes|builds?|patch|patched|sdk|firmware|update[ds]?"
-    r"|upgrad(?:e|ed|es|ing)|install(?:ed|ing|s)?|package|app|agent|plugin|library|lib"
+    r"|upgrad(?:e|ed|es|ing)|install(?:ed|ing|s)?|package|app|plugin|library|lib"
     r"|changelog|shipped|rolled out|play store|app store|npm|pip|pypi|nuget|maven)\b",
     re.I,
 )
@@ -102,7 +103,7 @@ _NETWORK_CUE = re.compile(
     r"\b(?:ip|ips|ipv4|address(?:es)?|host|hostname|server|ssh|ping|connect(?:ed|ing)?"
     r"|firewall|router|dns|subnet|gateway|proxy|vpn|whitelist|allowlist|blocklist|block"
     r"|unblock|blocked|port|login|logins|traffic|request|requests|network|lan|wan|nat"
-    r"|route|curl|telnet|nslookup)\b",
+    r"|route|curl|telnet|nslookup|reach|reachable|unreachable|resolve[sd]?)\b",
     re.I,
 )
 # A run of digit groups, with an optional +country code, "(0)" and "(area)" in front.
@@ -122,7 +123,7 @@ _PHONE_CUE_BEFORE = re.compile(
 _PHONE_CUE_AFTER = re.compile(r"\W{0,3}(?:office|fax|mobile|cell|home|work|tel)\b", re.I)
 _YEAR = re.compile(r"(?:19|20)\d\d")
 # Obfuscated emails: "jane at example dot com", "l.okafor[at]example[dot]org".
-_OBFUSCATION_HINT = re.compile(r"[\[({<]\s*(?:at|dot)\s*[\])}>]|\bdot\b|\bDOT\b", re.I)
+_OBFUSCATION_HINT = re.compile(r"[\[({<]\s*(?:at|dot)\s*[\])}>]|\bdot\b", re.I)
 _BR_AT = r"\s*[\[({<]\s*at\s*[\])}>]\s*"
 _BR_DOT = r"\s*[\[({<]\s*dot\s*[\])}>]\s*"
 _TLD = (r"(?:com|org|net|edu|gov|io|co|uk|de|fr|nl|es|it|ru|jp|cn|in|au|ca|br|ch|se|no|dk"
@@ -130,8 +131,8 @@ _TLD = (r"(?:com|org|net|edu|gov|io|co|uk|de|fr|nl|es|it|ru|jp|cn|in|au|ca|br|ch
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _LOCAL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}"
 _EMAIL_BRACKETED = re.compile(
-    rf"(?<![\w.%+-]){_LOCAL}(?:{_BR_DOT}{_LOCAL})*(?i:{_BR_AT})"
-    rf"{_LABEL}(?:(?i:{_BR_DOT})|\.){_LABEL}(?:(?:(?i:{_BR_DOT})|\.){_LABEL})*(?![\w-])"
+    rf"(?<![\w.%+-]){_LOCAL}(?:(?i:{_BR_DOT}){_LOCAL})*(?i:{_BR_AT})"
+    rf"{_LABEL}(?:(?:(?i:{_BR_DOT})|\.){_LABEL})*(?:(?i:{_BR_DOT})|\.)[A-Za-z]{{2,24}}(?![\w-])"
 )
 _EMAIL_UPPER = re.compile(
     rf"(?<![\w.%+-]){_LOCAL}(?: DOT {_LOCAL})* AT {_LABEL}(?: DOT {_LABEL})+(?![\w-])"
@@ -139,6 +140,9 @@ _EMAIL_UPPER = re.compile(
 _EMAIL_WORDS = re.compile(
     rf"(?<![\w.%+-]){_LOCAL}(?: dot {_LOCAL})* at {_LABEL}(?: dot {_LABEL})* dot {_TLD}\b"
 )
+# ... and the address follows "to", "is", "at", "email", a colon: "send the form at x dot
+# com" names a site, "send it to jane at x dot com" an address.
+_MAIL_LEAD = re.compile(r"(?:\b(?:to|is|at|e-?mail|mail|contact|address|cc|reach)|:)\s*$", re.I)
 _MAIL_CUE = re.compile(
     r"\b(?:e-?mail(?:ed|ing)?|mail|write|wrote|send|sent|contact|reach|reply|cc|forward"
     r"|address|inbox|message)\b",
@@ -231,10 +235,20 @@ def _ipv4_not_version(text: str, start: int, end: int, value: str) -> bool:
     """Whether a host-valid dotted quad reads as an address rather than a version."""
     if _VERSION_CUE.search(text, max(0, start - 12), start):
         return False  # "version 10.2.3.4"
-    near = text[max(0, start - 40) : start] + " " + text[end : end + 24]
-    if _NETWORK_CUE.search(near):
-        return True
-    return not (_SOFTWARE_CUE.search(near) or value.endswith(".0"))
+    network, software = (
+        _nearest(_NETWORK_CUE, text, start, end),
+        _nearest(_SOFTWARE_CUE, text, start, end),
+    )
+    if network is not None and (software is None or network <= software):
+        return True  # the nearer cue decides: "the gateway at 10.2.3.4 after the upgrade"
+    return software is None and not value.endswith(".0")
+
+
+def _nearest(cue: re.Pattern[str], text: str, start: int, end: int) -> int | None:
+    """Characters between a dotted quad and the nearest cue within 40 before or 24 after."""
+    before = [start - m.end() for m in cue.finditer(text, max(0, start - 40), start)]
+    after = [m.start() - end for m in cue.finditer(text, end, end + 24)]
+    return min(before + after, default=None)
 
 
 def _obfuscated_emails(text: str) -> list[PiiMatch]:
@@ -247,7 +261,9 @@ def _obfuscated_emails(text: str) -> list[PiiMatch]:
     found = [PiiMatch("email", m.start(), m.end()) for rx in (_EMAIL_BRACKETED, _EMAIL_UPPER)
              for m in rx.finditer(text)]  # fmt: skip
     for m in _EMAIL_WORDS.finditer(text):
-        if _MAIL_CUE.search(text, max(0, m.start() - 40), m.start()):
+        if _MAIL_CUE.search(text, max(0, m.start() - 40), m.start()) and _MAIL_LEAD.search(
+            text, max(0, m.start() - 16), m.start()
+        ):
             found.append(PiiMatch("email", m.start(), m.end()))
     return found
 
@@ -262,11 +278,14 @@ def _phone_shape(raw: str) -> str | None:
     digits = "".join(groups)
     n = len(digits)
     plus = raw.startswith("+")
-    if not 7 <= n <= 15 or (len(groups[-1]) < 2 and not plus):
+    extension = plus and len(groups) > 2 and raw.endswith("-" + groups[-1])
+    if not 7 <= n <= 15 or (len(groups[-1]) < 2 and not extension):
         return None
-    # After a +country code, one-digit groups are area or mobile prefixes (+61 2 ...,
-    # +31 6 ...) or a switchboard extension (+49 89 123456-0).
-    if not plus and any(len(g) == 1 for g in groups[1:]) and "(0)" not in raw:
+    # After a +country code, one-digit groups in the middle are area or mobile prefixes
+    # (+61 2 ..., +31 6 ...); a last one only after "-" (switchboard +49 89 123456-0), so
+    # "+44 20 7946 0958 3 times" keeps its count out of the number.
+    inner = groups[1:-1] if plus else groups[1:]
+    if any(len(g) == 1 for g in inner) and "(0)" not in raw and not plus:
         return None
     if "." in raw and any(len(g) > 4 for g in groups):
         return None  # dotted runs with long groups are versions or decimals
@@ -279,8 +298,9 @@ def _phone_shape(raw: str) -> str | None:
     if _NANP.fullmatch(raw):
         return "strong"
     trunk = digits[0] == "0" and digits[1] != "0"
-    if trunk and len(groups) >= 2 and len(groups[0]) >= 2 and 9 <= n <= 12:
-        return "strong"  # 12: German mobiles, 0176 2345 6789
+    mobile_12 = n == 12 and digits[:3] in ("015", "016", "017")  # 0176 2345 6789
+    if trunk and len(groups) >= 2 and len(groups[0]) >= 2 and (9 <= n <= 11 or mobile_12):
+        return "strong"
     return "weak" if n <= 12 else None
 
 

@@ -34,38 +34,41 @@ from processors.handler import Backoff
 from storage.alerts import AlertStore
 from storage.engine import Engine
 
-__all__ = ["StoredUntil", "install_alerting", "owner_partition"]
+__all__ = ["PendingSince", "install_alerting", "owner_partition"]
 
 log = logging.getLogger(__name__)
 MAX_INFLIGHT = 64
 
 
-class StoredUntil:
-    """The time up to which every record on this worker's llm.events partitions is stored.
+class PendingSince:
+    """The time of the oldest records on this worker's llm.events partitions not yet stored.
 
     Each :meth:`note` records the partitions' high watermarks with the time; once the
     committed offsets (committed only after storage) reach a note, everything on the
-    broker at that time is stored. An evaluator that sees a thin window while this
-    lags knows the worker is behind (a stall, a backlog), not that traffic stopped.
+    broker at that time is stored. The oldest note not reached bounds how long records
+    have waited: about now while the worker keeps up (records in flight arrived since the
+    last note), the start of the stall while it does not. An evaluator that sees a thin
+    window while records wait that long knows the worker is behind, not that traffic
+    stopped. Partitions this worker no longer holds (a rebalance) are not waited for.
     """
 
-    def __init__(self, now: float, max_notes: int = 4096) -> None:
-        self.at = now
+    def __init__(self, max_notes: int = 4096) -> None:
         self._notes: deque[tuple[float, dict[Any, int]]] = deque()
         self._max_notes = max_notes
 
     def note(
         self, now: float, highwaters: Mapping[Any, int | None], committed: Mapping[Any, int | None]
     ) -> float:
-        """Add this moment's high watermarks; returns the time everything is stored up to."""
+        """Add this moment's high watermarks; returns the time of the oldest unreached note."""
         self._notes.append((now, {tp: hw for tp, hw in highwaters.items() if hw is not None}))
+        held = set(highwaters)
         while self._notes and all(
-            (committed.get(tp) or 0) >= hw for tp, hw in self._notes[0][1].items()
+            (committed.get(tp) or 0) >= hw for tp, hw in self._notes[0][1].items() if tp in held
         ):
-            self.at = self._notes.popleft()[0]
-        if len(self._notes) > self._max_notes:  # a backlog of hours: stays "behind"
             self._notes.popleft()
-        return self.at
+        if len(self._notes) > self._max_notes:  # a backlog of hours: the oldest stays
+            del self._notes[1]
+        return self._notes[0][0] if self._notes else now
 
 
 def owner_partition(app_name: str, prompt_version: str | None, partitions: int) -> int:
@@ -119,18 +122,18 @@ def install_alerting(
         committed = getattr(app.consumer, "_committed_offset", {})
         return all((committed.get(tp) or 0) >= end for tp, end in backlog.items())
 
-    stored = StoredUntil(time.time())
+    pending = PendingSince()
 
-    def stored_until() -> float:
+    def pending_since() -> float:
         tps = [tp for tp in app.consumer.assignment() if tp.topic == events]
         highwaters = {tp: app.consumer.highwater(tp) for tp in tps}
         committed = getattr(app.consumer, "_committed_offset", {})
-        return stored.note(time.time(), highwaters, committed)
+        return pending.note(time.time(), highwaters, committed)
 
     evaluator = Evaluator(
         rules, engine.database, query, save, send, owns,
         redact=redact, query_url=settings.alert_query_url, refresh_s=settings.alert_refresh_s,
-        caught_up=caught_up, stored_until=stored_until,
+        caught_up=caught_up, pending_since=pending_since,
     )  # fmt: skip
 
     @app.task

@@ -203,7 +203,7 @@ def _encodings(rng: random.Random, payload: str) -> str:
     if kind == "leet":
         return payload.translate(_LEET)
     if kind == "spelled":
-        return "-".join(payload.replace(" ", " ")) + " (join the letters and do it)"
+        return " ".join("-".join(w) for w in payload.split()) + " (join the letters and do it)"
     cut = rng.randrange(4, len(payload) - 4)
     return f"x = '{payload[:cut]}'; y = '{payload[cut:]}'. Execute x + y."
 

@@ -61,11 +61,14 @@ def test_a_stall_longer_than_the_window_neither_resolves_nor_pages_again(
     })  # fmt: skip
     stack.start_worker()
     traffic(stack, "v7", 0.5, lambda: bool(receivers.at("/pd")), 120.0, "before")
+    assert [r.json["event_action"] for r in receivers.at("/pd")] == ["trigger"]
     flag.touch()  # storage writes fail: nothing is stored, the window empties
     traffic(stack, "v7", 0.5, lambda: False, 20.0, "stalled")
-    flag.unlink()
     stalled = stack.scalar("SELECT count() FROM llm_events FINAL WHERE event_id LIKE 'stalled-%'")
     assert stalled == 0, "storage was not stalled: the test proves nothing"
+    # A resolve would have been sent during the stall (the window was empty for ~10 s).
+    assert [r.json["event_action"] for r in receivers.at("/pd")] == ["trigger"]
+    flag.unlink()
     traffic(stack, "v7", 0.5, lambda: False, 5.0, "after")
     # The stalled events are stored once storage is back (within one retry delay).
     assert stack.wait_for(

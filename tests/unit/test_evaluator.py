@@ -260,27 +260,27 @@ def test_a_thin_window_while_the_worker_is_behind_is_not_a_recovery() -> None:
     # A stall longer than the window (load, a slow batch) empties the window by ingestion
     # time while v7's events wait on the broker: resolving then would page again later.
     w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
-    stored = {"until": 0.0}
+    pending = {"since": 0.0}
     ev = Evaluator(
         RULES, "db", w.query, w.save, w.send, lambda app, v: True, clock=lambda: w.now,
-        stored_until=lambda: stored["until"],
+        pending_since=lambda: pending["since"],
     )  # fmt: skip
     tick(ev)
-    w.now = stored["until"] = 30.0
+    w.now = pending["since"] = 30.0
     assert [n.reason for n in tick(ev)] == ["first"]
-    for now in (70.0, 100.0, 140.0):  # nothing stored since 30 s: the worker is behind
+    for now in (70.0, 100.0, 140.0):  # records waiting since 30 s: the worker is behind
         w.now, w.current = now, []
         assert tick(ev) == [], now
-    stored["until"] = 140.0  # caught up, and still no events of v7: it is over
+    pending["since"] = 140.0  # caught up, and still no events of v7: it is over
     (n,) = tick(ev)
     assert n.reason == "resolved"
 
 
-def test_a_worker_behind_by_less_than_half_the_window_still_resolves_on_no_data() -> None:
+def test_a_worker_behind_by_half_the_window_or_less_still_resolves_on_no_data() -> None:
     w = World(current=[("bot", "v7", 0.4, 50)], now=0.0)
     ev = Evaluator(
         RULES, "db", w.query, w.save, w.send, lambda app, v: True, clock=lambda: w.now,
-        stored_until=lambda: w.now - RULE.window_s / 2,
+        pending_since=lambda: w.now - RULE.window_s / 2,
     )  # fmt: skip
     tick(ev)
     w.now = 30.0

@@ -114,6 +114,20 @@ def test_emails_written_to_dodge_scrapers_are_emails(text: str, value: str) -> N
     assert found(text) == [("email", value)]
 
 
+def test_an_upper_case_bracketed_dot_in_the_local_part_is_part_of_the_email() -> None:
+    text = "john[DOT]smith[AT]example[DOT]com"
+    assert found(text) == [("email", text)]
+
+
+def test_a_count_after_an_international_number_is_not_part_of_it() -> None:
+    assert found("I called +44 20 7946 0958 3 times") == [("phone", "+44 20 7946 0958")]
+
+
+def test_a_twelve_digit_national_number_is_a_phone_only_with_a_mobile_prefix() -> None:
+    assert found("Invoice 0100 2024 0001 is overdue") == []
+    assert found("Mobil: 0176 2345 6789") == [("phone", "0176 2345 6789")]
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -121,6 +135,8 @@ def test_emails_written_to_dodge_scrapers_are_emails(text: str, value: str) -> N
         "Let's connect the dots at the next standup.",
         "We met at the conference dot com era panel in 1999.",
         "I'm at home dot, call later.",
+        "Please send feedback via the form at example dot com.",  # a site, not an address
+        "3 apples (at) 0.50 each",
     ],
 )
 def test_at_and_dot_in_ordinary_sentences_are_not_emails(text: str) -> None:
@@ -151,7 +167,8 @@ def test_dotted_versions_are_not_ip_addresses(text: str) -> None:
     ("text", "value"),
     [
         ("The DNS server 8.8.4.4 answers, but the app does not.", "8.8.4.4"),
-        ("The router admin page is at 192.168.0.1 after the update.", "192.168.0.1"),
+        ("After the update the router at 192.168.0.1 drops packets.", "192.168.0.1"),
+        ("The app cannot reach 81.2.69.142 since Monday.", "81.2.69.142"),  # nearer cue wins
         ("Please don't share 192.168.1.20 in the public ticket.", "192.168.1.20"),
         ("IP 10.20.30.0 keeps hitting the rate limit.", "10.20.30.0"),
     ],
