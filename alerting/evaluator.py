@@ -136,17 +136,14 @@ class Evaluator:
                 restored = alert_id in self._loaded and (
                     backlog or now - self._loaded_at < rule.window_s
                 )
-                if count < rule.min_events and restored:
-                    # Restored after a restart or a rebalance: an empty or thin window may
-                    # be the backlog not scored yet (it is scored one partition after the
-                    # other), not a recovery; a full one may hold only rows stored before
-                    # the crash, about to age out. Until that backlog is stored, and for
-                    # at least one window, judge only windows with enough events.
-                    continue
-                if count < rule.min_events and behind_s > rule.window_s / 2:
-                    # The worker itself is behind (a stall, a burst): events older than
-                    # half the window are not stored yet, so a thin window is no sign
-                    # that traffic stopped or recovered. Judged again once they are.
+                if count < rule.min_events and (restored or behind_s > rule.window_s / 2):
+                    # A thin window is no sign that traffic stopped or recovered when:
+                    # - the alert was restored after a restart or a rebalance: it may be
+                    #   the backlog not scored yet (one partition after the other); a full
+                    #   one may hold only rows stored before the crash, about to age out.
+                    #   Until that backlog is stored, and for at least one window;
+                    # - the worker itself is behind (a stall, a burst): records older than
+                    #   half the window are not stored yet. Until they are.
                     continue
                 breaching = value is not None and count >= rule.min_events
                 breaching = breaching and rule.breaches(float(value))  # type: ignore[arg-type]

@@ -248,20 +248,17 @@ def _decoded_blobs(text: str) -> list[str]:
     """The readable texts that base64 or hex runs decode to: payloads hidden from rules."""
     if not _LONG_RUN.search(text) and not _HEX_HINT.search(text):
         return []  # no run long enough for either
-    found = []
+    found: list[str | None] = []
     for m in islice(_BASE64.finditer(text), 20):
         raw = m.group()
         try:
             data = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
         except (binascii.Error, ValueError):
             continue
-        if _readable(data):
-            found.append(data.decode("utf-8"))
+        found.append(_readable(data))
     for m in islice(_HEX.finditer(text), 20):
-        data = bytes.fromhex(m.group().replace(" ", ""))
-        if _readable(data):
-            found.append(data.decode("utf-8"))
-    return found
+        found.append(_readable(bytes.fromhex(m.group().replace(" ", ""))))
+    return [t for t in found if t is not None]
 
 
 _LEET = str.maketrans("0134579@$", "oieastgas")
@@ -297,15 +294,16 @@ def _views(text: str, blobs: Sequence[str] = ()) -> list[str]:
     return out
 
 
-def _readable(data: bytes) -> bool:
+def _readable(data: bytes) -> str | None:
+    """``data`` as text when it reads like words (a hidden payload), else None."""
     if len(data) < 12:
-        return False
+        return None
     try:
         decoded = data.decode("utf-8")
     except UnicodeDecodeError:
-        return False
+        return None
     letters = sum(c.isalpha() or c == " " for c in decoded)
-    return " " in decoded and letters / len(decoded) > 0.8
+    return decoded if " " in decoded and letters / len(decoded) > 0.8 else None
 
 
 def _clip(text: str) -> str:
@@ -327,6 +325,15 @@ def _found(rx: re.Pattern[str], bounded: bool, text: str) -> bool:
     return m is not None
 
 
+def _strength(signal: str, reading: str) -> float:
+    """Noisy-or of the weights of the signal's patterns found in one reading."""
+    miss = 1.0
+    for rx, bounded, weight in _RULES[signal]:
+        if _found(rx, bounded, reading):
+            miss *= 1.0 - weight
+    return 1.0 - miss
+
+
 def rule_features(texts: Sequence[str]) -> np.ndarray:
     """One row per text, one column per name in SIGNALS, each in [0, 1]."""
     out = np.zeros((len(texts), len(SIGNALS)), dtype=np.float64)
@@ -336,14 +343,7 @@ def rule_features(texts: Sequence[str]) -> np.ndarray:
         readings = _views(original, blobs)
         text = readings[0]
         for j, name in enumerate(SIGNALS):
-            value = 0.0
-            for reading in readings:  # each signal: its strongest reading
-                miss = 1.0
-                for rx, bounded, weight in _RULES[name]:
-                    if _found(rx, bounded, reading):
-                        miss *= 1.0 - weight
-                value = max(value, 1.0 - miss)
-            miss = 1.0 - value
+            miss = 1.0 - max(_strength(name, reading) for reading in readings)
             for rx, weight in _CASED.get(name, ()):
                 if rx.search(original):
                     miss *= 1.0 - weight

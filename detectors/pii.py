@@ -282,10 +282,9 @@ def _phone_shape(raw: str) -> str | None:
     if not 7 <= n <= 15 or (len(groups[-1]) < 2 and not extension):
         return None
     # After a +country code, one-digit groups in the middle are area or mobile prefixes
-    # (+61 2 ..., +31 6 ...); a last one only after "-" (switchboard +49 89 123456-0), so
-    # "+44 20 7946 0958 3 times" keeps its count out of the number.
-    inner = groups[1:-1] if plus else groups[1:]
-    if any(len(g) == 1 for g in inner) and "(0)" not in raw and not plus:
+    # (+61 2 ..., +31 6 ...); a last one only after "-" (switchboard +49 89 123456-0, see
+    # above), so "+44 20 7946 0958 3 times" keeps its count out of the number.
+    if not plus and any(len(g) == 1 for g in groups[1:]) and "(0)" not in raw:
         return None
     if "." in raw and any(len(g) > 4 for g in groups):
         return None  # dotted runs with long groups are versions or decimals
@@ -431,8 +430,8 @@ def find_pii(text: str) -> list[PiiMatch]:
 def _normalise(kind: str, value: str) -> str:
     """One spelling per value, so '555-234-5678' and '(555) 234 5678' hash alike."""
     if kind == "email":  # "jane at example dot com" hashes like jane@example.com
-        value = re.sub(r"(?i)\s*[\[({<]\s*at\s*[\])}>]\s*| at ", "@", value)
-        return re.sub(r"(?i)\s*[\[({<]\s*dot\s*[\])}>]\s*| dot ", ".", value).lower()
+        value = re.sub(rf"(?i){_BR_AT}| at ", "@", value)
+        return re.sub(rf"(?i){_BR_DOT}| dot ", ".", value).lower()
     if kind == "ip_address":
         return str(ipaddress.ip_address(value))
     if kind in ("iban", "uk_nino"):

@@ -116,19 +116,23 @@ def install_alerting(
     # backlog a restart or a rebalance left. Offsets are committed only after storage.
     backlog: dict[Any, int] = {}
 
-    def caught_up() -> bool:
+    def event_partitions() -> list[Any]:
+        return [tp for tp in app.consumer.assignment() if tp.topic == events]
+
+    def committed() -> Mapping[Any, int | None]:
         # Faust keeps the committed offsets per partition (from the broker at assignment,
-        # then from each commit); there is no public accessor.
-        committed = getattr(app.consumer, "_committed_offset", {})
-        return all((committed.get(tp) or 0) >= end for tp, end in backlog.items())
+        # then from each commit); there is no public accessor. The one place it is read.
+        return getattr(app.consumer, "_committed_offset", {})
+
+    def caught_up() -> bool:
+        offsets = committed()
+        return all((offsets.get(tp) or 0) >= end for tp, end in backlog.items())
 
     pending = PendingSince()
 
     def pending_since() -> float:
-        tps = [tp for tp in app.consumer.assignment() if tp.topic == events]
-        highwaters = {tp: app.consumer.highwater(tp) for tp in tps}
-        committed = getattr(app.consumer, "_committed_offset", {})
-        return pending.note(time.time(), highwaters, committed)
+        highwaters = {tp: app.consumer.highwater(tp) for tp in event_partitions()}
+        return pending.note(time.time(), highwaters, committed())
 
     evaluator = Evaluator(
         rules, engine.database, query, save, send, owns,
@@ -147,7 +151,7 @@ def install_alerting(
                 held["mine"] = mine
                 held["total"] = app.consumer.topic_partitions(scored) or settings.partitions
                 if mine != loaded_for:  # started, or a rebalance moved keys: reload states
-                    tps = [tp for tp in app.consumer.assignment() if tp.topic == events]
+                    tps = event_partitions()
                     backlog.clear()
                     backlog.update(await app.consumer.highwaters(*tps) if tps else {})
                     evaluator.load(await engine.run(store.load))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from llmpulse.broker import EmbeddedBroker, free_port
+from tests.integration.receivers import Receivers
 
 pytestmark = pytest.mark.integration
 
@@ -128,6 +129,13 @@ class Stack:
                 assert w.poll() in (None, 0, -9, -15), f"worker exited with {w.returncode}"
             time.sleep(1.0)
         return value
+
+
+@pytest.fixture
+def receivers() -> Iterator[Receivers]:
+    """PagerDuty, Slack, webhook and rollback stand-ins: one HTTP server on 127.0.0.1."""
+    with Receivers() as r:
+        yield r
 
 
 @pytest.fixture

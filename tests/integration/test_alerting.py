@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,12 +50,6 @@ rules:
     receivers: [sre-pager, llm-channel]
     actions: [rollback]
 """
-
-
-@pytest.fixture
-def receivers() -> Iterator[Receivers]:
-    with Receivers() as r:
-        yield r
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ingest.synthetic import synthetic_events
 from processors.app import APP_ID
-from tests.integration.conftest import broker, stack  # noqa: F401
+from tests.integration.conftest import broker, receivers, stack  # noqa: F401
 
 
 def committed_and_end(

@@ -11,7 +11,6 @@ on the machine: storage writes fail for 20 s while toxic traffic keeps coming.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,12 +38,6 @@ rules:
     min_events: 20
     receivers: [pager]
 """
-
-
-@pytest.fixture
-def receivers() -> Iterator[Receivers]:
-    with Receivers() as r:
-        yield r
 
 
 def test_a_stall_longer_than_the_window_neither_resolves_nor_pages_again(
