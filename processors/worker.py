@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -134,6 +135,7 @@ class BrokerWatch:
             self._rewound_at = app.rebalancing_count
             partitions = app.consumer.assignment()
             for tp in partitions:
+                _forget_commits(app.consumer, tp)
                 await app.consumer.seek(tp, 0)
             log.warning("reading %d assigned partitions from the start", len(partitions))
 
@@ -149,6 +151,21 @@ class BrokerWatch:
         self._rewinds_left = 2
         self._rewind_until = time.monotonic() + REWIND_WINDOW_S
         self._rewound_at = None
+
+
+def _forget_commits(consumer: Any, tp: Any) -> None:
+    """Drop what Faust remembers of a partition's acks and commits before a rewind.
+
+    Faust records an offset as committed even when the broker refused the commit (as
+    the new broker does, with UnknownMemberId, until the group is rejoined), and acks
+    only records above that offset: the rewound records would be stored but their
+    offsets never committed again, leaving the group's lag up forever. There is no
+    public API for this state.
+    """
+    for name in ("_committed_offset", "_acked", "_acked_index", "_gap"):
+        state = getattr(consumer, name, None)
+        if state is not None:
+            state.pop(tp, None)
 
 
 def _state_path(settings: Settings) -> Path:
