@@ -9,7 +9,13 @@ prompted by it); hallucination,
 (paraphrase, combining chunks, arithmetic on context figures, "the context does
 not say", distractor chunks) and 69 not (wrong scope, a figure moved to another
 item, a number reused for the wrong thing, invented policies and entities, added
-details, acknowledgement reported as completion); injection, ``injection.jsonl``:
+details, acknowledgement reported as completion), and ``rag_heldout.jsonl``: 80
+answers over 16 other domains (40 grounded, 40 not, the same kinds), written by a
+second author who never saw the detector. It was first measured after the claim
+checks were tuned on ``rag.jsonl``; then the errors on its domains 01-08 were
+read and prompted generic fixes (cents and pence, clock times, percentage points,
+figures computed across sentences), so domains 09-16 are reported apart as the
+part nothing was tuned on; injection, ``injection.jsonl``:
 75 attacks (direct and paraphrased overrides, fake authority, role-play,
 system-prompt exfiltration, indirect injections in pasted emails, CVs, contracts,
 reviews and web copy, base64/hex/ROT13/reversed/leetspeak/spelled/split
@@ -108,10 +114,11 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
         for row in _rows(DEVSETS, name):
             events.append(_event(f"dev-{name}", row, output=row["text"]))
             rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
-    for row in _rows(DEVSETS, "rag"):
-        events.append(_event("dev-rag", row, input=row["question"], output=row["answer"],
-                             context=row["context"]))  # fmt: skip
-        rows[events[-1]["event_id"]] = {**row, "dataset": "dev-rag"}
+    for name in ("rag", "rag_heldout"):
+        for row in _rows(DEVSETS, name):
+            events.append(_event(f"dev-{name}", row, input=row["question"],
+                                 output=row["answer"], context=row["context"]))  # fmt: skip
+            rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
     for name in PII_DEVSETS:
         for i, row in enumerate(_rows(DEVSETS, name)):
             events.append(_event(f"dev-{name}", {"id": i}, input=row["text"]))
@@ -120,12 +127,16 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
 
 
 def binary_devset(
-    rows: dict, scored: dict, dataset: str, score: Callable[[dict], float | None]
+    rows: dict,
+    scored: dict,
+    dataset: str,
+    score: Callable[[dict], float | None],
+    where: Callable[[dict], bool] = lambda r: True,
 ) -> dict[str, Any]:
     """AUROC on a hand-written dev set and the share of each class flagged at the
     default threshold (0.5), with bootstrap 95 % intervals, and the mean score by kind."""
     picked = [(r["label"], score(scored[eid]), r.get("kind", "")) for eid, r in rows.items()
-              if r["dataset"] == dataset]  # fmt: skip
+              if r["dataset"] == dataset and where(r)]  # fmt: skip
     pairs = [(y, s) for y, s, _ in picked if s is not None]
 
     def flagged(label: int) -> Callable[[Sequence[tuple[int, float]]], float | None]:
@@ -149,11 +160,22 @@ def binary_devset(
     }
 
 
+def _unread(row: dict) -> bool:
+    return int(str(row["id"]).split("-")[1]) >= 9
+
+
 def devsets(rows: dict, scored: dict) -> dict[str, Any]:
     """Every hand-written dev set: positives are hallucinated answers, attacks and rude
     replies; negatives grounded answers, benign inputs and polite replies."""
     return {
         "hallucination": binary_devset(rows, scored, "dev-rag", lambda s: s["hallucination"]),
+        "hallucination_heldout": binary_devset(
+            rows, scored, "dev-rag_heldout", lambda s: s["hallucination"]
+        ),
+        # Domains 09-16 of the held-out set were never read while the checks changed.
+        "hallucination_heldout_unread": binary_devset(
+            rows, scored, "dev-rag_heldout", lambda s: s["hallucination"], _unread
+        ),
         "injection": binary_devset(rows, scored, "dev-injection", lambda s: s["injection"]),
         "injection_heldout": binary_devset(
             rows, scored, "dev-injection_heldout", lambda s: s["injection"]
@@ -284,6 +306,8 @@ def _print(result: dict[str, Any]) -> None:
     table = Table("detector", "measure", "value", title="llmpulse detector quality (holdout)")
     names = {
         "hallucination": ("grounded", "hallucinated"),
+        "hallucination_heldout": ("grounded", "hallucinated"),
+        "hallucination_heldout_unread": ("grounded", "hallucinated"),
         "injection": ("benign", "attacks"),
         "injection_heldout": ("benign", "attacks"),
         "toxicity": ("polite", "rude"),

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from detectors.base import DetectorError, TextBatch
+from detectors.claims import Finding, check_claim, keys
 from detectors.embeddings import EmbeddingModel
 from detectors.heads import LogisticHead
 from detectors.text import (
@@ -53,6 +54,7 @@ MAX_UNSUPPORTED = 5
 MAX_QUOTE = 300  # characters kept of each unsupported sentence
 TOP_K = 2  # aligned context sentences per output sentence, each with one neighbour a side
 NLI_THRESHOLD = 0.5
+PRIOR_CAP = 0.45  # the head or rule share alone stays below the 0.5 threshold
 
 FEATURES = (
     "sim_min",  # cosine of the least supported sentence to its best context sentence
@@ -97,6 +99,7 @@ class Alignment:
     supported: list[bool]
     features: np.ndarray  # columns as in FEATURES
     form: np.ndarray  # columns as in FORM_FEATURES
+    findings: tuple[Finding, ...] = ()  # claim-level evidence, see detectors.claims
 
     @property
     def unsupported_share(self) -> float:
@@ -218,6 +221,13 @@ class HallucinationDetector:
         self._entail = entail[0]
 
     def score(self, batch: TextBatch) -> list[Groundedness]:
+        """P(hallucinated): the claim-level evidence, on top of a capped prior.
+
+        The prior (head probability, rule share or NLI doubt) ranks answers but
+        alone never reaches 0.5 outside NLI: on realistic RAG answers it flagged
+        grounded paraphrases as often as hallucinations. What flags an answer is a
+        finding: a figure, name or polarity the context contradicts.
+        """
         alignments = self.align(batch)
         rows = [a.features for a in alignments if a is not None]
         head = self.head if self.method == "head" and rows else None
@@ -230,10 +240,12 @@ class HallucinationDetector:
                 value = 0.0 if has_context(context) else None
                 out.append(Groundedness(value, [], 0, self.method))
                 continue
-            rejected = [s for s, ok in zip(a.sentences, a.supported, strict=True) if not ok]
-            quoted = [s[:MAX_QUOTE] for s in rejected[:MAX_UNSUPPORTED]]
-            value = next(probs) if head is not None else a.unsupported_share
-            out.append(Groundedness(float(value), quoted, len(a.sentences), self.method))
+            prior = next(probs) if head is not None else a.unsupported_share
+            doubt = 1.0 - prior * (1.0 if self.method == "nli" else PRIOR_CAP)
+            for finding in a.findings:
+                doubt *= 1.0 - finding.strength
+            quoted = _evidence(a, rejected=self.method != "head")
+            out.append(Groundedness(float(1.0 - doubt), quoted, len(a.sentences), self.method))
         return out
 
     def align(self, batch: TextBatch, with_form: bool = False) -> list[Alignment | None]:
@@ -271,7 +283,8 @@ class HallucinationDetector:
         entail = self._entailment(events, sims) if self.nli is not None else {}
         out: list[Alignment | None] = [None] * len(batch)
         for i, e in events.items():
-            out[i] = _check(e, sims[i], q_cos[i], entail.get(i), self.threshold)
+            found = _claims(e, sims[i])
+            out[i] = _check(e, sims[i], q_cos[i], entail.get(i), self.threshold, found)
         return out
 
     def _entailment(
@@ -304,8 +317,38 @@ def _share(missing: int, total: int) -> float:
     return missing / total if total else 0.0
 
 
+def _claims(event: _Event, sims: np.ndarray) -> tuple[Finding, ...]:
+    """The claim-level evidence against each output sentence, see :mod:`detectors.claims`."""
+    known = frozenset().union(*(keys(t) for t in [*event.chunks, event.question]))
+    found: list[Finding] = []
+    for sentence, row in zip(event.sentences, sims, strict=True):
+        near = sorted(_neighbourhood(row, event.parts), key=lambda j: -row[j])
+        found += check_claim(
+            sentence, event.question, event.chunks, near, known, answer=event.output
+        )
+    return tuple(found)
+
+
+def _evidence(a: Alignment, rejected: bool) -> list[str]:
+    """Claims with findings, each with why, and (rules/NLI) sentences nothing supports."""
+    why: dict[str, list[str]] = {}
+    for f in a.findings:
+        why.setdefault(f.claim, []).append(f.explain())
+    if rejected:
+        for s, ok in zip(a.sentences, a.supported, strict=True):
+            if not ok:
+                why.setdefault(s, []).append("no context sentence supports it")
+    quoted = [f"{claim[:MAX_QUOTE]} [{'; '.join(reasons)}]" for claim, reasons in why.items()]
+    return quoted[:MAX_UNSUPPORTED]
+
+
 def _check(
-    event: _Event, sims: np.ndarray, q_cos: float, entail: np.ndarray | None, threshold: float
+    event: _Event,
+    sims: np.ndarray,
+    q_cos: float,
+    entail: np.ndarray | None,
+    threshold: float,
+    findings: tuple[Finding, ...] = (),
 ) -> Alignment:
     """The support rule per sentence, and the event's feature row."""
     profile = case_profile([*event.chunks, event.question])
@@ -380,6 +423,7 @@ def _check(
         supported,
         np.asarray(features, dtype=np.float64),
         np.asarray(form, dtype=np.float64),
+        findings,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from detectors.base import DetectorError, TextBatch
 from detectors.embeddings import EmbeddingModel, default_model_path
-from detectors.hallucination import FEATURES, Groundedness, HallucinationDetector
+from detectors.hallucination import FEATURES, PRIOR_CAP, Groundedness, HallucinationDetector
 from detectors.heads import LogisticHead
 from detectors.text import case_profile, name_tokens, numbers, split_sentences
 
@@ -77,32 +77,43 @@ def test_a_full_sentence_restating_the_question_is_not_flagged(head) -> None:
     assert answer.unsupported == []
 
 
-def test_the_swapped_sentence_is_listed_as_unsupported(head) -> None:
+def test_the_swapped_sentence_is_listed_with_the_reason(head) -> None:
     (result,) = score(head, f"{GROUNDED} It was designed by the company of Thomas Edison.")
     assert result.sentences == 2
-    assert result.unsupported == ["It was designed by the company of Thomas Edison."]
+    assert result.unsupported == [
+        "It was designed by the company of Thomas Edison. [name_unsupported: 'Thomas' is not "
+        "mentioned in the context or the question; name_unsupported: 'Edison' is not mentioned "
+        "in the context or the question]"
+    ]
+    assert result.score > 0.9
 
 
-def test_a_name_found_only_elsewhere_in_the_context_is_unsupported(rules) -> None:
+def test_a_name_found_only_elsewhere_in_the_context_is_unsupported_by_the_rule(rules) -> None:
     (result,) = score(rules, NAME_SWAP)
-    assert result.unsupported == [NAME_SWAP]
+    assert result.unsupported == [f"{NAME_SWAP} [no context sentence supports it]"]
 
 
-def test_the_rule_score_is_the_share_of_unsupported_sentences(rules) -> None:
+def test_without_findings_the_rule_share_alone_stays_below_the_threshold(rules) -> None:
+    """Half the sentences rule-rejected, none contradicted: prior 0.45 * 0.5, no flag."""
+    answer = f"{NAME_SWAP} It is 330 metres tall."
+    (result,) = score(rules, answer)
+    assert result.score == pytest.approx(PRIOR_CAP * 0.5)
+    assert result.unsupported == [f"{NAME_SWAP} [no context sentence supports it]"]
+
+
+def test_each_finding_multiplies_the_doubt_that_the_answer_is_grounded(rules) -> None:
     answer = (
         "The Eiffel Tower was completed in 1899. It is 330 metres tall. Its elevators were "
         "supplied by the Siemens company. Hitler visited the city in June 1940."
     )
     (result,) = score(rules, answer)
-    assert result == Groundedness(
-        score=0.5,
-        unsupported=[
-            "The Eiffel Tower was completed in 1899.",
-            "Its elevators were supplied by the Siemens company.",
-        ],
-        sentences=4,
-        method="rules",
-    )
+    prior = PRIOR_CAP * 2 / 4  # two of four sentences rejected by the rule
+    assert result.score == pytest.approx(1 - (1 - prior) * (1 - 0.9) * (1 - 0.7))
+    assert [u.split(" [")[0] for u in result.unsupported] == [
+        "The Eiffel Tower was completed in 1899.",
+        "Its elevators were supplied by the Siemens company.",
+    ]
+    assert result.sentences == 4 and result.method == "rules"
 
 
 @pytest.mark.parametrize("context", [None, [], [""], ["  "]])
@@ -152,8 +163,9 @@ def test_lowercased_tokenised_answers_are_checked_too(head) -> None:
         question="",
     )
     assert grounded.unsupported == []
-    assert len(number.unsupported) == len(name.unsupported) == 1
-    assert grounded.score < min(number.score, name.score)
+    assert number.unsupported[0].startswith("the eiffel tower was completed in 1899")
+    assert grounded.score < 0.5 < number.score
+    assert grounded.score < name.score  # london is named in the context: only the prior sees it
 
 
 def test_the_shipped_head_records_its_held_out_scores() -> None:
@@ -201,7 +213,8 @@ def test_an_nli_cross_encoder_replaces_the_similarity_test(model, tmp_path: Path
     assert [r.method for r in results] == ["nli"] * 3
     assert [r.sentences for r in results] == [1, 2, 0]
     assert all(0.0 <= r.score <= 1.0 for r in results[:2])
-    assert NUMBER_SWAP in results[1].unsupported  # a swapped number fails whatever NLI says
+    # a swapped number fails whatever NLI says
+    assert results[1].unsupported[0].startswith(f"{NUMBER_SWAP} [number_unsupported: 1899")
     assert results[2].score is None
 
 

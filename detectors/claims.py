@@ -1,0 +1,414 @@
+"""Claim-level evidence: which figure, name or polarity of a claim the context contradicts.
+
+Realistic hallucinations copy the context's words and change one thing: a figure
+that belongs to another item, a scope, a yes for a no, a fee nobody mentioned.
+Sentence similarity cannot see that, and grounded answers that paraphrase or
+compute score lower on it than the hallucinations do. These checks read the
+claim instead: each quantity must be stated in the context *for the same thing*
+(its neighbouring words and names agree) or follow from the context's and the
+question's figures by one step of arithmetic; each name must occur in the
+context; a claim that says what the context denies conflicts with that chunk.
+
+Every check returns a :class:`Finding` naming the claim and the chunk it
+conflicts with (or None: no chunk supports it), so an alert can say why.
+Pure Python: no model; the caller aligns claims to chunks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from detectors.text import STOPWORDS, split_sentences, words
+
+__all__ = [
+    "CHECKS", "Finding", "Quantity", "abstains", "check_claim", "clauses", "key", "keys", "names",
+    "quantities",
+]  # fmt: skip
+
+CHECKS = (
+    "number_unsupported",  # a figure neither stated nor computable from the context
+    "number_elsewhere",  # a figure the context states, but for another thing
+    "name_unsupported",  # a name the context and the question never mention
+    "polarity",  # says yes/allowed where the aligned context says no/not, or the reverse
+    "scope",  # a universal (every, all, any, automatically) the aligned context lacks
+)
+
+# Units a figure is read with; a unit word is the stem of the word after the figure.
+_CURRENCY = {"$": "$", "usd": "$", "€": "eur", "eur": "eur", "£": "gbp", "gbp": "gbp"}
+_QUANTITY = re.compile(
+    r"(?P<cur>[$€£]|\b(?:USD|EUR|GBP)\s?)?"
+    r"(?<![\w.,:])(?P<num>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?(?![\d:])"
+    r"(?P<suf>\s?%|\s?percent\b|k\b|x\b|p\b)?",
+    re.IGNORECASE,
+)
+_FIGURE = re.compile(r"[$€£]?\d[\d,.:]*%?")
+_CLOCK = re.compile(r"\b(\d{1,2}):(\d{2})\b")
+_WORD_NUMBERS = {w: float(i) for i, w in enumerate(
+    ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+     "eleven", "twelve")
+)} | {"half": 0.5, "twenty": 20.0, "thirty": 30.0, "forty": 40.0, "fifty": 50.0}  # fmt: skip
+_WORD_NUMBER = re.compile(r"\b(" + "|".join(_WORD_NUMBERS) + r")\b", re.IGNORECASE)
+# Constants the words of a question or claim imply, with the unit of what they count:
+# "a year" brings 12 months, "a week" 7 days. They are operands, never a figure alone.
+_IMPLIED: dict[str, tuple[tuple[float, str], ...]] = {
+    "month": ((12.0, "month"), (30.0, "day")),
+    "year": ((12.0, "month"), (52.0, "week"), (365.0, "day")),
+    "annual": ((12.0, "month"),),
+    "week": ((7.0, "day"),),
+    "day": ((24.0, "hour"),),
+    "hour": ((60.0, "minut"),),
+    "half": ((2.0, ""),),
+    "double": ((2.0, ""),),
+    "twice": ((2.0, ""),),
+}
+# Units of one dimension: a figure moved from "16 weeks" to "within 16 weeks of
+# the birth" competes with the "12 months" the context gives for that.
+_DIMENSION = {u: "duration" for u in ("secon", "minut", "hour", "day", "week", "month", "year")}
+_DIMENSION |= {u: "money" for u in ("$", "eur", "gbp", "cent", "penc")}
+_DIMENSION |= {"%": "share", "perce": "share", "point": "share"}
+_MONEY = frozenset({"$", "eur", "gbp"})
+_REL_TOLERANCE = 0.02  # "about 15 days" for 15.0, "2.08" for 25/12
+ELSEWHERE_MARGIN = 0.25  # how much better another figure's clause must fit the claim
+
+_CALENDAR = frozenset((
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
+    "february", "march", "april", "may", "june", "july", "august", "september", "october",
+    "november", "december",
+))  # fmt: skip
+_CALENDAR_KEYS = frozenset(m[:5] for m in _CALENDAR)
+_NEGATION = frozenset((
+    "not", "no", "never", "none", "nothing", "cannot", "can't", "won't", "isn't", "aren't",
+    "doesn't", "don't", "didn't", "wasn't", "weren't", "hasn't", "haven't", "without", "neither",
+    "nor", "n't", "only",
+))  # fmt: skip
+_UNIVERSAL = frozenset(["every", "all", "automatically", "unlimited", "everyone"])
+_ABSTAIN = re.compile(
+    r"\b(?:does(?:n't| not)|do(?:n't| not)|is(?:n't| not)|are(?:n't| not)|says? nothing|"
+    r"no(?:thing)? (?:in|about)|not)\b[^.]{0,40}?\b(?:say|says|mention|mentioned|specify|"
+    r"specified|state|stated|cover|covered|address|addressed|list|listed|give|given|include|"
+    r"information|detail)s?\b|\bno information\b|\bcontext (?:only|doesn't|does not)\b|"
+    r"\b(?:isn't|is not|aren't|are not) (?:documented|specified|mentioned|stated)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    value: float
+    text: str
+    unit: frozenset[str]  # "$", "eur", "%", "time", or keys of the next words; empty: unknown
+    anchors: frozenset[str]  # keys of the content words of its clause: what it counts
+    clause: str = ""  # the clause it is stated in
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str  # one of CHECKS
+    claim: str
+    chunk: str | None  # the chunk it conflicts with; None: no chunk supports it
+    detail: str
+    strength: float  # 0..1, how sure the check is
+
+    def explain(self) -> str:
+        where = f" (context: {self.chunk[:160]!r})" if self.chunk else ""
+        return f"{self.check}: {self.detail}{where}"
+
+
+def abstains(claim: str) -> bool:
+    """'The policy doesn't say …': a claim about the context's silence states no fact."""
+    return _ABSTAIN.search(claim) is not None
+
+
+_CLAUSE = re.compile(
+    r"\s*(?:[;()\u2014]|:(?=\s)|\s-\s|,?\s+(?:and|but|while|whereas|or|so|which)\s+(?=\D))\s*"
+)
+_KEY_SUFFIXES = ("ions", "ion", "ings", "ing", "ied", "ies", "ed", "es", "ly", "s")
+_KEY_ENDINGS = {"ied": "y", "ies": "y"}
+
+
+def key(token: str) -> str:
+    """A crude word key: 'rotated', 'rotates' and 'rotation' all read 'rotat'."""
+    token = token.lower()
+    for suffix in _KEY_SUFFIXES:
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+            token = token[: -len(suffix)] + _KEY_ENDINGS.get(suffix, "")
+            break
+    return token[:5]
+
+
+def keys(text: str) -> frozenset[str]:
+    """Keys of the content words of ``text``: no stopwords, figures or number words."""
+    return frozenset(
+        key(t)
+        for t in words(text)
+        if len(t) > 2 and t.lower() not in STOPWORDS and not t[0].isdigit()
+        and t.lower() not in _WORD_NUMBERS
+    )  # fmt: skip
+
+
+def clauses(text: str) -> list[str]:
+    """``text`` cut at semicolons, dashes and coordinating conjunctions."""
+    return [c for c in _CLAUSE.split(text) if c and c.strip()]
+
+
+def _unit_after(text: str) -> frozenset[str]:
+    """Keys of the two words after a figure, stopwords skipped: '5 unused days' -> unus, day."""
+    found = []
+    for word in re.findall(r"[^\W\d_]+", text)[:3]:
+        low = word.lower()
+        if low in _CURRENCY:
+            return frozenset({_CURRENCY[low]})
+        if low not in STOPWORDS:
+            found.append(key(low))
+        if len(found) == 2:
+            break
+    return frozenset(found)
+
+
+def _cents(value: float, unit: frozenset[str]) -> tuple[float, frozenset[str]]:
+    """'23 cents' is 0.23 of a dollar or euro: comparable with '$1.39 an hour'."""
+    if "cent" in unit:
+        return value / 100, frozenset({"$", "eur"})
+    return value, unit
+
+
+def quantities(text: str) -> list[Quantity]:
+    """The figures of ``text`` with their units and the words of their clause."""
+    out = []
+    pieces = [c for sentence in split_sentences(text) for c in clauses(sentence)]
+    for clause in pieces:
+        anchors = keys(clause)
+        masked = _FIGURE.sub("#", clause)  # compared by what it says, not by its figures
+        taken: list[tuple[int, int]] = []
+        for m in _CLOCK.finditer(clause):
+            value = int(m.group(1)) + int(m.group(2)) / 60
+            taken.append(m.span())
+            out.append(Quantity(value, m.group(0), frozenset({"time"}), anchors, masked))
+        for m in _QUANTITY.finditer(clause):
+            if any(a <= m.start() < b for a, b in taken):
+                continue
+            whole = m.group("num").replace(",", "")
+            value = float(f"{whole}.{m.group('frac')}" if m.group("frac") else whole)
+            suffix = (m.group("suf") or "").strip().lower()
+            value *= 1000 if suffix == "k" else 1
+            cur = (m.group("cur") or "").strip().lower()
+            unit = (
+                frozenset({_CURRENCY[cur]}) if cur
+                else frozenset({"%"}) if suffix in ("%", "percent")
+                else _unit_after(clause[m.end() :])
+            )  # fmt: skip
+            if suffix == "p":
+                value, unit = value / 100, frozenset({"gbp"})
+            value, unit = _cents(value, unit)
+            out.append(Quantity(value, m.group(0), unit, anchors, masked))
+        for m in _WORD_NUMBER.finditer(clause):
+            if m.group(1).lower() == "one":
+                continue  # "the old one", "one of": rarely a figure
+            unit = _unit_after(clause[m.end() :])
+            value, unit = _cents(_WORD_NUMBERS[m.group(1).lower()], unit)
+            out.append(Quantity(value, m.group(0), unit, anchors, masked))
+    return out
+
+
+def _same(a: float, b: float) -> bool:
+    """A stated figure matches only itself: 1899 is not 1889."""
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+
+
+def _close(a: float, b: float) -> bool:
+    """A computed figure may be rounded: 25 / 12 is "2.08", 0.2317 is "about 23 cents"."""
+    return abs(a - b) <= _REL_TOLERANCE * max(abs(a), abs(b), 1e-9)
+
+
+def _compatible(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Units that may be added or compared: equal keys, one dimension, or one unknown."""
+    if not a or not b or a & b:
+        return True
+    da, db = {_DIMENSION.get(u) for u in a} - {None}, {_DIMENSION.get(u) for u in b} - {None}
+    return bool(da & db) or not (da or db)  # one dimension, or both counts of things
+
+
+# value, unit, source: "given" (the question or the claim), "context" or "implied"
+_Operand = tuple[float, frozenset[str], str]
+
+
+def _derivable(value: float, unit: frozenset[str], pool: Sequence[_Operand]) -> bool:
+    """Whether ``value`` is one arithmetic step from the pool: a±b, a·b, a/b, a% of b, a·b/c.
+
+    A grounded computation applies the context to the user's figures or restates
+    the claim's own: at most one operand may come from the context alone, and
+    implied constants only convert units. Sums and differences need compatible
+    units, so "10 days" is not "7 + 3".
+    """
+
+    def allowed(*ops: _Operand, added: bool = False) -> bool:
+        sources = [o[2] for o in ops]
+        if sources.count("implied") == len(ops):
+            return False
+        # Two prices from the context may be added ("EUR 15 + EUR 7"), not multiplied.
+        return sources.count("context") <= (2 if added else 1)
+
+    for x, y in itertools.permutations(pool, 2):
+        (a, ua, _), (b, ub, sb) = x, y
+        if _close(value, a) or _close(value, b):
+            continue  # a figure restated, not computed
+        cands = []
+        if allowed(x, y):
+            cands += [a * b, a * b / 100] + ([a / b, 100 * a / b] if b else [])
+            if "%" in ub and sb != "implied":
+                cands += [a * (1 - b / 100), a * (1 + b / 100)]
+        if _compatible(ua, ub) and _compatible(ua, unit):
+            same = ua == ub and bool(ua) and ua == unit
+            if allowed(x, y, added=same):
+                cands += [a + b, a - b]
+        if any(_close(value, c) for c in cands):
+            return True
+    for x, y, z in itertools.permutations(pool, 3):
+        if z[0] and allowed(x, y, z) and _close(value, x[0] * y[0] / z[0]):
+            if _close(value, x[0]) or _close(value, y[0]):
+                continue
+            return True
+    return False
+
+
+def _pool(local: Sequence[Quantity], given: Sequence[Quantity], text: str) -> list[_Operand]:
+    """Operands a grounded computation may use: the aligned chunks' and the question's
+    figures, the claim's other figures, and constants its words imply."""
+    out: dict[_Operand, None] = {}
+    for q in given:
+        out[(q.value, q.unit, "given")] = None
+    for q in local:
+        if (q.value, q.unit, "given") not in out:
+            out[(q.value, q.unit, "context")] = None
+    for w in words(text.lower()):
+        for value, unit in _IMPLIED.get(w.rstrip("s"), ()) or _IMPLIED.get(w[:-2], ()):
+            out[(value, frozenset({unit}) if unit else frozenset(), "implied")] = None
+    return list(out)
+
+
+def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a) if a else 1.0
+
+
+def names(claim: str) -> list[str]:
+    """Capitalised words and acronyms past the first word: what a claim names.
+
+    Weekdays, months and number words are dates and counts, not entities, and
+    lowercased text (tokenised corpora) names nothing that case could show.
+    """
+    out = []
+    tokens = re.findall(r"[^\W_][\w'-]*", claim)
+    for i, token in enumerate(tokens):
+        for part in re.split(r"[-']", token):
+            low = part.lower()
+            if len(part) < 2 or not part[0].isalpha() or low in STOPWORDS:
+                continue
+            if low in _CALENDAR or low in _WORD_NUMBERS:
+                continue
+            if (i > 0 and part[0].isupper()) or (part.isupper() and len(part) > 1):
+                out.append(part)
+    return out
+
+
+Similarity = Callable[[str, str], float]
+
+
+def check_claim(
+    claim: str,
+    question: str,
+    chunks: Sequence[str],
+    near: Sequence[int],
+    known: frozenset[str],
+    similarity: Similarity | None = None,
+    answer: str = "",
+) -> list[Finding]:
+    """Evidence against one claim; ``near`` are the chunks aligned with it, best first.
+
+    ``known`` are the :func:`keys` of the context and the question, against which
+    the claim's names are checked. ``similarity`` compares two clauses (cosine of
+    their embeddings); without it, the share of shared word keys does. The figures
+    of the whole ``answer`` are operands: one sentence may compute from another's.
+    """
+
+    def fit(q: Quantity, s: Quantity) -> float:
+        lexical = _overlap(q.anchors, s.anchors)
+        return max(lexical, similarity(q.clause, s.clause)) if similarity else lexical
+
+    if abstains(claim):
+        return []
+    found: list[Finding] = []
+    asked = quantities(question)
+    stated = [(i, q) for i, c in enumerate(chunks) for q in quantities(c)]
+    local = [(i, q) for i, q in stated if i in near]
+    mine = quantities(claim)
+    elsewhere = [o for o in quantities(answer) if o.clause not in {q.clause for q in mine}]
+    pool = _pool([q for _, q in local], asked, f"{question} {claim}")
+    for n, q in enumerate(mine):
+        if any(_same(q.value, a.value) for a in asked):
+            continue
+        others = [(o.value, o.unit, "given") for m, o in enumerate(mine) if m != n]
+        others += [(o.value, o.unit, "given") for o in elsewhere]
+        computed = _derivable(q.value, q.unit, [*pool, *others])
+        same = [(i, s) for i, s in stated if _same(s.value, q.value)]
+        if q.unit & _CALENDAR_KEYS:
+            continue  # "31 March": a date the claim may compute, not a figure to check
+        if not same:
+            if not computed and (q.value > 2 or q.unit & _MONEY or "%" in q.unit):
+                detail = f"{q.text.strip()} is neither stated in the context nor computable from it"
+                found.append(Finding("number_unsupported", claim, None, detail, 0.9))
+            continue
+        if computed:
+            continue  # "1.5 % of EUR 2,000 is EUR 30", whatever else costs EUR 30
+        fits = max(fit(q, s) for _, s in same)
+        rivals = [
+            (fit(q, s), i, s)
+            for i, s in stated
+            if not _same(s.value, q.value) and s.unit and q.unit and _compatible(s.unit, q.unit)
+        ]
+        if not rivals:
+            continue
+        best, i, s = max(rivals, key=lambda r: r[0])
+        if best >= 0.4 and best >= fits + ELSEWHERE_MARGIN:
+            detail = (
+                f"{q.text.strip()} is stated for something else; for this the context "
+                f"gives {s.text.strip()}"
+            )
+            found.append(Finding("number_elsewhere", claim, chunks[i], detail, 0.8))
+    for name in names(claim):
+        if key(name) not in known:
+            detail = f"'{name}' is not mentioned in the context or the question"
+            found.append(Finding("name_unsupported", claim, None, detail, 0.7))
+    if near:
+        found += _polarity(claim, [chunks[i] for i in near])
+        found += _scope(claim, [chunks[i] for i in near])
+    return found
+
+
+def _negated(text: str) -> bool:
+    lowered = text.lower().replace("\u2019", "'")
+    return any(t in _NEGATION for t in re.findall(r"[a-z]+(?:'[a-z]+)?", lowered))
+
+
+def _polarity(claim: str, near: Sequence[str]) -> list[Finding]:
+    """A bare 'Yes'/'No' (or negation) that the best-aligned chunk states the other way."""
+    best = near[0]
+    head = claim.strip().lower()
+    says_yes = head.startswith("yes") and not _negated(claim)
+    if says_yes and _negated(best):
+        detail = "affirms what the aligned context states with a negation"
+        return [Finding("polarity", claim, best, detail, 0.6)]
+    return []
+
+
+def _scope(claim: str, near: Sequence[str]) -> list[Finding]:
+    said = {t.lower() for t in words(claim)} & _UNIVERSAL
+    if not said:
+        return []
+    context = {t.lower() for c in near for t in words(c)}
+    if said & context:
+        return []
+    detail = f"'{sorted(said)[0]}' widens the scope the aligned context states"
+    return [Finding("scope", claim, near[0], detail, 0.5)]
