@@ -246,18 +246,20 @@ def _derivable(value: float, unit: frozenset[str], pool: Sequence[_Operand]) -> 
 
     def allowed(*ops: _Operand, added: bool = False) -> bool:
         sources = [o[2] for o in ops]
-        if sources.count("implied") == len(ops):
-            return False
+        if sources.count("implied") > 1 or sources.count("implied") == len(ops):
+            return False  # one unit conversion a step: 7 days * 24 / 12 is no figure
         # Two prices from the context may be added ("EUR 15 + EUR 7"), not multiplied.
         return sources.count("context") <= (2 if added else 1)
 
     for x, y in itertools.permutations(pool, 2):
-        (a, ua, _), (b, ub, sb) = x, y
+        (a, ua, sa), (b, ub, sb) = x, y
         if _close(value, a) or _close(value, b):
             continue  # a figure restated, not computed
         cands = []
-        if allowed(x, y):
-            cands += [a * b, a * b / 100] + ([a / b, 100 * a / b] if b else [])
+        if allowed(x, y) and sa != "implied":  # a constant converts a figure: a·k, a/k
+            cands += [a * b] + ([a / b] if b else [])
+            if sb != "implied":
+                cands += [a * b / 100] + ([100 * a / b] if b else [])
             if "%" in ub and sb != "implied":
                 cands += [a * (1 - b / 100), a * (1 + b / 100)]
         if _compatible(ua, ub) and _compatible(ua, unit):
@@ -267,7 +269,9 @@ def _derivable(value: float, unit: frozenset[str], pool: Sequence[_Operand]) -> 
         if any(_close(value, c) for c in cands):
             return True
     for x, y, z in itertools.permutations(pool, 3):
-        if z[0] and allowed(x, y, z) and _close(value, x[0] * y[0] / z[0]):
+        if x[2] == "implied" or not z[0] or not allowed(x, y, z):
+            continue
+        if _close(value, x[0] * y[0] / z[0]):
             if _close(value, x[0]) or _close(value, y[0]):
                 continue
             return True
@@ -351,6 +355,10 @@ def check_claim(
             continue
         others = [(o.value, o.unit, "given") for m, o in enumerate(mine) if m != n]
         others += [(o.value, o.unit, "given") for o in elsewhere]
+        # Another figure of the answer is an operand only if it stands by itself,
+        # so that two invented figures cannot vouch for each other.
+        others = [o for o in others if any(_same(o[0], s.value) for _, s in stated)
+                  or _derivable(o[0], o[1], pool)]  # fmt: skip
         computed = _derivable(q.value, q.unit, [*pool, *others])
         same = [(i, s) for i, s in stated if _same(s.value, q.value)]
         if q.unit & _CALENDAR_KEYS:
