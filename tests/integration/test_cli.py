@@ -95,7 +95,10 @@ def test_score_adds_the_contract_scores_to_each_valid_line(tmp_path: Path) -> No
     keys = {"toxicity", "hallucination", "unsupported", "pii", "injection", "cost_usd"}
     assert set(a["scores"]) == set(b["scores"]) == keys
     assert a["event_id"] == "a" and a["input"] == "How long do refunds take?"
-    assert a["scores"]["unsupported"] == ["Refunds take 40 days."]
+    assert a["scores"]["unsupported"] == [
+        "Refunds take 40 days. [number_unsupported: 40 is neither stated in the context nor "
+        "computable from it]"
+    ]
     assert 0.0 <= a["scores"]["hallucination"] <= 1.0
     assert b["scores"]["hallucination"] is None  # no context: NULL, not 0
     assert b["scores"]["pii"] == ["email"] and a["scores"]["pii"] == []
