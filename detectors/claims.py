@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from detectors.text import STOPWORDS, split_sentences, words
 
 __all__ = [
-    "CHECKS", "Finding", "Quantity", "abstains", "check_claim", "clauses", "key", "keys", "names",
-    "quantities",
+    "CHECKS", "Finding", "Quantity", "abstains", "check_claim", "clauses", "key", "keys",
+    "known_keys", "names", "quantities",
 ]  # fmt: skip
 
 CHECKS = (
@@ -147,6 +147,11 @@ def keys(text: str) -> frozenset[str]:
         if len(t) > 2 and t.lower() not in STOPWORDS and not t[0].isdigit()
         and t.lower() not in _WORD_NUMBERS
     )  # fmt: skip
+
+
+def known_keys(texts: Iterable[str]) -> frozenset[str]:
+    """Keys of every word of ``texts``, short ones too: 'EU' and 'GB' are names."""
+    return frozenset(key(t) for text in texts for t in words(text))
 
 
 def clauses(text: str) -> list[str]:
@@ -331,7 +336,7 @@ def check_claim(
 ) -> list[Finding]:
     """Evidence against one claim; ``near`` are the chunks aligned with it, best first.
 
-    ``known`` are the :func:`keys` of the context and the question, against which
+    ``known`` are the :func:`known_keys` of the context and the question, against which
     the claim's names are checked. ``similarity`` compares two clauses (cosine of
     their embeddings); without it, the share of shared word keys does. The figures
     of the whole ``answer`` are operands: one sentence may compute from another's.

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from detectors.base import DetectorError, TextBatch
-from detectors.claims import Finding, check_claim, keys
+from detectors.claims import Finding, check_claim, known_keys
 from detectors.embeddings import EmbeddingModel
 from detectors.heads import LogisticHead
 from detectors.text import (
@@ -319,7 +319,7 @@ def _share(missing: int, total: int) -> float:
 
 def _claims(event: _Event, sims: np.ndarray) -> tuple[Finding, ...]:
     """The claim-level evidence against each output sentence, see :mod:`detectors.claims`."""
-    known = frozenset().union(*(keys(t) for t in [*event.chunks, event.question]))
+    known = known_keys([*event.chunks, event.question])
     found: list[Finding] = []
     for sentence, row in zip(event.sentences, sims, strict=True):
         near = sorted(_neighbourhood(row, event.parts), key=lambda j: -row[j])

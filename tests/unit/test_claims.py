@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.claims import abstains, check_claim, keys, quantities
+from detectors.claims import abstains, check_claim, known_keys, quantities
 
 REFUNDS = [
     "Annual plans cancelled within the first six months get a 75% refund of the unused months.",
@@ -19,7 +19,7 @@ KEYS = [
 
 
 def findings(claim: str, question: str, chunks: list[str], near: list[int] | None = None):
-    known = frozenset().union(*(keys(t) for t in [*chunks, question]))
+    known = known_keys([*chunks, question])
     near = list(range(len(chunks))) if near is None else near
     return check_claim(claim, question, chunks, near, known, answer=claim)
 
