@@ -137,8 +137,8 @@ def main() -> None:
 
     model = EmbeddingModel(device="cpu", cache_size=0)  # cold: every run pays for its vectors
     detectors = {
-        "head": HallucinationDetector(model),
-        "rules": HallucinationDetector(model, head_path=None),
+        "claims": HallucinationDetector(model),
+        "head": HallucinationDetector(model, head_path="hallucination_head.json"),
     }
     rows: dict[str, list[dict]] = {}
     for name in CONTEXT_SETS:
@@ -160,18 +160,18 @@ def main() -> None:
             cpu.setdefault(name, {})[label] = round(seconds / len(part), 4)
         reports[label] = evaluate_hallucination(scored)
     report = {
+        "claims": reports["claims"],
         "head": reports["head"],
-        "rules": reports["rules"],
         "cpu_s_per_event": cpu,  # process time, all threads, embedding model included
         "batch": args.batch,
     }
     table = Table(title="groundedness, held-out AUROC (positive = hallucinated)")
-    for col in ("dataset", "n", "head", "rules only", "length only", "coverage"):
+    for col in ("dataset", "n", "claims (default)", "head", "length only", "coverage"):
         table.add_column(col, justify="left" if col == "dataset" else "right")
     names = [*CONTEXT_SETS, "pooled", *CONTEXT_FREE_SETS]
     for name in names:
-        h = reports["head"]["datasets"].get(name) or reports["head"].get(name, {})
-        r = reports["rules"]["datasets"].get(name) or reports["rules"].get(name, {})
+        h = reports["claims"]["datasets"].get(name) or reports["claims"].get(name, {})
+        r = reports["head"]["datasets"].get(name) or reports["head"].get(name, {})
         table.add_row(
             name, str(h.get("n_holdout", h.get("rows", ""))), str(h.get("auroc", "-")),
             str(r.get("auroc", "-")), str(h.get("auroc_length_only", "-")),

@@ -1,17 +1,20 @@
-"""Groundedness: which sentences of an answer the retrieved context does not support.
+"""Groundedness: which claims of an answer the retrieved context contradicts or lacks.
 
-Each output sentence is aligned with its most similar context sentences by
-embedding cosine. It is *supported* when it is close enough to them (cosine over
-a threshold, or an NLI model's entailment, or every content word found there)
-and every number and name it states appears in that aligned neighbourhood.
-Checking the neighbourhood rather than the whole context matters: a plausible
-hallucination copies the context's words and swaps one date or name, which the
-whole context often still contains somewhere else.
+Each output sentence is a claim, aligned with its most similar context sentences
+by embedding cosine. :mod:`detectors.claims` then reads it against them: every
+figure must be stated for the same thing or follow from the context's and the
+user's figures, every name must occur, and a "yes" must not meet a "not". Each
+failure is a finding that names the claim and the chunk it conflicts with; the
+findings make the score, and ``unsupported`` quotes them, so an alert says why.
 
-The share of unsupported sentences alone ranks hallucinations weakly, so by
-default a small logistic head (``models/hallucination_head.json``) turns features
-of the alignment into a probability; ``unsupported`` still lists the sentences
-the rule rejected. Events without context are not scored: ``score`` is None.
+Without a finding the score stays below 0.5: a prior that is low for an answer
+copied verbatim from the context and rises with the share of words taken from
+the question rather than the context. The similarity features and the logistic
+head trained on HaluEval/FRANK (``head_path``) are kept for comparison only: on
+realistic RAG answers they ranked hallucinations *below* grounded paraphrases,
+because hallucinations copy the context's words and grounded answers rephrase
+and compute. An NLI cross-encoder (``nli_path``) adds entailment per claim.
+Events without context are not scored: ``score`` is None.
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ MAX_UNSUPPORTED = 5
 MAX_QUOTE = 300  # characters kept of each unsupported sentence
 TOP_K = 2  # aligned context sentences per output sentence, each with one neighbour a side
 NLI_THRESHOLD = 0.5
-PRIOR_CAP = 0.45  # the head or rule share alone stays below the 0.5 threshold
+PRIOR_CAP = 0.45  # the head's probability alone stays below the 0.5 threshold
+# The prior of an answer without findings: low when copied verbatim from the
+# context, rising with the share of its content words taken from the question.
+PRIOR_VERBATIM = 0.02
+PRIOR_BASE = 0.1
+PRIOR_QUESTION = 0.3
 
 FEATURES = (
     "sim_min",  # cosine of the least supported sentence to its best context sentence
@@ -87,7 +95,7 @@ class Groundedness:
     score: float | None  # P(hallucinated), or the unsupported share; None: no context
     unsupported: list[str]  # rule-rejected sentences: at most 5, 300 characters each
     sentences: int
-    method: str  # "rules" | "head" | "nli"
+    method: str  # "claims" | "head" | "nli"
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class Alignment:
     features: np.ndarray  # columns as in FEATURES
     form: np.ndarray  # columns as in FORM_FEATURES
     findings: tuple[Finding, ...] = ()  # claim-level evidence, see detectors.claims
+    verbatim: bool = False  # the whole answer is a span of the context
 
     @property
     def unsupported_share(self) -> float:
@@ -177,7 +186,7 @@ class HallucinationDetector:
     def __init__(
         self,
         embeddings: EmbeddingModel,
-        head_path: str | None = "hallucination_head.json",
+        head_path: str | None = None,
         nli_path: str | None = None,
         threshold: float = 0.65,
         device: str = "auto",
@@ -200,7 +209,7 @@ class HallucinationDetector:
     @property
     def method(self) -> str:
         """NLI wins over the head: the head was trained on similarity, not entailment."""
-        return "nli" if self.nli is not None else "head" if self.head is not None else "rules"
+        return "nli" if self.nli is not None else "head" if self.head is not None else "claims"
 
     def _load_nli(self, path: Path, device: str) -> None:
         if not (path / "config.json").exists():
@@ -221,12 +230,10 @@ class HallucinationDetector:
         self._entail = entail[0]
 
     def score(self, batch: TextBatch) -> list[Groundedness]:
-        """P(hallucinated): the claim-level evidence, on top of a capped prior.
+        """P(hallucinated): the claim-level findings, on top of a prior below 0.5.
 
-        The prior (head probability, rule share or NLI doubt) ranks answers but
-        alone never reaches 0.5 outside NLI: on realistic RAG answers it flagged
-        grounded paraphrases as often as hallucinations. What flags an answer is a
-        finding: a figure, name or polarity the context contradicts.
+        With NLI the prior is the share of claims no chunk entails, and can flag
+        alone; the head's probability (``head_path``) is capped like the default.
         """
         alignments = self.align(batch)
         rows = [a.features for a in alignments if a is not None]
@@ -240,11 +247,16 @@ class HallucinationDetector:
                 value = 0.0 if has_context(context) else None
                 out.append(Groundedness(value, [], 0, self.method))
                 continue
-            prior = next(probs) if head is not None else a.unsupported_share
-            doubt = 1.0 - prior * (1.0 if self.method == "nli" else PRIOR_CAP)
+            if self.method == "nli":
+                prior = a.unsupported_share
+            elif head is not None:
+                prior = PRIOR_CAP * next(probs)
+            else:
+                prior = _prior(a)
+            doubt = 1.0 - prior
             for finding in a.findings:
                 doubt *= 1.0 - finding.strength
-            quoted = _evidence(a, rejected=self.method != "head")
+            quoted = _evidence(a, rejected=self.method == "nli")
             out.append(Groundedness(float(1.0 - doubt), quoted, len(a.sentences), self.method))
         return out
 
@@ -329,8 +341,19 @@ def _claims(event: _Event, sims: np.ndarray) -> tuple[Finding, ...]:
     return tuple(found)
 
 
+def _prior(a: Alignment) -> float:
+    """P(hallucinated) before findings; at most PRIOR_BASE + PRIOR_QUESTION (0.4)."""
+    if a.verbatim:
+        return PRIOR_VERBATIM
+    return PRIOR_BASE + PRIOR_QUESTION * float(a.form[FORM_FEATURES.index("question_overlap")])
+
+
+def _normal(text: str) -> str:
+    return " ".join(w.lower() for w in words(text))
+
+
 def _evidence(a: Alignment, rejected: bool) -> list[str]:
-    """Claims with findings, each with why, and (rules/NLI) sentences nothing supports."""
+    """Claims with findings, each with why, and (NLI) sentences no chunk entails."""
     why: dict[str, list[str]] = {}
     for f in a.findings:
         why.setdefault(f.claim, []).append(f.explain())
@@ -424,6 +447,7 @@ def _check(
         np.asarray(features, dtype=np.float64),
         np.asarray(form, dtype=np.float64),
         findings,
+        verbatim=_normal(event.output) in _normal(" ".join(event.chunks)),
     )
 
 

@@ -10,7 +10,15 @@ import pytest
 
 from detectors.base import DetectorError, TextBatch
 from detectors.embeddings import EmbeddingModel, default_model_path
-from detectors.hallucination import FEATURES, PRIOR_CAP, Groundedness, HallucinationDetector
+from detectors.hallucination import (
+    FEATURES,
+    FORM_FEATURES,
+    PRIOR_BASE,
+    PRIOR_QUESTION,
+    PRIOR_VERBATIM,
+    Groundedness,
+    HallucinationDetector,
+)
 from detectors.heads import LogisticHead
 from detectors.text import case_profile, name_tokens, numbers, split_sentences
 
@@ -45,13 +53,13 @@ def model() -> EmbeddingModel:
 
 
 @pytest.fixture(scope="module")
-def head(model: EmbeddingModel) -> HallucinationDetector:
+def claims(model: EmbeddingModel) -> HallucinationDetector:
     return HallucinationDetector(model, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def rules(model: EmbeddingModel) -> HallucinationDetector:
-    return HallucinationDetector(model, head_path=None, device="cpu")
+def head(model: EmbeddingModel) -> HallucinationDetector:
+    return HallucinationDetector(model, head_path="hallucination_head.json", device="cpu")
 
 
 def score(detector: HallucinationDetector, *outputs: str, question: str = QUESTION):
@@ -59,26 +67,28 @@ def score(detector: HallucinationDetector, *outputs: str, question: str = QUESTI
     return detector.score(TextBatch.of([question] * n, list(outputs), [CONTEXT] * n))
 
 
-def test_a_swapped_number_scores_higher_than_the_grounded_answer(head) -> None:
-    grounded, swapped = score(head, GROUNDED, NUMBER_SWAP)
-    assert grounded.method == swapped.method == "head"
+def test_a_swapped_number_is_flagged_and_the_grounded_answer_is_not(claims) -> None:
+    grounded, swapped = score(claims, GROUNDED, NUMBER_SWAP)
+    assert grounded.method == swapped.method == "claims"
     assert grounded.score < 0.5 < swapped.score
 
 
-def test_a_swapped_name_scores_higher_than_the_grounded_answer(head) -> None:
+def test_the_optional_head_ranks_a_name_found_elsewhere_in_the_context_higher(head) -> None:
+    """No finding sees "London" (the context names it, for another tower); the head does."""
     grounded, swapped = score(head, GROUNDED, NAME_SWAP)
-    assert grounded.score < swapped.score
+    assert grounded.method == "head"
+    assert grounded.score < swapped.score < 0.5
 
 
-def test_a_full_sentence_restating_the_question_is_not_flagged(head) -> None:
-    """HaluEval teaches that full sentences are hallucinations; the head must not learn it."""
-    (answer,) = score(head, "The Eiffel Tower was completed in 1889 and it is 330 metres tall.")
+def test_a_full_sentence_restating_the_question_is_not_flagged(claims) -> None:
+    """HaluEval teaches that full sentences are hallucinations; the detector must not."""
+    (answer,) = score(claims, "The Eiffel Tower was completed in 1889 and it is 330 metres tall.")
     assert answer.score < 0.5
     assert answer.unsupported == []
 
 
-def test_the_swapped_sentence_is_listed_with_the_reason(head) -> None:
-    (result,) = score(head, f"{GROUNDED} It was designed by the company of Thomas Edison.")
+def test_the_swapped_sentence_is_listed_with_the_reason(claims) -> None:
+    (result,) = score(claims, f"{GROUNDED} It was designed by the company of Thomas Edison.")
     assert result.sentences == 2
     assert result.unsupported == [
         "It was designed by the company of Thomas Edison. [name_unsupported: 'Thomas' is not "
@@ -88,48 +98,49 @@ def test_the_swapped_sentence_is_listed_with_the_reason(head) -> None:
     assert result.score > 0.9
 
 
-def test_a_name_found_only_elsewhere_in_the_context_is_unsupported_by_the_rule(rules) -> None:
-    (result,) = score(rules, NAME_SWAP)
-    assert result.unsupported == [f"{NAME_SWAP} [no context sentence supports it]"]
+def test_without_findings_the_score_is_a_prior_below_the_threshold(claims) -> None:
+    copied, restated = score(
+        claims,
+        "The tower is the most visited paid monument in the world.",
+        "The Eiffel Tower was completed and it is tall.",
+    )
+    assert copied.score == pytest.approx(PRIOR_VERBATIM)  # a span of the context
+    assert PRIOR_BASE < restated.score <= PRIOR_BASE + PRIOR_QUESTION < 0.5
+    assert copied.unsupported == restated.unsupported == []
 
 
-def test_without_findings_the_rule_share_alone_stays_below_the_threshold(rules) -> None:
-    """Half the sentences rule-rejected, none contradicted: prior 0.45 * 0.5, no flag."""
-    answer = f"{NAME_SWAP} It is 330 metres tall."
-    (result,) = score(rules, answer)
-    assert result.score == pytest.approx(PRIOR_CAP * 0.5)
-    assert result.unsupported == [f"{NAME_SWAP} [no context sentence supports it]"]
-
-
-def test_each_finding_multiplies_the_doubt_that_the_answer_is_grounded(rules) -> None:
+def test_each_finding_multiplies_the_doubt_that_the_answer_is_grounded(claims) -> None:
     answer = (
         "The Eiffel Tower was completed in 1899. It is 330 metres tall. Its elevators were "
         "supplied by the Siemens company. Hitler visited the city in June 1940."
     )
-    (result,) = score(rules, answer)
-    prior = PRIOR_CAP * 2 / 4  # two of four sentences rejected by the rule
+    (result,) = score(claims, answer)
+    (aligned,) = claims.align(TextBatch.of([QUESTION], [answer], [CONTEXT]))
+    assert aligned is not None
+    overlap = aligned.form[FORM_FEATURES.index("question_overlap")]
+    prior = PRIOR_BASE + PRIOR_QUESTION * overlap
     assert result.score == pytest.approx(1 - (1 - prior) * (1 - 0.9) * (1 - 0.7))
     assert [u.split(" [")[0] for u in result.unsupported] == [
         "The Eiffel Tower was completed in 1899.",
         "Its elevators were supplied by the Siemens company.",
     ]
-    assert result.sentences == 4 and result.method == "rules"
+    assert result.sentences == 4 and result.method == "claims"
 
 
 @pytest.mark.parametrize("context", [None, [], [""], ["  "]])
-def test_without_context_there_is_no_score(head, context) -> None:
-    (result,) = head.score(TextBatch.of([QUESTION], [NUMBER_SWAP], [context]))
-    assert result == Groundedness(score=None, unsupported=[], sentences=0, method="head")
+def test_without_context_there_is_no_score(claims, context) -> None:
+    (result,) = claims.score(TextBatch.of([QUESTION], [NUMBER_SWAP], [context]))
+    assert result == Groundedness(score=None, unsupported=[], sentences=0, method="claims")
 
 
-def test_scores_lie_between_zero_and_one(head, rules) -> None:
+def test_scores_lie_between_zero_and_one(claims, head) -> None:
     outputs = [GROUNDED, NUMBER_SWAP, NAME_SWAP, "Yes.", "Lorem ipsum dolor sit amet. " * 40]
-    for detector in (head, rules):
+    for detector in (claims, head):
         values = [r.score for r in score(detector, *outputs)]
         assert all(v is not None and 0.0 <= v <= 1.0 for v in values), values
 
 
-def test_a_mixed_batch_keeps_event_order(head) -> None:
+def test_a_mixed_batch_keeps_event_order(claims) -> None:
     events = [
         (QUESTION, NUMBER_SWAP, CONTEXT),
         ("", "A summary of nothing.", None),
@@ -138,8 +149,8 @@ def test_a_mixed_batch_keeps_event_order(head) -> None:
         ("Who supplied the lifts?", "The Otis Elevator Company.", CONTEXT[1:2]),
     ]
     inputs, outputs, contexts = (list(column) for column in zip(*events, strict=True))
-    batched = head.score(TextBatch.of(inputs, outputs, contexts))
-    alone = [head.score(TextBatch.of([q], [o], [c]))[0] for q, o, c in events]
+    batched = claims.score(TextBatch.of(inputs, outputs, contexts))
+    alone = [claims.score(TextBatch.of([q], [o], [c]))[0] for q, o, c in events]
     assert [r.score is None for r in batched] == [False, True, False, False, False]
     assert batched[3].score == 0.0  # context but an empty answer: nothing unsupported
     for got, want in zip(batched, alone, strict=True):
@@ -154,18 +165,16 @@ def test_a_batch_is_encoded_in_one_call(model) -> None:
     assert encoder.calls == 1
 
 
-def test_lowercased_tokenised_answers_are_checked_too(head) -> None:
-    grounded, number, name = score(
-        head,
+def test_lowercased_tokenised_answers_are_checked_too(claims) -> None:
+    grounded, number = score(
+        claims,
         "the eiffel tower was completed in 1889 in paris , and it is 330 metres tall .",
         "the eiffel tower was completed in 1899 in paris , and it is 330 metres tall .",
-        "the eiffel tower was completed in 1889 in london , and it is 330 metres tall .",
         question="",
     )
     assert grounded.unsupported == []
     assert number.unsupported[0].startswith("the eiffel tower was completed in 1899")
     assert grounded.score < 0.5 < number.score
-    assert grounded.score < name.score  # london is named in the context: only the prior sees it
 
 
 def test_the_shipped_head_records_its_held_out_scores() -> None:
