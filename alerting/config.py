@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detectors.thresholds import FLAG_AT
+
 __all__ = [
     "CHANNELS",
     "FILTER_LABELS",
@@ -157,7 +159,7 @@ class Rule:
     receivers: tuple[str, ...] = ()
     actions: tuple[Action, ...] = ()
     filters: dict[str, str] = field(default_factory=dict)
-    score_threshold: float = 0.5
+    score_threshold: float = FLAG_AT
     budget_usd: float | None = None
     budget_period_s: float = 86_400.0
     repeat_interval_s: float = 4 * 3600.0

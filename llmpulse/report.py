@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from detectors.thresholds import FLAG_AT
 from llmpulse.report_plots import Drawn, Marker, PlotData, plot_all
 from llmpulse.settings import Settings
 
@@ -174,8 +175,8 @@ _SQL = {
     "quantileExact(0.5)(e.latency_ms) AS latency_p50, "
     "quantileExact(0.95)(e.latency_ms) AS latency_p95, "
     "quantileExact(0.99)(e.latency_ms) AS latency_p99, "
-    "countIf(e.toxicity >= 0.5) / count() AS toxicity_rate, "
-    "if(count(e.hallucination) = 0, NULL, countIf(e.hallucination >= 0.5) / "
+    f"countIf(e.toxicity >= {FLAG_AT}) / count() AS toxicity_rate, "
+    f"if(count(e.hallucination) = 0, NULL, countIf(e.hallucination >= {FLAG_AT}) / "
     "count(e.hallucination)) AS hallucination_rate, countIf(f.score IS NOT NULL) AS feedback, "
     "if(countIf(f.score IS NOT NULL) = 0, NULL, countIf(f.score < 0) / "
     "countIf(f.score IS NOT NULL)) AS negative_feedback_rate FROM llm_events AS e FINAL "
@@ -188,8 +189,8 @@ _SQL = {
     "totals": "SELECT e.app AS app, e.prompt_version AS prompt_version, count() AS events, "
     "countIf(e.status = 'error') / count() AS error_rate, "
     "quantileExact(0.95)(e.latency_ms) AS latency_p95, "
-    "countIf(e.toxicity >= 0.5) / count() AS toxicity_rate, "
-    "if(count(e.hallucination) = 0, NULL, countIf(e.hallucination >= 0.5) / "
+    f"countIf(e.toxicity >= {FLAG_AT}) / count() AS toxicity_rate, "
+    f"if(count(e.hallucination) = 0, NULL, countIf(e.hallucination >= {FLAG_AT}) / "
     "count(e.hallucination)) AS hallucination_rate, sum(e.cost_usd) AS cost_usd, "
     "toUnixTimestamp64Milli(min(e.ts)) / 1000 AS first_ts, "
     "toUnixTimestamp64Milli(max(e.ts)) / 1000 AS last_ts FROM llm_events AS e FINAL "

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alerting.metrics import quote
+from detectors.thresholds import FLAG_AT, flagged
 
 if TYPE_CHECKING:
     from llmpulse.settings import Settings
@@ -59,7 +60,7 @@ class _Rate:
 
 
 def _ge(column: str) -> Callable[[Row], bool]:
-    return lambda r: r.get(column) is not None and r[column] >= 0.5
+    return lambda r: flagged(r.get(column))
 
 
 def _flag(column: str) -> Callable[[Row], bool]:
@@ -67,12 +68,12 @@ def _flag(column: str) -> Callable[[Row], bool]:
 
 
 RATES = {
-    "toxicity_rate": _Rate(_ge("toxicity"), "countIf(toxicity >= 0.5)"),
-    "hallucination_rate": _Rate(_ge("hallucination"), "countIf(hallucination >= 0.5)",
+    "toxicity_rate": _Rate(_ge("toxicity"), f"countIf(toxicity >= {FLAG_AT})"),
+    "hallucination_rate": _Rate(_ge("hallucination"), f"countIf(hallucination >= {FLAG_AT})",
                                 "hallucination"),
     "error_rate": _Rate(_flag("error"), "countIf(error)"),
     "pii_rate": _Rate(_flag("pii"), "countIf(pii)"),
-    "injection_rate": _Rate(_ge("injection"), "countIf(injection >= 0.5)"),
+    "injection_rate": _Rate(_ge("injection"), f"countIf(injection >= {FLAG_AT})"),
     "negative_feedback_rate": _Rate(lambda r: r["feedback"] < 0, "countIf(feedback < 0)",
                                     "feedback"),
 }  # fmt: skip
