@@ -153,11 +153,27 @@ def binary_devset(
     return {
         "rows": len(picked),
         "null_scores": len(picked) - len(pairs),
+        "calibration": _calibration(pairs),
         "auroc": bootstrap(pairs, lambda ps: _auroc([y for y, _ in ps], [s for _, s in ps])),
         "negatives_flagged": bootstrap(pairs, flagged(0)),
         "positives_flagged": bootstrap(pairs, flagged(1)),
         "mean_score_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
     }
+
+
+def _calibration(pairs: Sequence[tuple[int, float]]) -> list[dict[str, Any]]:
+    """Per score band, the mean score next to the share that is truly positive: where
+    0.5 is meant to read as even odds, the two should be close."""
+    bands = []
+    for lo, hi in ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01)):
+        inside = [(y, s) for y, s in pairs if lo <= s < hi]
+        if inside:
+            bands.append({
+                "band": f"[{lo}, {min(hi, 1.0)}]", "n": len(inside),
+                "mean_score": round(sum(s for _, s in inside) / len(inside), 3),
+                "positive_share": round(sum(y for y, _ in inside) / len(inside), 3),
+            })  # fmt: skip
+    return bands
 
 
 def _unread(row: dict) -> bool:

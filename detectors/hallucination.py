@@ -57,6 +57,9 @@ MAX_UNSUPPORTED = 5
 MAX_QUOTE = 300  # characters kept of each unsupported sentence
 TOP_K = 2  # aligned context sentences per output sentence, each with one neighbour a side
 NLI_THRESHOLD = 0.5
+# The class of an NLI (entailment/neutral/contradiction) or fact-checking
+# (consistent/hallucinated) cross-encoder that says the chunk supports the claim.
+SUPPORT_LABELS = ("entail", "consistent", "supported", "grounded", "factual")
 PRIOR_CAP = 0.45  # the head's probability alone stays below the 0.5 threshold
 # The prior of an answer without findings: low when copied verbatim from the
 # context, rising with the share of its content words taken from the question.
@@ -221,11 +224,12 @@ class HallucinationDetector:
 
         self.nli = CrossEncoder(str(path), device=resolve_device(device), local_files_only=True)
         labels = {int(k): str(v).lower() for k, v in self.nli.config.id2label.items()}
-        entail = [i for i, label in labels.items() if label.startswith("entail")]
+        entail = [i for i, label in labels.items() if label.startswith(SUPPORT_LABELS)]
         if len(labels) < 2 or len(entail) != 1:
             raise DetectorError(
-                f"{path}: id2label {labels} in config.json names no 'entailment' class; "
-                "use an NLI cross-encoder, or add the label names to its config"
+                f"{path}: id2label {labels} in config.json names no single supporting class "
+                f"(one of {', '.join(SUPPORT_LABELS)}); use an NLI or fact-checking "
+                "cross-encoder, or add the label names to its config"
             )
         self._entail = entail[0]
 

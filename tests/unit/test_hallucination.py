@@ -210,6 +210,14 @@ def _tiny_cross_encoder(path: Path, labels: dict[int, str]) -> Path:
     return path
 
 
+def test_a_two_label_fact_checking_cross_encoder_is_accepted(model, tmp_path: Path) -> None:
+    checker = _tiny_cross_encoder(tmp_path / "fc", {0: "hallucinated", 1: "consistent"})
+    detector = HallucinationDetector(model, nli_path=str(checker), device="cpu")
+    (result,) = detector.score(TextBatch.of([QUESTION], [NUMBER_SWAP], [CONTEXT]))
+    assert (detector.method, detector._entail) == ("nli", 1)
+    assert result.unsupported[0].startswith(f"{NUMBER_SWAP} [number_unsupported: 1899")
+
+
 def test_an_nli_cross_encoder_replaces_the_similarity_test(model, tmp_path: Path) -> None:
     labels = {0: "contradiction", 1: "entailment", 2: "neutral"}
     nli = _tiny_cross_encoder(tmp_path / "nli", labels)
@@ -227,9 +235,9 @@ def test_an_nli_cross_encoder_replaces_the_similarity_test(model, tmp_path: Path
     assert results[2].score is None
 
 
-def test_an_nli_model_without_an_entailment_label_is_refused(model, tmp_path: Path) -> None:
+def test_a_cross_encoder_without_a_supporting_label_is_refused(model, tmp_path: Path) -> None:
     nli = _tiny_cross_encoder(tmp_path / "nli", {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"})
-    with pytest.raises(DetectorError, match="entailment"):
+    with pytest.raises(DetectorError, match="no single supporting class"):
         HallucinationDetector(model, nli_path=str(nli), device="cpu")
 
 
