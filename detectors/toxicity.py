@@ -1,5 +1,9 @@
 """Toxicity of the LLM's response: Detoxify when weights are configured, else a small head.
 
+Either model's ``toxicity`` is combined with the condescension rules of
+:mod:`detectors.toxicity_rules` (insults aimed at the reader, "stop asking", "did
+you even read the manual"), which neither model learns from tweets.
+
 Detoxify weights are several hundred MB and are not shipped, so the default is a
 logistic head on the MiniLM embedding the worker computes anyway (trained by
 ``scripts/train_toxicity_head.py``). Configured Detoxify weights load through
@@ -31,8 +35,9 @@ from detectors.base import DetectorError, TextBatch
 from detectors.device import resolve_device
 from detectors.embeddings import EmbeddingModel
 from detectors.heads import LogisticHead
+from detectors.toxicity_rules import rule_score
 
-__all__ = ["DetoxifyToxicity", "HeadToxicity", "Toxicity", "load_toxicity"]
+__all__ = ["DetoxifyToxicity", "HeadToxicity", "Toxicity", "load_toxicity", "with_rules"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +111,13 @@ class DetoxifyToxicity:
 
     def score(self, batch: TextBatch) -> list[Toxicity]:
         probs = self.predict(batch.outputs)
-        return [
-            Toxicity(dict(zip(self.class_names, map(float, row), strict=True)), self.model_name)
-            for row in probs
-        ]
+        out = []
+        for text, row in zip(batch.outputs, probs, strict=True):
+            scores = dict(zip(self.class_names, map(float, row), strict=True))
+            if "toxicity" in scores:
+                scores["toxicity"] = with_rules(scores["toxicity"], text)
+            out.append(Toxicity(scores, self.model_name))
+        return out
 
 
 class HeadToxicity:
@@ -145,7 +153,16 @@ class HeadToxicity:
             return []
         # An empty reply says nothing; the head would still map its embedding to ~0.3.
         probs = np.where([not t.strip() for t in batch.outputs], 0.0, self.head.predict(vectors))
-        return [Toxicity({"toxicity": float(p)}, self.model_name) for p in probs]
+        return [
+            Toxicity({"toxicity": with_rules(float(p), text)}, self.model_name)
+            for p, text in zip(probs, batch.outputs, strict=True)
+        ]
+
+
+def with_rules(probability: float, text: str) -> float:
+    """The model's probability combined with the condescension rules by noisy-or: a
+    reply that calls the reader names is rude whatever the model saw in its words."""
+    return 1.0 - (1.0 - probability) * (1.0 - rule_score(text))
 
 
 def load_toxicity(

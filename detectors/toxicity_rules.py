@@ -1,0 +1,100 @@
+"""Rude replies without a swear word: insults aimed at the reader, and condescension.
+
+An embedding head learns profanity and slurs from tweets; a support reply that says
+"Did you even read the manual?" or "Stop asking" shares no word with them and
+scores low. These patterns name what such replies do to the reader: call them
+names, belittle their ability, dismiss them, or sigh at them. Each pattern has a
+strength; the rule score is their noisy-or, and the detector combines it with the
+model's probability the same way (``1 - (1 - model) * (1 - rules)``).
+
+Words quoted or reported from someone else ("the customer called us idiots",
+'Customer quote: "worst service ever"') are not the reply's own voice: quoted
+spans are removed before matching, and the patterns address the reader ("you"),
+not a third party.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["RULES", "rude_signals", "rule_score"]
+
+_YOU = (
+    r"\byou(?:'re| are)?\s+(?:an?\s+|such\s+an?\s+)?(?:absolute\s+|complete\s+|total\s+|real\s+)?"
+)
+RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
+    (name, strength, re.compile(pattern, re.IGNORECASE))
+    for name, strength, pattern in (
+        (
+            "insult",
+            0.9,
+            _YOU + r"(?:idiot|moron|fool|imbecile|clown|loser|dumb|stupid|"
+            r"incompetent|useless|pathetic|clueless|hopeless|lazy|dense)\b",
+        ),
+        (
+            "insult",
+            0.7,
+            r"(?<!\bno )(?<!\bnot a )\b(?:stupid|dumb|moronic|idiotic|pointless|silly)"
+            r"\s+(?:question|request|complaint|mistake|excuse)s?\b",
+        ),
+        (
+            "dismissal",
+            0.85,
+            r"\b(?:stop|quit)\s+(?:asking|whining|complaining|bothering|moaning|"
+            r"crying|pestering|nagging)\b|\bshut up\b",
+        ),
+        ("dismissal", 0.8, r"\b(?:waste|wasting)\s+(?:my|our)\s+time\b"),
+        (
+            "dismissal",
+            0.7,
+            r"\b(?:get over it|deal with it|not my problem|your problem,? not "
+            r"(?:mine|ours)|take it or leave it|i don'?t have all day)\b",
+        ),
+        (
+            "dismissal",
+            0.75,
+            r"\byou(?:'re| are)\s+(?:overreacting|being\s+(?:dramatic|ridiculous|"
+            r"unreasonable|hysterical|difficult))\b",
+        ),
+        (
+            "exasperation",
+            0.6,
+            r"\b(?:for the (?:last|hundredth|umpteenth|third) time|how many "
+            r"times (?:do|must|have) i|as i (?:already|just) (?:said|explained|"
+            r"told you)|like i (?:already )?(?:said|told you))\b|^\s*sigh\b",
+        ),
+        (
+            "belittling",
+            0.75,
+            r"\b(?:did you even (?:read|look|try|bother|check)|can'?t you read|"
+            r"you (?:obviously|clearly) (?:haven'?t|didn'?t|don'?t|can'?t)|"
+            r"(?:reading|listening) (?:seems|is) (?:hard|difficult)|even a child|"
+            r"a child could|not rocket science|use your (?:brain|head|eyes)|"
+            r"let me spell it out|in (?:small|simple) words for you|"
+            r"(?:isn'?t|is not) for everyone|isn'?t that hard|basic stuff)\b",
+        ),
+        ("belittling", 0.7, r"\b(?:you people|people like you)\b"),
+        (
+            "sarcasm",
+            0.6,
+            r"\b(?:congratulations|well done|bravo),?\s+you\s+"
+            r"(?:managed|broke|did)\b",
+        ),
+        ("belittling", 0.6, r"\b(?:confused|clueless|lazy) (?:customers|users|people)\b"),
+    )
+)
+_QUOTED = re.compile(r"'[^']{3,}'|\"[^\"]{3,}\"|\u201c[^\u201d]+\u201d|\u2018[^\u2019]{3,}\u2019")
+
+
+def rude_signals(text: str) -> list[tuple[str, float]]:
+    """The rules that fire on ``text`` outside quotes, with their strengths."""
+    own = _QUOTED.sub(" ", text.replace("\u2019", "'"))
+    return [(name, strength) for name, strength, pattern in RULES if pattern.search(own)]
+
+
+def rule_score(text: str) -> float:
+    """Noisy-or of the strengths of the rules that fire; 0 when none does."""
+    doubt = 1.0
+    for _, strength in rude_signals(text):
+        doubt *= 1.0 - strength
+    return 1.0 - doubt
