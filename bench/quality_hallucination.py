@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.intervals import bootstrap  # noqa: E402
 from detectors.hallucination import Groundedness, holdout_key  # noqa: E402
 from detectors.heads import is_holdout  # noqa: E402
 
@@ -108,9 +109,12 @@ def evaluate_hallucination(
 def _summary(items: list[tuple[int, float | None, int]]) -> dict[str, Any]:
     scored = [(y, s, n) for y, s, n in items if s is not None]
     labels = [y for y, _, _ in scored]
+    pairs = [(y, s) for y, s, _ in scored]
+    interval = bootstrap(pairs, lambda ps: _auroc([y for y, _ in ps], [s for _, s in ps]))
     return {
         "n_holdout": len(items),
         "auroc": _auroc(labels, [s for _, s, _ in scored]),  # type: ignore[misc]
+        "auroc_ci95": interval["ci95"],  # rows resampled; paired answers are not kept together
         "auroc_length_only": _auroc(labels, [float(n) for _, _, n in scored]),
     }
 
