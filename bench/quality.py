@@ -68,6 +68,7 @@ from bench.intervals import bootstrap  # noqa: E402
 from bench.quality_hallucination import evaluate_hallucination  # noqa: E402
 from bench.quality_pii import evaluate_pii, evaluate_pii_devset  # noqa: E402
 from detectors.heads import is_holdout  # noqa: E402
+from detectors.thresholds import FLAG_AT, flagged  # noqa: E402
 
 console = Console()
 TS = "2026-11-01T00:00:00Z"
@@ -134,15 +135,15 @@ def binary_devset(
     where: Callable[[dict], bool] = lambda r: True,
 ) -> dict[str, Any]:
     """AUROC on a hand-written dev set and the share of each class flagged at the
-    default threshold (0.5), with bootstrap 95 % intervals, and the mean score by kind."""
+    default threshold (FLAG_AT), with bootstrap 95 % intervals, and the mean score by kind."""
     picked = [(r["label"], score(scored[eid]), r.get("kind", "")) for eid, r in rows.items()
               if r["dataset"] == dataset and where(r)]  # fmt: skip
     pairs = [(y, s) for y, s, _ in picked if s is not None]
 
-    def flagged(label: int) -> Callable[[Sequence[tuple[int, float]]], float | None]:
+    def share_flagged(label: int) -> Callable[[Sequence[tuple[int, float]]], float | None]:
         def share(ps: Sequence[tuple[int, float]]) -> float | None:
             of_label = [s for y, s in ps if y == label]
-            return sum(s >= 0.5 for s in of_label) / len(of_label) if of_label else None
+            return sum(flagged(s) for s in of_label) / len(of_label) if of_label else None
 
         return share
 
@@ -155,8 +156,8 @@ def binary_devset(
         "null_scores": len(picked) - len(pairs),
         "calibration": _calibration(pairs),
         "auroc": bootstrap(pairs, lambda ps: _auroc([y for y, _ in ps], [s for _, s in ps])),
-        "negatives_flagged": bootstrap(pairs, flagged(0)),
-        "positives_flagged": bootstrap(pairs, flagged(1)),
+        "negatives_flagged": bootstrap(pairs, share_flagged(0)),
+        "positives_flagged": bootstrap(pairs, share_flagged(1)),
         "mean_score_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
     }
 
@@ -169,7 +170,7 @@ def _calibration(pairs: Sequence[tuple[int, float]]) -> list[dict[str, Any]]:
         inside = [(y, s) for y, s in pairs if lo <= s < hi]
         if inside:
             bands.append({
-                "band": f"[{lo}, {min(hi, 1.0)}]", "n": len(inside),
+                "band": f"[{lo}, {hi})" if hi <= 1 else f"[{lo}, 1.0]", "n": len(inside),
                 "mean_score": round(sum(s for _, s in inside) / len(inside), 3),
                 "positive_share": round(sum(y for y, _ in inside) / len(inside), 3),
             })  # fmt: skip
@@ -331,8 +332,9 @@ def _print(result: dict[str, Any]) -> None:
     }
     for detector, (neg, pos) in names.items():
         dev = result["devsets"][detector]
-        for key, label in (("auroc", "AUROC"), ("negatives_flagged", f"{neg} flagged at 0.5"),
-                           ("positives_flagged", f"{pos} flagged at 0.5")):  # fmt: skip
+        for key, label in (("auroc", "AUROC"),
+                           ("negatives_flagged", f"{neg} flagged at {FLAG_AT}"),
+                           ("positives_flagged", f"{pos} flagged at {FLAG_AT}")):  # fmt: skip
             f = dev[key]
             table.add_row(detector, f"dev set (n={dev['rows']}): {label}, 95% CI",
                           f"{f['value']} [{f['ci95'][0]}, {f['ci95'][1]}]")  # fmt: skip

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,16 +33,17 @@ CHECKS = (
     "number_unsupported",  # a figure neither stated nor computable from the context
     "number_elsewhere",  # a figure the context states, but for another thing
     "name_unsupported",  # a name the context and the question never mention
-    "polarity",  # says yes/allowed where the aligned context says no/not, or the reverse
-    "scope",  # a universal (every, all, any, automatically) the aligned context lacks
+    "polarity",  # a bare "yes" where the aligned context says no/not
+    "scope",  # every, all, automatically ... where the aligned context has no wide word
 )
 
 # Units a figure is read with; a unit word is the stem of the word after the figure.
 _CURRENCY = {"$": "$", "usd": "$", "€": "eur", "eur": "eur", "£": "gbp", "gbp": "gbp"}
 _QUANTITY = re.compile(
     r"(?P<cur>[$€£]|\b(?:USD|EUR|GBP)\s?)?"
-    r"(?<![\w.,:])(?P<num>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?(?![\d:])"
-    r"(?P<suf>\s?%|\s?percent\b|k\b|x\b|p\b)?",
+    r"(?<![\w.,:])(?P<num>\d{1,3}(?:,\d{3})+(?![\d])|\d+)"
+    r"(?:\.(?P<frac>\d+)|,(?P<cfrac>\d{1,2})(?!\d))?(?![\d:])"  # 12,50 is a decimal comma
+    r"(?P<suf>\s?%|\s?per\s?cent\b|\s?percent\b|k\b|x\b|p\b)?",
     re.IGNORECASE,
 )
 _FIGURE = re.compile(r"[$€£]?\d[\d,.:]*%?")
@@ -71,7 +72,13 @@ _DIMENSION = {u: "duration" for u in ("secon", "minut", "hour", "day", "week", "
 _DIMENSION |= {u: "money" for u in ("$", "eur", "gbp", "cent", "penc")}
 _DIMENSION |= {"%": "share", "perce": "share", "point": "share"}
 _MONEY = frozenset({"$", "eur", "gbp"})
-_REL_TOLERANCE = 0.02  # "about 15 days" for 15.0, "2.08" for 25/12
+_REL_TOLERANCE = 0.02  # how far "about 23 cents" may be from 0.2317
+_APPROXIMATE = re.compile(r"\b(?:about|roughly|around|approximately|nearly|almost|some)\b|~")
+# Words that say two of the context's figures are added up.
+_SUM = re.compile(
+    r"\b(?:plus|total|together|combined|altogether|in all|sum of|adds? up|added up)\b|\s\+\s"
+)
+MAX_DIGITS = 15  # longer digit runs are identifiers, not figures (and overflow a float)
 MAX_OPERANDS = 24  # figures tried per derivation: 24 ** 3 triples stay near 10 ms
 ELSEWHERE_MARGIN = 0.25  # how much better another figure's clause must fit the claim
 
@@ -83,10 +90,13 @@ _CALENDAR = frozenset((
 _CALENDAR_KEYS = frozenset(m[:5] for m in _CALENDAR)
 _NEGATION = frozenset((
     "not", "no", "never", "none", "nothing", "cannot", "can't", "won't", "isn't", "aren't",
-    "doesn't", "don't", "didn't", "wasn't", "weren't", "hasn't", "haven't", "without", "neither",
-    "nor", "n't", "only",
+    "doesn't", "don't", "didn't", "wasn't", "weren't", "hasn't", "haven't", "neither", "nor",
+    "n't",
 ))  # fmt: skip
 _UNIVERSAL = frozenset(["every", "all", "automatically", "unlimited", "everyone"])
+# Words on the context side that state a scope as wide: "each region" for "every region".
+_WIDE = _UNIVERSAL | {"each", "any", "always", "anyone", "everything", "whole"}
+_RESTRICTING = frozenset(("only", "except", "exclusively", "excluding"))
 _ABSTAIN = re.compile(
     r"\b(?:does(?:n't| not)|do(?:n't| not)|is(?:n't| not)|are(?:n't| not)|says? nothing|"
     r"no(?:thing)? (?:in|about)|not)\b[^.]{0,40}?\b(?:say|says|mention|mentioned|specify|"
@@ -103,7 +113,9 @@ class Quantity:
     text: str
     unit: frozenset[str]  # "$", "eur", "%", "time", or keys of the next words; empty: unknown
     anchors: frozenset[str]  # keys of the content words of its clause: what it counts
-    clause: str = ""  # the clause it is stated in
+    clause: str = ""  # the clause it is stated in, figures masked
+    decimals: int = 0  # digits stated after the point: what rounding it allows
+    loose: bool = False  # "two", "half": number words that are often no figure
 
 
 @dataclass(frozen=True)
@@ -152,8 +164,15 @@ def keys(text: str) -> frozenset[str]:
 
 
 def known_keys(texts: Iterable[str]) -> frozenset[str]:
-    """Keys of every word of ``texts``, short ones too: 'EU' and 'GB' are names."""
-    return frozenset(key(t) for text in texts for t in words(text))
+    """Every word of ``texts``, lowercased, short ones too ('EU' and 'GB' are names),
+    also without a plural or possessive ending: 'Andersen' is not 'Anderson'."""
+    return frozenset(form for text in texts for t in words(text) for form in _forms(t))
+
+
+def _forms(word: str) -> tuple[str, ...]:
+    low = word.lower()
+    bare = re.sub(r"(?:'s|s')$|(?<=[^s])s$", "", low)
+    return (low, bare) if bare != low and len(bare) > 1 else (low,)
 
 
 def clauses(text: str) -> list[str]:
@@ -162,12 +181,13 @@ def clauses(text: str) -> list[str]:
 
 
 def _unit_after(text: str) -> frozenset[str]:
-    """Keys of the two words after a figure, stopwords skipped: '5 unused days' -> unus, day."""
+    """Keys of up to two of the three words after a figure, stopwords skipped:
+    '5 unused days' -> unus, day."""
     found = []
     for word in re.findall(r"[^\W\d_]+", text)[:3]:
         low = word.lower()
-        if low in _CURRENCY:
-            return frozenset({_CURRENCY[low]})
+        if low in _CURRENCY:  # "5 euros"; but "5 GB for EUR 7" counts gigabytes
+            return frozenset(found) if found else frozenset({_CURRENCY[low]})
         if low not in STOPWORDS:
             found.append(key(low))
         if len(found) == 2:
@@ -201,11 +221,12 @@ def _quantities(text: str) -> tuple[Quantity, ...]:
             taken.append(m.span())
             out.append(Quantity(value, m.group(0), frozenset({"time"}), anchors, masked))
         for m in _QUANTITY.finditer(clause):
-            if any(a <= m.start() < b for a, b in taken):
+            if any(a <= m.start() < b for a, b in taken) or len(m.group("num")) > MAX_DIGITS:
                 continue
+            frac = m.group("frac") or m.group("cfrac") or ""
             whole = m.group("num").replace(",", "")
-            value = float(f"{whole}.{m.group('frac')}" if m.group("frac") else whole)
-            suffix = (m.group("suf") or "").strip().lower()
+            value = float(f"{whole}.{frac}" if frac else whole)
+            suffix = re.sub(r"\s", "", (m.group("suf") or "").lower())
             value *= 1000 if suffix == "k" else 1
             cur = (m.group("cur") or "").strip().lower()
             unit = (
@@ -213,27 +234,37 @@ def _quantities(text: str) -> tuple[Quantity, ...]:
                 else frozenset({"%"}) if suffix in ("%", "percent")
                 else _unit_after(clause[m.end() :])
             )  # fmt: skip
+            decimals = len(frac)
             if suffix == "p":
-                value, unit = value / 100, frozenset({"gbp"})
+                value, unit, decimals = value / 100, frozenset({"gbp"}), decimals + 2
+            if "cent" in unit:
+                decimals += 2
             value, unit = _cents(value, unit)
-            out.append(Quantity(value, m.group(0), unit, anchors, masked))
+            out.append(Quantity(value, m.group(0), unit, anchors, masked, decimals))
         for m in _WORD_NUMBER.finditer(clause):
             if m.group(1).lower() == "one":
                 continue  # "the old one", "one of": rarely a figure
             unit = _unit_after(clause[m.end() :])
             value, unit = _cents(_WORD_NUMBERS[m.group(1).lower()], unit)
-            out.append(Quantity(value, m.group(0), unit, anchors, masked))
+            decimals = 2 if "$" in unit and value < 1 else 0
+            loose = value <= 2
+            out.append(Quantity(value, m.group(0), unit, anchors, masked, decimals, loose))
     return tuple(out)
 
 
 def _same(a: float, b: float) -> bool:
     """A stated figure matches only itself: 1899 is not 1889."""
-    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+    return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
 
 
-def _close(a: float, b: float) -> bool:
-    """A computed figure may be rounded: 25 / 12 is "2.08", 0.2317 is "about 23 cents"."""
-    return abs(a - b) <= _REL_TOLERANCE * max(abs(a), abs(b), 1e-9)
+def _tolerance(q: Quantity, approximate: bool) -> float:
+    """How far a computation may be from the figure that states it: half a unit of its
+    last decimal (25 / 12 is "2.08"); a whole number must be exact (114.50 / 12 is not
+    "10"), unless the claim says "about": then half a unit, or 2 %."""
+    exact = 1e-9 * max(abs(q.value), 1.0)
+    if approximate:
+        return max(0.5 * 10.0**-q.decimals, _REL_TOLERANCE * abs(q.value))
+    return 0.5 * 10.0**-q.decimals if q.decimals else exact
 
 
 def _compatible(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -248,25 +279,30 @@ def _compatible(a: frozenset[str], b: frozenset[str]) -> bool:
 _Operand = tuple[float, frozenset[str], str]
 
 
-def _derivable(value: float, unit: frozenset[str], pool: Sequence[_Operand]) -> bool:
-    """Whether ``value`` is one arithmetic step from the pool: a±b, a·b, a/b, a% of b, a·b/c.
+def _derivable(
+    value: float, unit: frozenset[str], pool: Sequence[_Operand], tol: float, summed: bool
+) -> bool:
+    """Whether ``value`` is one arithmetic step from the pool: a±b, a·b, a/b, a% of b, a·b/c,
+    a·b·c.
 
     A grounded computation applies the context to the user's figures or restates
-    the claim's own: at most one operand may come from the context alone, and
-    implied constants only convert units. Sums and differences need compatible
-    units, so "10 days" is not "7 + 3".
+    the claim's own: at most one operand may come from the context alone (two when
+    the claim says it adds them up: ``summed``), and implied constants only convert
+    units. Sums and differences need compatible units, so "10 days" is not "7 + 3".
     """
+
+    def close(c: float) -> bool:
+        return abs(value - c) <= tol
 
     def allowed(*ops: _Operand, added: bool = False) -> bool:
         sources = [o[2] for o in ops]
         if sources.count("implied") > 1 or sources.count("implied") == len(ops):
             return False  # one unit conversion a step: 7 days * 24 / 12 is no figure
-        # Two prices from the context may be added ("EUR 15 + EUR 7"), not multiplied.
-        return sources.count("context") <= (2 if added else 1)
+        return sources.count("context") <= (2 if added and summed else 1)
 
     for x, y in itertools.permutations(pool, 2):
         (a, ua, sa), (b, ub, sb) = x, y
-        if _close(value, a) or _close(value, b):
+        if _same(value, a) or _same(value, b):
             continue  # a figure restated, not computed
         cands = []
         if allowed(x, y) and sa != "implied":  # a constant converts a figure: a·k, a/k
@@ -279,14 +315,14 @@ def _derivable(value: float, unit: frozenset[str], pool: Sequence[_Operand]) -> 
             same = ua == ub and bool(ua) and ua == unit
             if allowed(x, y, added=same):
                 cands += [a + b, a - b]
-        if any(_close(value, c) for c in cands):
+        if any(close(c) for c in cands):
             return True
     for x, y, z in itertools.permutations(pool, 3):
         if x[2] == "implied" or not z[0] or not allowed(x, y, z):
             continue
-        if _close(value, x[0] * y[0] / z[0]):
-            if _close(value, x[0]) or _close(value, y[0]):
-                continue
+        if _same(value, x[0]) or _same(value, y[0]):
+            continue
+        if close(x[0] * y[0] / z[0]) or close(x[0] * y[0] * z[0]):  # pro rata; 2 x £9.90 x 12
             return True
     return False
 
@@ -330,30 +366,21 @@ def names(claim: str) -> list[str]:
     return out
 
 
-Similarity = Callable[[str, str], float]
-
-
 def check_claim(
     claim: str,
     question: str,
     chunks: Sequence[str],
     near: Sequence[int],
     known: frozenset[str],
-    similarity: Similarity | None = None,
     answer: str = "",
 ) -> list[Finding]:
     """Evidence against one claim; ``near`` are the chunks aligned with it, best first.
 
     ``known`` are the :func:`known_keys` of the context and the question, against which
-    the claim's names are checked. ``similarity`` compares two clauses (cosine of
-    their embeddings); without it, the share of shared word keys does. The figures
-    of the whole ``answer`` are operands: one sentence may compute from another's.
+    the claim's names are checked. Which figure a clause is about is read from the
+    words the claim and the clause share. The figures of the whole ``answer`` are
+    operands: one sentence may compute from another's.
     """
-
-    def fit(q: Quantity, s: Quantity) -> float:
-        lexical = _overlap(q.anchors, s.anchors)
-        return max(lexical, similarity(q.clause, s.clause)) if similarity else lexical
-
     if abstains(claim):
         return []
     found: list[Finding] = []
@@ -364,31 +391,42 @@ def check_claim(
     mine = quantities(claim)
     elsewhere = [o for o in quantities(answer) if o.clause not in {q.clause for q in mine}]
     pool = _pool([q for _, q in local], asked, f"{question} {claim}")
-    for n, q in enumerate(mine):
-        if any(_same(q.value, a.value) for a in asked):
-            continue
-        others = [(o.value, o.unit, "given") for m, o in enumerate(mine) if m != n]
-        others += [(o.value, o.unit, "given") for o in elsewhere]
-        # Another figure of the answer is an operand only if it stands by itself,
-        # so that two invented figures cannot vouch for each other.
-        others = [o for o in others if any(_same(o[0], s.value) for _, s in stated)
-                  or _derivable(o[0], o[1], pool)]  # fmt: skip
-        computed = _derivable(q.value, q.unit, [*pool, *others[:MAX_OPERANDS]])
+    approximate = _APPROXIMATE.search(claim) is not None
+    summed = _SUM.search(claim) is not None
+
+    def derivable(q: Quantity, operands: Sequence[_Operand]) -> bool:
+        return _derivable(q.value, q.unit, operands, _tolerance(q, approximate), summed)
+
+    # The answer's other figures are operands only if they stand by themselves
+    # (stated, or one step from the context and the question), so that invented
+    # figures cannot vouch for each other; worked out once, at most MAX_OPERANDS.
+    standing: list[tuple[Quantity, _Operand]] = []
+    for o in [*mine, *elsewhere]:
+        if len(standing) == MAX_OPERANDS:
+            break
+        if any(_same(o.value, s.value) for _, s in stated) or derivable(o, pool):
+            standing.append((o, (o.value, o.unit, "given")))
+    for q in mine:
+        if q.unit & _CALENDAR_KEYS or any(_same(q.value, a.value) for a in asked):
+            continue  # "31 March": a date the claim may compute; the user's own figure
+        computed = derivable(q, [*pool, *(op for o, op in standing if o is not q)])
         same = [(i, s) for i, s in stated if _same(s.value, q.value)]
-        if q.unit & _CALENDAR_KEYS:
-            continue  # "31 March": a date the claim may compute, not a figure to check
         if not same:
-            if not computed and (q.value > 2 or q.unit & _MONEY or "%" in q.unit):
+            if not computed and not q.loose:
                 detail = f"{q.text.strip()} is neither stated in the context nor computable from it"
                 found.append(Finding("number_unsupported", claim, None, detail, 0.9))
             continue
         if computed:
             continue  # "1.5 % of EUR 2,000 is EUR 30", whatever else costs EUR 30
-        fits = max(fit(q, s) for _, s in same)
+        fits = max(_overlap(q.anchors, s.anchors) for _, s in same)
         rivals = [
-            (fit(q, s), i, s)
+            (_overlap(q.anchors, s.anchors), i, s)
             for i, s in stated
-            if not _same(s.value, q.value) and s.unit and q.unit and _compatible(s.unit, q.unit)
+            if not _same(s.value, q.value)
+            and s.unit
+            and q.unit
+            and _compatible(s.unit, q.unit)
+            and not any(_same(s.value, m.value) for m in mine)  # "$20 instead of $25"
         ]
         if not rivals:
             continue
@@ -399,14 +437,14 @@ def check_claim(
                 f"gives {s.text.strip()}"
             )
             found.append(Finding("number_elsewhere", claim, chunks[i], detail, 0.8))
-    for name in names(claim):
-        if key(name) not in known:
+    for name in dict.fromkeys(names(claim)):
+        if not any(form in known for form in _forms(name)):
             detail = f"'{name}' is not mentioned in the context or the question"
             found.append(Finding("name_unsupported", claim, None, detail, 0.7))
     if near:
         found += _polarity(claim, [chunks[i] for i in near])
         found += _scope(claim, [chunks[i] for i in near])
-    return found
+    return list({(f.check, f.detail): f for f in found}.values())  # a repeat adds nothing
 
 
 def _negated(text: str) -> bool:
@@ -415,10 +453,10 @@ def _negated(text: str) -> bool:
 
 
 def _polarity(claim: str, near: Sequence[str]) -> list[Finding]:
-    """A bare 'Yes'/'No' (or negation) that the best-aligned chunk states the other way."""
+    """A bare "Yes" where the best-aligned chunk is negated. The reverse ("No" against
+    an affirmation) is not checked: answers say no to the user's premise too often."""
     best = near[0]
-    head = claim.strip().lower()
-    says_yes = head.startswith("yes") and not _negated(claim)
+    says_yes = re.match(r"\s*yes\b", claim, re.IGNORECASE) is not None and not _negated(claim)
     if says_yes and _negated(best):
         detail = "affirms what the aligned context states with a negation"
         return [Finding("polarity", claim, best, detail, 0.6)]
@@ -430,7 +468,7 @@ def _scope(claim: str, near: Sequence[str]) -> list[Finding]:
     if not said:
         return []
     context = {t.lower() for c in near for t in words(c)}
-    if said & context:
-        return []
+    if context & _WIDE and not context & _RESTRICTING:
+        return []  # "each region" for "every region"; but "all plans …, SCIM on X only"
     detail = f"'{sorted(said)[0]}' widens the scope the aligned context states"
-    return [Finding("scope", claim, near[0], detail, 0.5)]
+    return [Finding("scope", claim, near[0], detail, 0.45)]

@@ -55,6 +55,7 @@ __all__ = [
 MAX_CHUNKS = 400  # context sentences read per event; later ones cannot support anything
 MAX_UNSUPPORTED = 5
 MAX_QUOTE = 300  # characters kept of each unsupported sentence
+MAX_ENTRY = 800  # ... of each entry: the sentence and its reasons
 TOP_K = 2  # aligned context sentences per output sentence, each with one neighbour a side
 NLI_THRESHOLD = 0.5
 # The class of an NLI (entailment/neutral/contradiction) or fact-checking
@@ -95,8 +96,10 @@ FORM_FEATURES = (
 
 @dataclass(frozen=True)
 class Groundedness:
-    score: float | None  # P(hallucinated), or the unsupported share; None: no context
-    unsupported: list[str]  # rule-rejected sentences: at most 5, 300 characters each
+    score: float | None  # P(hallucinated); None: no context
+    # Claims with findings, each "<claim> [<reasons>]": at most 5, the claim cut at 300
+    # characters, the entry at 800.
+    unsupported: list[str]
     sentences: int
     method: str  # "claims" | "head" | "nli"
 
@@ -136,10 +139,11 @@ def holdout_key(dataset: str, row: Mapping[str, Any]) -> str:
 @dataclass
 class _Event:
     sentences: list[str]
-    chunks: list[str]
+    chunks: list[str]  # the first MAX_CHUNKS context sentences: what claims align with
     parts: list[int]  # which context element each chunk came from
     question: str
     output: str
+    context: list[str]  # every context sentence: what figures and names are looked up in
 
 
 def has_context(context: Sequence[str] | None) -> bool:
@@ -174,7 +178,7 @@ def _event(output: str, question: str, context: Sequence[str] | None) -> _Event 
     if not sentences or not chunks:
         return None
     q = question if question.strip() else ""
-    return _Event(sentences, chunks[:MAX_CHUNKS], parts[:MAX_CHUNKS], q, output)
+    return _Event(sentences, chunks[:MAX_CHUNKS], parts[:MAX_CHUNKS], q, output, chunks)
 
 
 class HallucinationDetector:
@@ -335,12 +339,12 @@ def _share(missing: int, total: int) -> float:
 
 def _claims(event: _Event, sims: np.ndarray) -> tuple[Finding, ...]:
     """The claim-level evidence against each output sentence, see :mod:`detectors.claims`."""
-    known = known_keys([*event.chunks, event.question])
+    known = known_keys([*event.context, event.question])
     found: list[Finding] = []
     for sentence, row in zip(event.sentences, sims, strict=True):
         near = sorted(_neighbourhood(row, event.parts), key=lambda j: -row[j])
         found += check_claim(
-            sentence, event.question, event.chunks, near, known, answer=event.output
+            sentence, event.question, event.context, near, known, answer=event.output
         )
     return tuple(found)
 
@@ -366,7 +370,7 @@ def _evidence(a: Alignment, rejected: bool) -> list[str]:
             if not ok:
                 why.setdefault(s, []).append("no context sentence supports it")
     quoted = [f"{claim[:MAX_QUOTE]} [{'; '.join(reasons)}]" for claim, reasons in why.items()]
-    return quoted[:MAX_UNSUPPORTED]
+    return [q[:MAX_ENTRY] for q in quoted[:MAX_UNSUPPORTED]]
 
 
 def _check(
@@ -451,7 +455,7 @@ def _check(
         np.asarray(features, dtype=np.float64),
         np.asarray(form, dtype=np.float64),
         findings,
-        verbatim=_normal(event.output) in _normal(" ".join(event.chunks)),
+        verbatim=f" {_normal(event.output)} " in f" {_normal(' '.join(event.context))} ",
     )
 
 

@@ -4,7 +4,8 @@ An embedding head learns profanity and slurs from tweets; a support reply that s
 "Did you even read the manual?" or "Stop asking" shares no word with them and
 scores low. These patterns name what such replies do to the reader: call them
 names, belittle their ability, dismiss them, or sigh at them. Each pattern has a
-strength; the rule score is their noisy-or, and the detector combines it with the
+strength (below 0.5 for the mild ones, which flag only with another); the rule
+score is their noisy-or, and the detector combines it with the
 model's probability the same way (``1 - (1 - model) * (1 - rules)``).
 
 Words quoted or reported from someone else ("the customer called us idiots",
@@ -34,21 +35,22 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
         (
             "insult",
             0.7,
-            r"(?<!\bno )(?<!\bnot a )\b(?:stupid|dumb|moronic|idiotic|pointless|silly)"
+            r"(?<!\bno )(?<!\bnot a )(?<!\bsuch thing as a )"
+            r"\b(?:stupid|dumb|moronic|idiotic|pointless|silly)"
             r"\s+(?:question|request|complaint|mistake|excuse)s?\b",
         ),
         (
             "dismissal",
             0.85,
-            r"\b(?:stop|quit)\s+(?:asking|whining|complaining|bothering|moaning|"
-            r"crying|pestering|nagging)\b|\bshut up\b",
+            r"(?:^|[.!?:;,]\s*|\b(?:just|so|please|now)\s+)(?:stop|quit)\s+(?:asking|whining|"
+            r"complaining|bothering|moaning|crying|pestering|nagging)\b(?!\s+for\b)|\bshut up\b",
         ),
         ("dismissal", 0.8, r"\b(?:waste|wasting)\s+(?:my|our)\s+time\b"),
         (
             "dismissal",
             0.7,
-            r"\b(?:get over it|deal with it|not my problem|your problem,? not "
-            r"(?:mine|ours)|take it or leave it|i don'?t have all day)\b",
+            r"\b(?:get over it|not my problem|your problem,? not (?:mine|ours)|"
+            r"take it or leave it|i don'?t have all day)\b|(?:^|[.!?]\s*)deal with it\b",
         ),
         (
             "dismissal",
@@ -60,8 +62,14 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             "exasperation",
             0.6,
             r"\b(?:for the (?:last|hundredth|umpteenth|third) time|how many "
-            r"times (?:do|must|have) i|as i (?:already|just) (?:said|explained|"
-            r"told you)|like i (?:already )?(?:said|told you))\b|^\s*sigh\b",
+            r"times (?:do|must|have) i)\b|^\s*sigh\b",
+        ),
+        # Mild ones (below 0.5) flag a reply only together with another signal.
+        (
+            "exasperation",
+            0.4,
+            r"\b(?:as i (?:already|just) (?:said|explained|told you)|"
+            r"like i (?:already )?(?:said|told you)|not rocket science)\b",
         ),
         (
             "belittling",
@@ -69,26 +77,28 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             r"\b(?:did you even (?:read|look|try|bother|check)|can'?t you read|"
             r"you (?:obviously|clearly) (?:haven'?t|didn'?t|don'?t|can'?t)|"
             r"(?:reading|listening) (?:seems|is) (?:hard|difficult)|even a child|"
-            r"a child could|not rocket science|use your (?:brain|head|eyes)|"
+            r"a child could|use your (?:brain|head|eyes)|"
             r"let me spell it out|in (?:small|simple) words for you|"
-            r"(?:isn'?t|is not) for everyone|isn'?t that hard|basic stuff)\b",
+            r"isn'?t that hard)\b",
         ),
-        ("belittling", 0.7, r"\b(?:you people|people like you)\b"),
+        ("belittling", 0.7, r"(?<!\bthank )(?<!\bthanks )\b(?:you people|people like you)\b"),
         (
             "sarcasm",
             0.6,
-            r"\b(?:congratulations|well done|bravo),?\s+you\s+"
-            r"(?:managed|broke|did)\b",
+            r"\b(?:congratulations|well done|bravo),?\s+you\s+(?:managed to )?"
+            r"(?:break|broke|delete|deleted|lose|lost|mess|messed)\b",
         ),
-        ("belittling", 0.6, r"\b(?:confused|clueless|lazy) (?:customers|users|people)\b"),
+        ("belittling", 0.4, r"\b(?:confused|clueless|lazy) (?:customers|users|people)\b"),
     )
 )
-_QUOTED = re.compile(r"'[^']{3,}'|\"[^\"]{3,}\"|\u201c[^\u201d]+\u201d|\u2018[^\u2019]{3,}\u2019")
+_QUOTED = re.compile(
+    r"(?<!\w)'[^']{3,}'(?!\w)|\"[^\"]{3,}\"|\u201c[^\u201d]+\u201d|\u2018[^\u2019]{3,}\u2019(?!\w)"
+)
 
 
 def rude_signals(text: str) -> list[tuple[str, float]]:
     """The rules that fire on ``text`` outside quotes, with their strengths."""
-    own = _QUOTED.sub(" ", text.replace("\u2019", "'"))
+    own = _QUOTED.sub(" ", text).replace("\u2019", "'")
     return [(name, strength) for name, strength, pattern in RULES if pattern.search(own)]
 
 

@@ -102,3 +102,56 @@ def test_saying_the_context_is_silent_states_no_fact(claim: str) -> None:
 def test_quantities_read_currency_percent_clock_and_word_figures() -> None:
     read = [(q.value, sorted(q.unit)) for q in quantities("EUR 60 or 15% after 22:00, two bags")]
     assert read == [(22.0, ["time"]), (60.0, ["eur"]), (15.0, ["%"]), (2.0, ["bag"])]
+
+
+def test_an_invented_price_among_the_contexts_prices_is_not_taken_for_arithmetic() -> None:
+    chunks = ["Plans: Basic EUR 9, Plus EUR 15, Team EUR 29, Business EUR 49, Scale EUR 99."]
+    assert checks("That plan costs EUR 44 a month.", "", chunks) == ["number_unsupported"]
+
+
+def test_two_context_prices_may_be_added_when_the_claim_says_so() -> None:
+    chunks = ["Data add-ons: 5 GB for EUR 7 or 20 GB for EUR 15."]
+    assert checks("Both add-ons together cost EUR 22.", "", chunks) == []
+    assert checks("The add-on costs EUR 22.", "", chunks) == ["number_unsupported"]
+
+
+def test_a_computed_figure_must_match_to_its_stated_precision() -> None:
+    chunks = ["Full-time staff accrue 25 days of leave a year."]
+    assert checks("That is 2.08 days per month.", "", chunks) == []
+    assert checks("That is 2.2 days per month.", "", chunks) == ["number_unsupported"]
+
+
+def test_a_small_swapped_figure_is_checked_too() -> None:
+    chunks = ["The warranty lasts 3 years from purchase."]
+    assert checks("The warranty lasts 1 year.", "", chunks) == ["number_unsupported"]
+
+
+def test_per_cent_is_a_percentage_not_cents() -> None:
+    assert [(q.value, sorted(q.unit)) for q in quantities("a 5 per cent fee")] == [(5.0, ["%"])]
+    assert checks("The fee is 5 %.", "", ["A fee of 5 per cent applies."]) == []
+
+
+def test_a_decimal_comma_is_read_as_a_decimal() -> None:
+    assert [q.value for q in quantities("EUR 12,50 or 1,250 points")] == [12.5, 1250.0]
+
+
+def test_yesterday_is_not_a_yes_and_only_is_not_a_negation() -> None:
+    chunks = ["Orders can be cancelled online only within 14 days."]
+    assert checks("Yes, you can cancel online within 14 days.", "", chunks, near=[0]) == []
+    assert checks("Yesterday the order shipped.", "", ["It was not shipped."], near=[0]) == []
+
+
+def test_a_name_is_matched_as_a_word_not_by_its_first_letters() -> None:
+    chunks = ["Support is run by Andersen Consulting."]
+    assert checks("Support is run by Anderson Consulting.", "", chunks) == ["name_unsupported"]
+    assert checks("Andersen's team runs support.", "", chunks) == []
+
+
+def test_a_repeated_name_is_one_finding() -> None:
+    found = findings("Ask Smith, or Smith, or Smith.", "", ["Ask the desk."])
+    assert [f.detail for f in found] == ["'Smith' is not mentioned in the context or the question"]
+
+
+def test_a_wide_word_in_the_context_allows_a_wide_claim() -> None:
+    chunks = ["Each region has its own backup schedule."]
+    assert checks("Every region has its own backup schedule.", "", chunks) == []

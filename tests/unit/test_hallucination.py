@@ -13,6 +13,7 @@ from detectors.embeddings import EmbeddingModel, default_model_path
 from detectors.hallucination import (
     FEATURES,
     FORM_FEATURES,
+    MAX_CHUNKS,
     PRIOR_BASE,
     PRIOR_QUESTION,
     PRIOR_VERBATIM,
@@ -156,6 +157,14 @@ def test_a_mixed_batch_keeps_event_order(claims) -> None:
     for got, want in zip(batched, alone, strict=True):
         assert got.unsupported == want.unsupported
         assert got.score == pytest.approx(want.score, abs=1e-4)
+
+
+def test_figures_and_names_past_the_aligned_chunks_still_count_as_stated(claims) -> None:
+    filler = [f"Note {i} concerns the lobby." for i in range(MAX_CHUNKS + 20)]
+    context = [" ".join(filler), "The Otis Elevator Company installed 7 lifts in 1889."]
+    (result,) = claims.score(TextBatch.of([""], ["Otis installed 7 lifts in 1889."], [context]))
+    assert result.unsupported == []
+    assert result.score is not None and result.score < 0.5
 
 
 def test_a_batch_is_encoded_in_one_call(model) -> None:

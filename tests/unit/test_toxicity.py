@@ -142,6 +142,16 @@ def test_head_reuses_the_batch_vectors(head: HeadToxicity, embeddings: Embedding
     assert reused.scores["toxicity"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_a_condescending_reply_without_a_swear_word_is_flagged_by_the_rules(
+    head: HeadToxicity, embeddings: EmbeddingModel
+) -> None:
+    reply = "Did you even read the manual? Stop asking me this."
+    [scored] = head.score(outputs([reply]))
+    model_alone = float(head.head.predict(embeddings.encode([reply]))[0])
+    assert scored.scores["toxicity"] == pytest.approx(1 - (1 - model_alone) * 0.15 * 0.25)
+    assert scored.scores["toxicity"] > 0.5
+
+
 def test_head_gives_an_empty_reply_zero(head: HeadToxicity) -> None:
     empty, blank, hostile = head.score(outputs(["", "  \n", HOSTILE]))
     assert empty.scores["toxicity"] == blank.scores["toxicity"] == 0.0

@@ -11,6 +11,7 @@ from detectors.toxicity_rules import rude_signals, rule_score
     ("reply", "signal"),
     [
         ("You're a complete idiot if you think that works.", "insult"),
+        ("You're an idiot and you don't get it.", "insult"),  # two apostrophes, no quote
         ("That's a stupid question.", "insult"),
         ("Stop asking me the same thing.", "dismissal"),
         ("Please don't waste our time with this.", "dismissal"),
@@ -34,6 +35,12 @@ def test_a_reply_that_belittles_the_reader_fires_a_rule(reply: str, signal: str)
         "The opposition called the bill 'a disgrace'.",
         "Chemotherapy kills rapidly dividing cells.",
         "I'm sorry for the trouble; I've reissued the invoice.",
+        "We'll deal with it right away.",
+        "To make Chrome stop asking for permission, open its site settings.",
+        "Congratulations, you did it!",
+        "There's no such thing as a stupid question.",
+        "Thank you people at support!",
+        "This plan isn't for everyone; the Starter plan may suit you better.",
     ],
 )
 def test_polite_or_reported_replies_fire_none(reply: str) -> None:
@@ -44,3 +51,7 @@ def test_polite_or_reported_replies_fire_none(reply: str) -> None:
 def test_two_rules_combine_by_noisy_or() -> None:
     reply = "Stop asking. Did you even read the manual?"
     assert rule_score(reply) == pytest.approx(1 - (1 - 0.85) * (1 - 0.75))
+
+
+def test_a_mild_signal_alone_stays_below_the_flag_threshold() -> None:
+    assert 0.0 < rule_score("As I just explained, the fee is $5.") < 0.5
