@@ -89,6 +89,53 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             r"(?:break|broke|delete|deleted|lose|lost|mess|messed)\b",
         ),
         ("belittling", 0.4, r"\b(?:confused|clueless|lazy) (?:customers|users|people)\b"),
+        (
+            "insult",
+            0.8,
+            r"\byou\b[^.!?]{0,40}\b(?:idiot|moron|dumbass|imbecile|cretin|muppet)s?\b|"
+            r"\byour (?:stupid|dumb|idiotic|pathetic|ridiculous|silly) (?:question|request|"
+            r"complaint|idea|mistake|problem)s?\b",
+        ),
+        (
+            "belittling",
+            0.7,
+            r"\bwhat part of\b[^.!?]{1,40}\b(?:don'?t|do not) you (?:understand|get)\b|"
+            r"\b(?:try|maybe try|learn) (?:reading|to read)\b|\brtfm\b|\b(?:just )?google it\b|"
+            r"\bread the (?:manual|instructions|docs|documentation|faq) (?:next time|first|"
+            r"before)\b|\bit'?s (?:literally|right) (?:there|in front of you)\b|"
+            r"\bhow hard (?:can it be|is it)\b|\beven my (?:grandma|grandmother|kid|dog)\b|"
+            r"\byou must be new\b|\bhold your hand\b|\bspoon-?feed|"
+            r"\bdo your (?:own )?(?:homework|research)\b|"
+            r"\bfigure it out (?:yourself|on your own)\b|\b(?:it'?s|this is) common sense\b",
+        ),
+        (
+            "blaming",
+            0.6,
+            r"\b(?:that'?s|this is|it'?s) (?:on you|(?:all )?your (?:own )?fault)\b|"
+            r"\bif you had (?:bothered|read|listened|paid attention)\b|"
+            r"\byou should have (?:read|known|checked|listened|paid attention)\b",
+        ),
+        (
+            "exasperation",
+            0.6,
+            r"\bi(?:'ve| have) (?:already )?told you\b|\bas (?:stated|mentioned|explained) "
+            r"(?:multiple|several|many|countless) times\b|\bi shouldn'?t have to\b|"
+            r"\bnot my job\b|\bthanks for nothing\b|\bgood luck with that\b|"
+            r"\bno offen[cs]e,? but\b|\b(?:for god'?s sake|for crying out loud|ffs|wtf)\b",
+        ),
+        (
+            "patronising",
+            0.7,
+            r",\s*(?:sweetie|sweetheart|honey|darling)\b|\b(?:sweetie|sweetheart|darling)\s*[,.!]",
+        ),
+        (
+            "exasperation",
+            0.4,
+            r"\bper my (?:last|previous) (?:message|email|reply)\b|\bwith all due respect\b|"
+            r"\bseriously\?|\bnot our fault\b|\byou again\b|\bcalm down\b|"
+            r"\bare you (?:serious|kidding)\b|"
+            r"\b(?:it'?s|this is) not (?:that )?(?:complicated|difficult|hard)\b",
+        ),
     )
 )
 _QUOTED = re.compile(

@@ -71,11 +71,22 @@ def test_batched_scores_equal_detoxify_predict(
     reference = Detoxify(
         "original", checkpoint=str(checkpoint), device="cpu", huggingface_config_path=str(config)
     ).predict(TEXTS)
-    results = detector.score(outputs(TEXTS))
-    assert len(results) == len(TEXTS)
+    probs = detector.predict(TEXTS)  # the model alone; score() adds the rules to toxicity
+    assert probs.shape == (len(TEXTS), len(detector.class_names))
     for name, expected in reference.items():
-        got = [r.scores[name] for r in results]
+        got = probs[:, detector.class_names.index(name)]
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_detoxify_toxicity_is_combined_with_the_rules_and_other_classes_are_not(
+    detector: DetoxifyToxicity,
+) -> None:
+    reply = "Stop asking. Did you even read the manual?"
+    [scored] = detector.score(outputs([reply]))
+    raw = dict(zip(detector.class_names, detector.predict([reply])[0], strict=True))
+    assert scored.scores["toxicity"] == pytest.approx(1 - (1 - raw["toxicity"]) * 0.15 * 0.25)
+    others = {k: v for k, v in scored.scores.items() if k != "toxicity"}
+    assert others == pytest.approx({k: v for k, v in raw.items() if k != "toxicity"})
 
 
 def test_scores_the_outputs_not_the_inputs(detector: DetoxifyToxicity) -> None:
