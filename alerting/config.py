@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from config.errors import LlmpulseError
 from detectors.thresholds import FLAG_AT
 
 __all__ = [
@@ -35,7 +36,7 @@ CHANNELS = ("pagerduty", "slack", "webhook", "rollback", "alertmanager")
 FILTER_LABELS = ("app", "environment", "model", "prompt_version", "variant")
 
 
-class SecretError(RuntimeError):
+class SecretError(LlmpulseError, RuntimeError):
     """A secret cannot be read; the message names its source, never a value."""
 
 

@@ -46,6 +46,7 @@ from alerting.rules_yaml import (
     suggest,
     syntax_problem,
 )
+from config.errors import LlmpulseError
 
 __all__ = [
     "SUMMARY_KEYS",
@@ -76,7 +77,7 @@ _BUILTIN = {"receivers": (), "severity": "error", "for": 0.0, "min_events": 1,
             "repeat_interval": 4 * 3600.0}  # fmt: skip
 
 
-class RulesError(ValueError):
+class RulesError(LlmpulseError, ValueError):
     """A rules file has problems; ``errors`` holds all of them, in line order."""
 
     def __init__(self, errors: list[RuleProblem]) -> None:

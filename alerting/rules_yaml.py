@@ -19,6 +19,8 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from config.errors import LlmpulseError
+
 __all__ = ["DurationError", "Mapping", "Problems", "RuleProblem", "parse_duration", "suggest"]
 
 _TAG = "tag:yaml.org,2002:"
@@ -28,7 +30,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
-class DurationError(ValueError):
+class DurationError(LlmpulseError, ValueError):
     """A duration is neither a number of seconds nor NUMBER+UNIT parts (1h30m)."""
 
 

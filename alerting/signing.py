@@ -12,6 +12,8 @@ import hmac
 import re
 from collections.abc import Mapping
 
+from config.errors import LlmpulseError
+
 __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
@@ -26,7 +28,7 @@ SIGNATURE_HEADER = "X-Llmpulse-Signature"
 _DIGITS = re.compile(r"[0-9]{1,15}")  # int() alone would accept "+1", " 1" and "1_0"
 
 
-class SignatureError(ValueError):
+class SignatureError(LlmpulseError, ValueError):
     """A request failed verification. ``reason`` is one of: missing_header,
     bad_timestamp, too_old, too_new, bad_signature."""
 

@@ -14,12 +14,14 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from config.errors import LlmpulseError
+
 __all__ = ["Detector", "DetectorError", "TextBatch"]
 
 R_co = TypeVar("R_co", covariant=True)
 
 
-class DetectorError(RuntimeError):
+class DetectorError(LlmpulseError, RuntimeError):
     """A detector cannot be built as configured; the message says what to change."""
 
 

@@ -20,13 +20,15 @@ from typing import Any
 
 import yaml
 
+from config.errors import LlmpulseError
+
 __all__ = ["Cost", "CostDetector", "Price", "PriceTable", "PriceTableError"]
 
 log = logging.getLogger(__name__)
 PER = 1_000_000
 
 
-class PriceTableError(ValueError):
+class PriceTableError(LlmpulseError, ValueError):
     """The price table file is malformed; the message says where."""
 
 

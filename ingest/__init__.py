@@ -9,10 +9,11 @@ Exceptions::
      └── SchemaError    an event failed validation; ``.rejection`` says why
 """
 
+from config.errors import LlmpulseError
 from ingest.schema import Event, Feedback, Rejection, Usage, parse_event, parse_feedback
 
 
-class IngestError(Exception):
+class IngestError(LlmpulseError):
     """Base of what the SDK raises."""
 
 

@@ -23,12 +23,14 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from config.errors import LlmpulseError
+
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use"]
 
 log = logging.getLogger(__name__)
 
 
-class BrokerError(RuntimeError):
+class BrokerError(LlmpulseError, RuntimeError):
     """The embedded broker could not be started or did not become ready."""
 
 

@@ -9,12 +9,14 @@ from collections import Counter
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from config.errors import LlmpulseError
 from llmpulse.cli_compare import compare
 from llmpulse.cli_demo import demo
 from llmpulse.cli_reference import reference
@@ -49,7 +51,18 @@ loglevel_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Any LlmpulseError a command lets through becomes one line on stderr and exit 1:
+    a bad setting, rule file or price table is the user's to fix, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LlmpulseError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def main(verbose: bool) -> None:
     """llmpulse: score every LLM call, store it in ClickHouse, alert on what matters."""

@@ -20,13 +20,13 @@ out = Console()
 def _send(app: str, version: str, action: str, **fields: object) -> dict:
     from llmpulse.reference_client import send_reference_request
     from llmpulse.settings import SettingsError
-    from processors.references import ReferenceError, ReferenceRequest
+    from processors.references import ReferenceRequest, ReferenceSetError
     from storage.engine import StorageError
 
     try:
         req = ReferenceRequest(app, version, action, **fields)  # type: ignore[arg-type]
         return send_reference_request(load_settings(), req)
-    except (ReferenceError, StorageError, SettingsError) as exc:
+    except (ReferenceSetError, StorageError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -99,11 +99,11 @@ def set_(
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --file, --from/--to, --first")
     if file is not None:
-        from processors.references import ReferenceError, events_from_file
+        from processors.references import ReferenceSetError, events_from_file
 
         try:  # read here first, so a bad line is reported before anything is sent
             ids, _, _ = events_from_file(file, limit=100_000)
-        except ReferenceError as exc:
+        except ReferenceSetError as exc:
             raise click.ClickException(str(exc)) from None
         if len(ids) == 100_000:
             console.print(f"{file} has more events: the first 100,000 are used")

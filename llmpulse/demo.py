@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
+from config.errors import LlmpulseError
 from llmpulse.broker import EmbeddedBroker, free_port
 from llmpulse.demo_parts import APP, Call, Receivers, Traffic
 from llmpulse.query import run_query
@@ -127,7 +128,7 @@ QUERIES = [
 ]
 
 
-class DemoError(RuntimeError):
+class DemoError(LlmpulseError, RuntimeError):
     """The demo could not run or did not reach its end; the message says why."""
 
 

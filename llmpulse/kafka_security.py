@@ -12,6 +12,8 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from config.errors import LlmpulseError
+
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["KafkaSecurityError", "aiokafka_security", "faust_credentials", "ssl_context"]
 
 
-class KafkaSecurityError(ValueError):
+class KafkaSecurityError(LlmpulseError, ValueError):
     """A certificate or key file cannot be used; the message names the setting."""
 
 

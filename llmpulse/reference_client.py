@@ -13,7 +13,7 @@ import urllib.error
 from typing import Any
 
 from llmpulse.settings import Settings
-from processors.references import ReferenceError, ReferenceRequest, apply_request
+from processors.references import ReferenceRequest, ReferenceSetError, apply_request
 from storage.engine import Engine, StorageError
 
 __all__ = ["send_reference_request"]
@@ -39,7 +39,7 @@ def _via_worker(url: str, req: ReferenceRequest, token: str) -> dict[str, Any]:
     try:
         return dict(post_to_worker(url, json.loads(req.to_json()), token, timeout_s=600))
     except WorkerRefused as exc:
-        raise ReferenceError(f"the worker refused: {exc}") from None
+        raise ReferenceSetError(f"the worker refused: {exc}") from None
     except urllib.error.URLError as exc:
         raise StorageError(f"the worker's endpoint {url} does not answer: {exc.reason}") from None
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from config.errors import LlmpulseError
 from detectors.thresholds import FLAG_AT
 from llmpulse.report_plots import Drawn, Marker, PlotData, plot_all
 from llmpulse.settings import Settings
@@ -47,7 +48,7 @@ class _Result(Protocol):
 Query = Callable[[str], _Result]
 
 
-class NoDataError(LookupError):
+class NoDataError(LlmpulseError, LookupError):
     """No event of the app in the range: a report of empty plots would only mislead."""
 
 

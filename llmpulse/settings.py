@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from config.errors import LlmpulseError
+
 if TYPE_CHECKING:
     from storage.engine import ServerAuth
 
@@ -32,7 +34,7 @@ SECRET_FILES = ("sql_token", "redaction_salt", "kafka_sasl_password", "clickhous
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-class SettingsError(ValueError):
+class SettingsError(LlmpulseError, ValueError):
     """A setting has a value that cannot work; the message names the variable."""
 
 

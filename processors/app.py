@@ -26,7 +26,7 @@ from processors.batch import Record, Scorer, records_of
 from processors.drift_monitor import DriftMonitor, ScoredMessage
 from processors.feedback import install_feedback
 from processors.handler import BatchHandler
-from processors.references import ReferenceError, ReferenceRequest, apply_request
+from processors.references import ReferenceRequest, ReferenceSetError, apply_request
 from storage.engine import Engine
 from storage.readonly import READ_ONLY_SETTINGS, ReadOnlyViolation, check_read_only
 
@@ -175,7 +175,7 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                 return self.error(401, "missing or wrong bearer token")
             try:
                 req = ReferenceRequest.from_json(await request.json())
-            except ReferenceError as exc:
+            except ReferenceSetError as exc:
                 return self.error(400, str(exc))
             except (TypeError, ValueError):
                 return self.error(400, "expected a JSON reference request")
@@ -184,7 +184,7 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
             try:
                 req = await loop.run_in_executor(None, req.loaded)
                 req.check()
-            except (ReferenceError, OSError) as exc:
+            except (ReferenceSetError, OSError) as exc:
                 return self.error(400, str(exc))
             if req.action == "file":
                 encode = scorer.suite.embeddings.encode
@@ -200,7 +200,7 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                         apply_request, monitor.store, req, model=scorer.suite.embedding_model,
                         vectors=vectors, redact=scorer.suite.redactor.redact,
                     )  # fmt: skip
-                except ReferenceError as exc:
+                except ReferenceSetError as exc:
                     return self.error(400, str(exc))
                 await monitor.forget_reference(req.app, req.prompt_version, locked=True)
             return self.json(done)

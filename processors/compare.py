@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alerting.metrics import quote
+from config.errors import LlmpulseError
 from detectors.thresholds import FLAG_AT, flagged
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ DISTRIBUTIONS = ("latency_ms", "cost_usd")
 KINDS = {"output_drift": "output", "input_drift": "input"}
 
 
-class NoEventsError(ValueError):
+class NoEventsError(LlmpulseError, ValueError):
     """A side has no events in the window; the message lists the values that do."""
 
 

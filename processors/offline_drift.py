@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from config.errors import LlmpulseError
 from detectors.drift import MAX_ROWS, proportional_sample
 from storage.drift import KINDS
 
@@ -32,7 +33,7 @@ __all__ = ["KINDS", "DriftInputError", "Texts", "drift_files", "drift_texts", "l
 ENCODE_CHUNK = 256  # texts per encode call: the progress bar moves this often
 
 
-class DriftInputError(ValueError):
+class DriftInputError(LlmpulseError, ValueError):
     """A file cannot be tested; the message names it."""
 
 

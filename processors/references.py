@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from config.errors import LlmpulseError
 from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
 
 __all__ = [
     "ACTIONS",
-    "ReferenceError",
     "ReferenceRequest",
+    "ReferenceSetError",
     "apply_request",
     "events_from_file",
     "parse_time",
@@ -32,7 +33,7 @@ __all__ = [
 ACTIONS = ("file", "range", "first", "clear")
 
 
-class ReferenceError(ValueError):
+class ReferenceSetError(LlmpulseError, ValueError):
     """The request cannot be carried out; the message says why."""
 
 
@@ -67,28 +68,28 @@ class ReferenceRequest:
         try:
             req = cls(**body)
         except TypeError as exc:
-            raise ReferenceError(f"bad reference request: {exc}") from None
+            raise ReferenceSetError(f"bad reference request: {exc}") from None
         req.check()
         return req
 
     def check(self) -> None:
         if self.action not in ACTIONS:
-            raise ReferenceError(f"action must be one of {ACTIONS}, not {self.action!r}")
+            raise ReferenceSetError(f"action must be one of {ACTIONS}, not {self.action!r}")
         if not self.app:
-            raise ReferenceError("app is required")
+            raise ReferenceSetError("app is required")
         if self.action == "file" and not (self.path and not self.inputs):
             n = len(self.inputs)
             if n < 2 or len(self.outputs) != n or len(self.event_ids) != n:
-                raise ReferenceError(
+                raise ReferenceSetError(
                     f"a reference needs at least 2 events with input and output, got {n}"
                 )
         if self.action == "range":
             if not self.start or not self.end:
-                raise ReferenceError("a time-range reference needs --from and --to")
+                raise ReferenceSetError("a time-range reference needs --from and --to")
             if parse_time(self.start) >= parse_time(self.end):
-                raise ReferenceError(f"--from {self.start} is not before --to {self.end}")
+                raise ReferenceSetError(f"--from {self.start} is not before --to {self.end}")
         if self.action in ("range", "first") and self.size < 2:
-            raise ReferenceError("--size must be at least 2")
+            raise ReferenceSetError("--size must be at least 2")
 
 
 def parse_time(text: str) -> datetime:
@@ -96,7 +97,7 @@ def parse_time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ReferenceError(
+        raise ReferenceSetError(
             f"{text!r} is not an ISO 8601 time (e.g. 2026-11-22T10:00:00Z)"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -116,11 +117,11 @@ def events_from_file(
             try:
                 event = json.loads(line)
             except ValueError:
-                raise ReferenceError(f"{path}:{number}: not JSON") from None
+                raise ReferenceSetError(f"{path}:{number}: not JSON") from None
             if not isinstance(event, dict) or not all(
                 isinstance(event.get(k), str) for k in ("input", "output")
             ):
-                raise ReferenceError(f"{path}:{number}: expected an event with input and output")
+                raise ReferenceSetError(f"{path}:{number}: expected an event with input and output")
             ids.append(str(event.get("event_id") or f"{path.name}:{number}"))
             inputs.append(event["input"])
             outputs.append(event["output"])
@@ -147,7 +148,7 @@ def apply_request(
     if req.action == "clear":
         current = store.reference(req.app, req.prompt_version)
         if current is None:
-            raise ReferenceError(f"{req.app}|{req.prompt_version} has no reference")
+            raise ReferenceSetError(f"{req.app}|{req.prompt_version} has no reference")
         store.save_reference(Reference(**{**_fields(current), "active": False}))
         return {"cleared": current.reference_id}
     if req.action == "first":
@@ -160,7 +161,7 @@ def apply_request(
     rows: list[list[Any]] = []
     if req.action == "file":
         if vectors is None:
-            raise ReferenceError("a file reference needs its embeddings")
+            raise ReferenceSetError("a file reference needs its embeddings")
         ins, outs = vectors
         for i, event_id in enumerate(req.event_ids):
             for kind, vec, text in (("input", ins[i], req.inputs[i]),
@@ -171,7 +172,7 @@ def apply_request(
         start, end = parse_time(req.start or ""), parse_time(req.end or "")
         found = store.range_events(req.app, req.prompt_version, start, end, req.size, model)
         if len(found) < 2:
-            raise ReferenceError(
+            raise ReferenceSetError(
                 f"{req.app}|{req.prompt_version} has {len(found)} stored events with {model} "
                 f"embeddings in [{req.start}, {req.end}); a reference needs at least 2"
             )

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from alerting.rules import load_rules
+from config.errors import LlmpulseError
 from llmpulse.broker import port_in_use
 from llmpulse.kafka_security import KafkaSecurityError, aiokafka_security
 from llmpulse.settings import Settings
@@ -191,7 +192,7 @@ def _check_port_free(host: str, port: int) -> None:
         )
 
 
-class WorkerError(RuntimeError):
+class WorkerError(LlmpulseError, RuntimeError):
     """The worker cannot start; the message says what to change."""
 
 

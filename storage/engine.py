@@ -21,13 +21,15 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from config.errors import LlmpulseError
+
 __all__ = ["Engine", "EngineBusyError", "ServerAuth", "StorageError", "connect", "redact_dsn"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class StorageError(RuntimeError):
+class StorageError(LlmpulseError, RuntimeError):
     """The engine or server refused an operation."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from config.errors import LlmpulseError
+
 __all__ = ["READ_ONLY_SETTINGS", "ReadOnlyViolation", "check_read_only"]
 
 READ_ONLY_SETTINGS = {"readonly": 1}
@@ -20,7 +22,7 @@ _COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _OUTFILE = re.compile(r"\bINTO(?:\s|/\*.*?\*/|(?:--|#)[^\n]*(?:\n|$))+OUTFILE\b", re.I | re.S)
 
 
-class ReadOnlyViolation(ValueError):
+class ReadOnlyViolation(LlmpulseError, ValueError):
     """The statement is not a single read query."""
 
 
