@@ -20,7 +20,7 @@ RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 # downloaded when the worker starts.
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY config config
+COPY core core
 COPY ingest ingest
 COPY processors processors
 COPY detectors detectors

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.errors import LlmpulseError
-from detectors.thresholds import FLAG_AT
+from core.errors import LlmpulseError
+from core.thresholds import FLAG_AT
 
 __all__ = [
     "CHANNELS",

@@ -12,12 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alerting.config import Rule
+from core.sql import quote
 
-__all__ = ["MetricQuery", "evidence_query", "metric_query", "quote", "versions_query"]
-
-
-def quote(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+__all__ = ["MetricQuery", "evidence_query", "metric_query", "versions_query"]
 
 
 def at(ts: float) -> str:

@@ -46,7 +46,7 @@ from alerting.rules_yaml import (
     suggest,
     syntax_problem,
 )
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = [
     "SUMMARY_KEYS",

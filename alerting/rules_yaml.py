@@ -19,7 +19,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = ["DurationError", "Mapping", "Problems", "RuleProblem", "parse_duration", "suggest"]
 

@@ -12,7 +12,7 @@ import hmac
 import re
 from collections.abc import Mapping
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -25,7 +25,9 @@ synthetic training rows were, in other words);
 toxicity, ``toxicity.jsonl``: 40 rude or condescending support replies, mostly
 without a swear word, and 40 polite or neutral ones that say "kill", "abort",
 "murder", medicine, history, fiction and summaries of angry emails, and
-``toxicity_heldout.jsonl`` (20 and 20, written after the head's synthetic rows).
+``toxicity_heldout.jsonl`` (20 and 20, written after the head's synthetic rows), and
+``toxicity_blind.jsonl`` (40 and 40, by a second author who read neither the
+detector nor the other sets; scored once, after the condescension rules).
 
 The datasets become ordinary llmpulse events, are scored by ``llmpulse score``
 (the same detectors the worker runs), and are measured on the rows no head was
@@ -67,8 +69,8 @@ sys.path.insert(0, str(ROOT))
 from bench.intervals import bootstrap  # noqa: E402
 from bench.quality_hallucination import evaluate_hallucination  # noqa: E402
 from bench.quality_pii import evaluate_pii, evaluate_pii_devset  # noqa: E402
+from core.thresholds import FLAG_AT, flagged  # noqa: E402
 from detectors.heads import is_holdout  # noqa: E402
-from detectors.thresholds import FLAG_AT, flagged  # noqa: E402
 
 console = Console()
 TS = "2026-11-01T00:00:00Z"
@@ -111,7 +113,7 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
         for row in _rows(DEVSETS, name):
             events.append(_event(f"dev-{name}", row, input=row["text"]))
             rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
-    for name in ("toxicity", "toxicity_heldout"):
+    for name in ("toxicity", "toxicity_heldout", "toxicity_blind"):
         for row in _rows(DEVSETS, name):
             events.append(_event(f"dev-{name}", row, output=row["text"]))
             rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
@@ -199,6 +201,9 @@ def devsets(rows: dict, scored: dict) -> dict[str, Any]:
         ),
         "toxicity": binary_devset(
             rows, scored, "dev-toxicity", lambda s: s["toxicity"]["toxicity"]
+        ),
+        "toxicity_blind": binary_devset(
+            rows, scored, "dev-toxicity_blind", lambda s: s["toxicity"]["toxicity"]
         ),
         "toxicity_heldout": binary_devset(
             rows, scored, "dev-toxicity_heldout", lambda s: s["toxicity"]["toxicity"]
@@ -329,6 +334,7 @@ def _print(result: dict[str, Any]) -> None:
         "injection_heldout": ("benign", "attacks"),
         "toxicity": ("polite", "rude"),
         "toxicity_heldout": ("polite", "rude"),
+        "toxicity_blind": ("polite", "rude"),
     }
     for detector, (neg, pos) in names.items():
         dev = result["devsets"][detector]

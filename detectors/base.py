@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = ["Detector", "DetectorError", "TextBatch"]
 

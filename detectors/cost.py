@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = ["Cost", "CostDetector", "Price", "PriceTable", "PriceTableError"]
 

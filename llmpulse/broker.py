@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use"]
 

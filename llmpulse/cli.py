@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 from llmpulse.cli_compare import compare
 from llmpulse.cli_demo import demo
 from llmpulse.cli_reference import reference

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 from llmpulse.broker import EmbeddedBroker, free_port
 from llmpulse.demo_parts import APP, Call, Receivers, Traffic
 from llmpulse.query import run_query

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT

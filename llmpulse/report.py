@@ -21,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from config.errors import LlmpulseError
-from detectors.thresholds import FLAG_AT
+from core.errors import LlmpulseError
+from core.sql import quote
+from core.thresholds import FLAG_AT
 from llmpulse.report_plots import Drawn, Marker, PlotData, plot_all
 from llmpulse.settings import Settings
 
@@ -157,10 +158,6 @@ def build_report(
 # -- queries ----------------------------------------------------------------------
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _sql_time(when: datetime) -> str:
     return f"toDateTime64('{when.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}', 3, 'UTC')"
 
@@ -219,7 +216,7 @@ _SQL = {
 
 
 def _params(app: str | None, since: datetime, until: datetime) -> dict[str, str]:
-    where = {f"{p}app": f"{p.replace('_', '.')}app = {_sql_str(app)}" if app else "1"
+    where = {f"{p}app": f"{p.replace('_', '.')}app = {quote(app)}" if app else "1"
              for p in ("", "e_", "a_", "c_")}  # fmt: skip
     lo_s, hi_s = repr(since.timestamp()), repr(until.timestamp())
     return where | dict(lo=_sql_time(since), hi=_sql_time(until), lo_s=lo_s, hi_s=hi_s)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 if TYPE_CHECKING:
     from storage.engine import ServerAuth

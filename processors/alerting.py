@@ -29,6 +29,7 @@ from alerting.evaluator import Evaluator
 from alerting.notifiers import build_notifier
 from alerting.retry import RetryPolicy
 from alerting.rules import load_rules
+from core.keys import version_key
 from llmpulse.settings import Settings
 from processors.handler import Backoff
 from storage.alerts import AlertStore
@@ -73,7 +74,7 @@ class PendingSince:
 
 def owner_partition(app_name: str, prompt_version: str | None, partitions: int) -> int:
     """The llm.scored partition of a key, as aiokafka's default partitioner puts it."""
-    key = f"{app_name}|{prompt_version or ''}".encode()
+    key = version_key(app_name, prompt_version).encode()
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 

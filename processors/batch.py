@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.keys import version_key
 from detectors.base import TextBatch
 from detectors.cost import Cost, CostDetector, PriceTable
 from detectors.latency import Latency, LatencyDetector
@@ -150,7 +151,7 @@ def records_of(events: Sequence[Any]) -> list[Record]:
 
 
 def scored_key(app: str, prompt_version: str) -> bytes:
-    return f"{app}|{prompt_version}".encode()
+    return version_key(app, prompt_version).encode()
 
 
 def scored_summary(e: Event, s: EventScores) -> tuple[bytes, bytes]:

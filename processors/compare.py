@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alerting.metrics import quote
-from config.errors import LlmpulseError
-from detectors.thresholds import FLAG_AT, flagged
+from core.errors import LlmpulseError
+from core.sql import quote
+from core.thresholds import FLAG_AT, flagged
 
 if TYPE_CHECKING:
     from llmpulse.settings import Settings

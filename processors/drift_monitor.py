@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from core.keys import version_key
 from detectors.base import DetectorError
 from detectors.drift import (
     DriftResult,
@@ -83,7 +84,7 @@ class _Window:
 
     @property
     def key(self) -> str:
-        return f"{self.app}|{self.prompt_version}"
+        return version_key(self.app, self.prompt_version)
 
     def add(self, item: _Item) -> bool:
         if item.event_id in self.ids:  # a summary produced twice (replay upstream)
@@ -183,7 +184,7 @@ class DriftMonitor:
                       message.offset, exc)  # fmt: skip
             await message.ack()
             return
-        key = f"{app}|{version}"
+        key = version_key(app, version)
         self._keys[key] = (app, version, message.partition)
         if await self._is_covered(key, message):
             await message.ack()  # already in a stored window or reference
@@ -309,7 +310,7 @@ class DriftMonitor:
         if not locked:
             async with self.lock:
                 return await self.forget_reference(app, version, locked=True)
-        key = f"{app}|{version}"
+        key = version_key(app, version)
         self._refs.pop(key, None)
         if key in self._keys and (key in self._windows or key in self._building):
             await self._reference_for(key)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 from detectors.drift import MAX_ROWS, proportional_sample
 from storage.drift import KINDS
 

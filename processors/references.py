@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
 
 __all__ = [

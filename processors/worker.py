@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from alerting.rules import load_rules
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 from llmpulse.broker import port_in_use
 from llmpulse.kafka_security import KafkaSecurityError, aiokafka_security
 from llmpulse.settings import Settings

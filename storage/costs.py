@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from clickhouse_connect.driver.client import Client
 
+from core.sql import quote
 from storage.writer import EVENT_COLUMNS
 
 __all__ = ["RecomputeSummary", "recompute_costs"]
@@ -48,7 +49,9 @@ def recompute_costs(
     done = changed = unknown = 0
     last: tuple[str, str] | None = None
     while True:
-        after = "" if last is None else f" AND (app, event_id) > ({_lit(last[0])}, {_lit(last[1])})"
+        after = (
+            "" if last is None else f" AND (app, event_id) > ({quote(last[0])}, {quote(last[1])})"
+        )
         rows = client.query(
             f"SELECT {cols} FROM {database}.llm_events FINAL WHERE {where}{after} "
             f"ORDER BY app, event_id LIMIT {CHUNK}"
@@ -76,7 +79,3 @@ def recompute_costs(
         if progress:
             progress(done, total)
     return RecomputeSummary(done, changed, unknown)
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
+from core.keys import version_key
 from storage.writer import Writer
 
 __all__ = [
@@ -72,7 +73,7 @@ class Reference:
 
     @property
     def key(self) -> str:
-        return f"{self.app}|{self.prompt_version}"
+        return version_key(self.app, self.prompt_version)
 
     def row(self) -> list[Any]:
         # Microsecond stamps order the versions of one key; a row written twice in a

@@ -21,7 +21,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = ["Engine", "EngineBusyError", "ServerAuth", "StorageError", "connect", "redact_dsn"]
 

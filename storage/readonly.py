@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = ["READ_ONLY_SETTINGS", "ReadOnlyViolation", "check_read_only"]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 from llmpulse.cli import main
 
-PACKAGES = ("config", "ingest", "detectors", "storage", "alerting", "processors", "llmpulse")
+PACKAGES = ("core", "ingest", "detectors", "storage", "alerting", "processors", "llmpulse")
 
 
 def _project_exceptions() -> dict[str, type[BaseException]]:

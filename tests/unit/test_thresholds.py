@@ -1,11 +1,11 @@
-"""The flag threshold lives in detectors.thresholds; SQL that cannot import it must agree."""
+"""The flag threshold lives in core.thresholds; SQL that cannot import it must agree."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from detectors.thresholds import FLAG_AT, flagged
+from core.thresholds import FLAG_AT, flagged
 
 VIEWS = Path(__file__).resolve().parents[2] / "storage" / "migrations" / "0006_views.sql"
 

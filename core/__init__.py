@@ -4,6 +4,6 @@
 can answer any of them with one line instead of a traceback.
 """
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 
 __all__ = ["LlmpulseError"]
