@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,53 +18,13 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from core.errors import LlmpulseError
+from core.time import DurationError, parse_duration
 
 __all__ = ["DurationError", "Mapping", "Problems", "RuleProblem", "parse_duration", "suggest"]
 
 _TAG = "tag:yaml.org,2002:"
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number",
                "bool": "true/false", "null": "an empty value"}  # fmt: skip
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-
-
-class DurationError(LlmpulseError, ValueError):
-    """A duration is neither a number of seconds nor NUMBER+UNIT parts (1h30m)."""
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``90s``, ``1m``, ``1h30m``, ``500ms``, ``1d``, ``2w`` or a number.
-
-    A leading ``-`` is accepted so callers can say *which* bound was broken
-    (``for must be >= 0``) instead of a vague syntax error.
-    """
-    if isinstance(value, bool):
-        raise DurationError("a duration cannot be true/false")
-    if isinstance(value, int | float):
-        seconds = float(value)
-        if not math.isfinite(seconds):
-            raise DurationError("a duration must be finite")
-        return seconds
-    if not isinstance(value, str):
-        raise DurationError(f"a duration must be a string or a number, not {type(value).__name__}")
-    text = value.strip()
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-").strip()
-    try:
-        seconds = float(body)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds):
-            return sign * seconds
-    parts = _DURATION_PART.findall(body)
-    if not body or "".join(n + u for n, u in parts) != body:
-        raise DurationError(
-            f"invalid duration {value!r}: use a number of seconds or NUMBER+UNIT parts "
-            "with units ms, s, m, h, d, w (e.g. 500ms, 90s, 1m, 1h30m, 1d)"
-        )
-    return sign * sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 def format_duration(seconds: float) -> str:

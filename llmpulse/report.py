@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import LlmpulseError
-from core.sql import quote
+from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT
+from core.time import parse_since
 from llmpulse.report_plots import Drawn, Marker, PlotData, plot_all
 from llmpulse.settings import Settings
 
@@ -72,33 +72,6 @@ class Report:
             f"{self.alerts} alert{'' if self.alerts == 1 else 's'}, "
             f"{_fmt_time(self.since)} to {_fmt_time(self.until)}"
         )
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``90m``/``6h``/``7d`` before now, or an ISO date/datetime (UTC unless it says)."""
-    from alerting.rules_yaml import DurationError, parse_duration
-
-    now = now or datetime.now(UTC)
-    text = text.strip()
-    if re.match(r"^\d{4}-\d{2}-\d{2}", text):
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"not an ISO date or datetime: {text!r}") from None
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    else:
-        try:
-            seconds = parse_duration(text)
-        except DurationError:
-            raise ValueError(
-                f"{text!r} is neither a duration (90m, 6h, 7d) nor an ISO date (2026-05-01)"
-            ) from None
-        if seconds <= 0:
-            raise ValueError(f"the duration must be positive, not {text!r}")
-        when = now - timedelta(seconds=seconds)
-    if when >= now:
-        raise ValueError(f"{text!r} is not in the past")
-    return when.astimezone(UTC)
 
 
 def build_report(
@@ -158,10 +131,6 @@ def build_report(
 # -- queries ----------------------------------------------------------------------
 
 
-def _sql_time(when: datetime) -> str:
-    return f"toDateTime64('{when.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}', 3, 'UTC')"
-
-
 # Times come out as epoch seconds so the engine and the worker's JSON endpoint give the
 # same values. Columns are qualified (e.x) where an output alias reuses a column name.
 _SQL = {
@@ -219,7 +188,9 @@ def _params(app: str | None, since: datetime, until: datetime) -> dict[str, str]
     where = {f"{p}app": f"{p.replace('_', '.')}app = {quote(app)}" if app else "1"
              for p in ("", "e_", "a_", "c_")}  # fmt: skip
     lo_s, hi_s = repr(since.timestamp()), repr(until.timestamp())
-    return where | dict(lo=_sql_time(since), hi=_sql_time(until), lo_s=lo_s, hi_s=hi_s)
+    return where | dict(
+        lo=datetime_literal(since), hi=datetime_literal(until), lo_s=lo_s, hi_s=hi_s
+    )
 
 
 def choose_bucket(span: timedelta) -> tuple[int, str]:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import LlmpulseError
-from core.sql import quote
+from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT, flagged
+from core.time import parse_since
 
 if TYPE_CHECKING:
     from llmpulse.settings import Settings
@@ -185,8 +186,10 @@ def compare(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     run = _runner(query)
     end = (until or datetime.now(UTC)).astimezone(UTC)
-    start = _start(since, end)
-    window = f"app = {quote(app)} AND ts >= {_ts(start)} AND ts < {_ts(end)}"
+    start = parse_since(since, end)
+    window = (
+        f"app = {quote(app)} AND ts >= {datetime_literal(start)} AND ts < {datetime_literal(end)}"
+    )
     where = f"{window} AND {by} IN ({quote(baseline)}, {quote(candidate)})"
     side = f"if({by} = {quote(baseline)}, 'baseline', 'candidate')"
     events_sql = _events_sql(where, side, seed, rows_per_side)
@@ -256,32 +259,6 @@ def _runner(query: QueryFn | Settings) -> QueryFn:
         return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
 
     return run
-
-
-def _start(since: str | timedelta | datetime, end: datetime) -> datetime:
-    if isinstance(since, str):
-        from alerting.rules_yaml import DurationError, parse_duration
-
-        try:
-            since = timedelta(seconds=parse_duration(since))
-        except DurationError:
-            try:
-                since = datetime.fromisoformat(since)
-            except ValueError:
-                raise ValueError(f"since: {since!r} is neither a duration (24h, 7d) "
-                                 "nor an ISO 8601 time") from None  # fmt: skip
-    if isinstance(since, timedelta):
-        if since <= timedelta(0):
-            raise ValueError("since must be a positive duration")
-        return end - since
-    start = since if since.tzinfo else since.replace(tzinfo=UTC)
-    if start >= end:
-        raise ValueError(f"since {start.isoformat()} is not before {end.isoformat()}")
-    return start.astimezone(UTC)
-
-
-def _ts(t: datetime) -> str:
-    return f"toDateTime64('{t.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}', 3, 'UTC')"
 
 
 def _events_sql(where: str, side: str, seed: int, limit: int) -> str:

@@ -984,7 +984,15 @@ def test_every_dashboard_query_runs_on_the_real_engine(tmp_path: Path) -> None:
 
 def test_the_image_copies_and_installs_every_package_of_pyproject() -> None:
     packages = top_level_packages()
-    assert packages == ["alerting", "core", "detectors", "ingest", "llmpulse", "processors", "storage"]
+    assert packages == [
+        "alerting",
+        "core",
+        "detectors",
+        "ingest",
+        "llmpulse",
+        "processors",
+        "storage",
+    ]
     assert set(pyproject()["tool"]["setuptools"]["package-data"]) <= set(packages)
     assert dockerfile_problems(DOCKERFILE.read_text(), packages) == []
 
