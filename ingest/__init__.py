@@ -9,7 +9,7 @@ Exceptions::
      └── SchemaError    an event failed validation; ``.rejection`` says why
 """
 
-from config.errors import LlmpulseError
+from core.errors import LlmpulseError
 from ingest.schema import Event, Feedback, Rejection, Usage, parse_event, parse_feedback
 
 
