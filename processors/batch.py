@@ -19,6 +19,7 @@ from detectors.latency import Latency, LatencyDetector
 from detectors.suite import DetectorSuite, SuiteConfig, TextScores
 from ingest.schema import LIMITS, Event, Rejection, parse_event
 from llmpulse.settings import Settings
+from storage.rows import DeadLetterRow, EmbeddingRow, EventRow
 
 __all__ = [
     "DEAD_LETTER_PAYLOAD_BYTES",
@@ -55,9 +56,9 @@ class EventScores:
 
 @dataclass
 class ScoredBatch:
-    rows: list[list[Any]] = field(default_factory=list)
-    embeddings: list[list[Any]] = field(default_factory=list)
-    dead_letters: list[list[Any]] = field(default_factory=list)
+    rows: list[EventRow] = field(default_factory=list)
+    embeddings: list[EmbeddingRow] = field(default_factory=list)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
     rejected: list[tuple[Record, Rejection]] = field(default_factory=list)
     offsets: list[tuple[str, int, int]] = field(default_factory=list)
     # (key, value) for llm.scored: key app|prompt_version, so each key's windows
@@ -116,31 +117,43 @@ class Scorer:
         for (record, e), sc in zip(events, scores, strict=True):
             cost, lat, text = sc.cost, sc.latency, sc.text
             usage = e.usage
-            batch.rows.append([
-                e.event_id, e.ts, e.app, e.environment or "", e.provider or "", e.model,
-                e.prompt_id or "", e.prompt_version or "", e.variant or "", e.status,
-                e.error_type or "", redact(e.system or ""), redact(e.input), redact(e.output),
-                [redact(c) for c in e.context or []],
-                usage.input_tokens if usage else None, usage.output_tokens if usage else None,
-                usage.cached_tokens if usage else None, e.latency_ms, e.ttft_ms,
-                lat.generation_ms, lat.output_tokens_per_s,
-                cost.usd, cost.source, version if cost.source == "price_table" else "",
-                text.toxicity.scores.get("toxicity", 0.0), text.toxicity.scores,
-                text.toxicity.model, text.hallucination.score,
-                self.suite.redactor.redact_quotes(e.output, text.hallucination.unsupported),
-                text.hallucination.method, text.pii.input, text.pii.output,
-                text.injection.score, text.injection.signals, mode, model,
-                e.user_id or "", e.session_id or "", e.trace_id or "", e.span_id or "",
-                e.parent_span_id or "", {k: redact(v) for k, v in (e.tags or {}).items()},
-                json.dumps(_redact_json(e.extra, redact), ensure_ascii=False)
+            tox = text.toxicity
+            batch.rows.append(EventRow(
+                event_id=e.event_id, ts=e.ts, app=e.app, environment=e.environment or "",
+                provider=e.provider or "", model=e.model, prompt_id=e.prompt_id or "",
+                prompt_version=e.prompt_version or "", variant=e.variant or "",
+                status=e.status, error_type=e.error_type or "", system=redact(e.system or ""),
+                input=redact(e.input), output=redact(e.output),
+                context=[redact(c) for c in e.context or []],
+                input_tokens=usage.input_tokens if usage else None,
+                output_tokens=usage.output_tokens if usage else None,
+                cached_tokens=usage.cached_tokens if usage else None,
+                latency_ms=e.latency_ms, ttft_ms=e.ttft_ms, generation_ms=lat.generation_ms,
+                output_tokens_per_s=lat.output_tokens_per_s, cost_usd=cost.usd,
+                cost_source=cost.source,
+                price_version=version if cost.source == "price_table" else "",
+                toxicity=tox.scores.get("toxicity", 0.0), toxicity_scores=tox.scores,
+                toxicity_model=tox.model, hallucination=text.hallucination.score,
+                unsupported=self.suite.redactor.redact_quotes(
+                    e.output, text.hallucination.unsupported
+                ),
+                hallucination_method=text.hallucination.method, pii_input=text.pii.input,
+                pii_output=text.pii.output, injection=text.injection.score,
+                injection_signals=text.injection.signals, redaction=mode, embedding_model=model,
+                user_id=e.user_id or "", session_id=e.session_id or "",
+                trace_id=e.trace_id or "", span_id=e.span_id or "",
+                parent_span_id=e.parent_span_id or "",
+                tags={k: redact(v) for k, v in (e.tags or {}).items()},
+                extra=json.dumps(_redact_json(e.extra, redact), ensure_ascii=False)
                 if e.model_extra else "",
-                record.partition, record.offset,
-            ])  # fmt: skip
+                kafka_partition=record.partition, kafka_offset=record.offset,
+            ))  # fmt: skip
             batch.summaries.append(scored_summary(e, sc))
             for kind, vector in (("input", text.input_vector), ("output", text.output_vector)):
-                batch.embeddings.append(
-                    [e.event_id, e.ts, e.app, e.prompt_version or "", kind, model, vector.tolist()]
-                )
+                batch.embeddings.append(EmbeddingRow(
+                    event_id=e.event_id, ts=e.ts, app=e.app, prompt_version=e.prompt_version or "",
+                    kind=kind, model=model, vector=vector.tolist(),
+                ))  # fmt: skip
         return batch
 
 
@@ -231,7 +244,7 @@ def _redacted_payload(value: bytes, redact: Callable[[str], str]) -> bytes:
 
 def dead_letter_row(
     record: Record, rejection: Rejection, redact: Callable[[str], str] | None = None
-) -> list[Any]:
+) -> DeadLetterRow:
     """The stored copy of a rejected payload, redacted like event text.
 
     JSON is redacted string by string and written again (in the raw text an escape such
@@ -242,12 +255,12 @@ def dead_letter_row(
     payload = record.value[:DEAD_LETTER_PAYLOAD_BYTES]
     if redact is not None:
         payload = _redacted_payload(record.value, redact)
-    return [
-        record.topic,
-        record.partition,
-        record.offset,
-        rejection.field,
-        rejection.reason,
-        payload[:DEAD_LETTER_PAYLOAD_BYTES],
-        len(record.value),
-    ]
+    return DeadLetterRow(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        field=rejection.field,
+        reason=rejection.reason,
+        payload=payload[:DEAD_LETTER_PAYLOAD_BYTES],
+        payload_size=len(record.value),
+    )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import faust
 
@@ -23,21 +22,18 @@ from llmpulse.settings import Settings
 from processors.batch import Record, dead_letter_row, records_of
 from processors.handler import Backoff, DeadLetterSink, send_dead_letters, write_until_stored
 from storage.engine import Engine
+from storage.rows import FEEDBACK_COLUMNS, DeadLetterRow, FeedbackRow
 from storage.writer import Writer, batch_token
 
 __all__ = ["FEEDBACK_COLUMNS", "FeedbackBatch", "FeedbackHandler", "install_feedback"]
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_COLUMNS = (
-    "event_id", "ts", "score", "comment", "source", "kafka_partition", "kafka_offset",
-)  # fmt: skip
-
 
 @dataclass
 class FeedbackBatch:
-    rows: list[list[Any]] = field(default_factory=list)
-    dead_letters: list[list[Any]] = field(default_factory=list)
+    rows: list[FeedbackRow] = field(default_factory=list)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
     rejected: list[tuple[Record, Rejection]] = field(default_factory=list)
     offsets: list[tuple[str, int, int]] = field(default_factory=list)
 
@@ -50,11 +46,11 @@ class FeedbackStats:
     storage_retries: int = 0
 
 
-def feedback_row(record: Record, fb: Feedback, redact: Callable[[str], str]) -> list[Any]:
-    return [
-        fb.event_id, fb.ts, fb.score, redact(fb.comment or ""), fb.source or "",
-        record.partition, record.offset,
-    ]  # fmt: skip
+def feedback_row(record: Record, fb: Feedback, redact: Callable[[str], str]) -> FeedbackRow:
+    return FeedbackRow(
+        event_id=fb.event_id, ts=fb.ts, score=fb.score, comment=redact(fb.comment or ""),
+        source=fb.source or "", kafka_partition=record.partition, kafka_offset=record.offset,
+    )  # fmt: skip
 
 
 class FeedbackHandler:

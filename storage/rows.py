@@ -1,0 +1,131 @@
+"""Typed rows for the tables the worker writes, filled by keyword.
+
+Each row's fields are its table's columns, in order, and the column lists are
+derived from them, so swapping two string columns in one place cannot corrupt data:
+a row is built by name, and the column list cannot disagree with it. A row iterates
+over its values in column order, which is what the driver inserts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "DEAD_LETTER_COLUMNS",
+    "EMBEDDING_COLUMNS",
+    "EVENT_COLUMNS",
+    "FEEDBACK_COLUMNS",
+    "DeadLetterRow",
+    "EmbeddingRow",
+    "EventRow",
+    "FeedbackRow",
+]
+
+
+class _Row:
+    """Values in column order, for the driver and for ``dict(zip(COLUMNS, row))``."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        return (getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRow(_Row):
+    """One ``llm_events`` row (storage/migrations): the event, its scores, its offset."""
+
+    event_id: str
+    ts: datetime
+    app: str
+    environment: str
+    provider: str
+    model: str
+    prompt_id: str
+    prompt_version: str
+    variant: str
+    status: str
+    error_type: str
+    system: str
+    input: str
+    output: str
+    context: list[str]
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_tokens: int | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    generation_ms: float | None
+    output_tokens_per_s: float | None
+    cost_usd: float | None
+    cost_source: str
+    price_version: str
+    toxicity: float
+    toxicity_scores: dict[str, float]
+    toxicity_model: str
+    hallucination: float | None
+    unsupported: list[str]
+    hallucination_method: str
+    pii_input: list[str]
+    pii_output: list[str]
+    injection: float
+    injection_signals: list[str]
+    redaction: str
+    embedding_model: str
+    user_id: str
+    session_id: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    tags: dict[str, str]
+    extra: str
+    kafka_partition: int
+    kafka_offset: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbeddingRow(_Row):
+    """One ``llm_embeddings`` row: an input or output vector of an event."""
+
+    event_id: str
+    ts: datetime
+    app: str
+    prompt_version: str
+    kind: str  # "input" | "output"
+    model: str
+    vector: list[float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterRow(_Row):
+    """One ``dead_letters`` row: a rejected payload (redacted), where it came from, why."""
+
+    topic: str
+    partition: int
+    offset: int
+    field: str
+    reason: str
+    payload: bytes
+    payload_size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedbackRow(_Row):
+    """One ``llm_feedback`` row: a user's verdict on an event, and its offset."""
+
+    event_id: str
+    ts: datetime
+    score: float
+    comment: str
+    source: str
+    kafka_partition: int
+    kafka_offset: int
+
+
+EVENT_COLUMNS = tuple(f.name for f in fields(EventRow))
+FEEDBACK_COLUMNS = tuple(f.name for f in fields(FeedbackRow))
+EMBEDDING_COLUMNS = tuple(f.name for f in fields(EmbeddingRow))
+DEAD_LETTER_COLUMNS = tuple(f.name for f in fields(DeadLetterRow))
