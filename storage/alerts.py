@@ -10,14 +10,10 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from alerting.state import AlertState
+from storage.rows import ALERT_COLUMNS, AlertRow
 
 __all__ = ["ALERT_COLUMNS", "LOG_COLUMNS", "AlertStore"]
 
-ALERT_COLUMNS = (
-    "alert_id", "rule", "labels", "app", "prompt_version", "state", "active_at", "fired_at",
-    "resolved_at", "value", "count", "notified_at", "notified_status", "notified_episode",
-    "refreshed_at", "updated_at",
-)  # fmt: skip
 LOG_COLUMNS = (
     "at", "notification_id", "alert_id", "rule", "app", "prompt_version", "reason", "status",
     "receiver", "channel", "attempt", "outcome", "result", "http_status", "detail",
@@ -42,24 +38,28 @@ class AlertStore:
             f"SELECT {', '.join(ALERT_COLUMNS[:-1])} FROM {self.db}.alerts FINAL"
         ).result_rows
         out = {}
-        for r in rows:
+        for values in rows:
+            r = dict(zip(ALERT_COLUMNS[:-1], values, strict=True))
             st = AlertState(
-                alert_id=r[0], rule=r[1], labels=dict(r[2]), state=str(r[5]), active_at=r[6],
-                fired_at=r[7], resolved_at=r[8], value=r[9], count=int(r[10]),
-                notified_at=r[11], notified_status=r[12], notified_episode=r[13],
-                refreshed_at=r[14],
+                alert_id=r["alert_id"], rule=r["rule"], labels=dict(r["labels"]),
+                state=str(r["state"]), active_at=r["active_at"], fired_at=r["fired_at"],
+                resolved_at=r["resolved_at"], value=r["value"], count=int(r["count"]),
+                notified_at=r["notified_at"], notified_status=r["notified_status"],
+                notified_episode=r["notified_episode"], refreshed_at=r["refreshed_at"],
             )  # fmt: skip
             out[st.alert_id] = st
         return out
 
     def save(self, states: Sequence[AlertState]) -> None:
         rows = [
-            [
-                s.alert_id, s.rule, s.labels, s.labels.get("app", ""),
-                s.labels.get("prompt_version", ""), s.state, s.active_at, s.fired_at,
-                s.resolved_at, s.value, s.count, s.notified_at, s.notified_status,
-                s.notified_episode, s.refreshed_at, self._stamp(),
-            ]
+            tuple(AlertRow(
+                alert_id=s.alert_id, rule=s.rule, labels=s.labels, app=s.labels.get("app", ""),
+                prompt_version=s.labels.get("prompt_version", ""), state=s.state,
+                active_at=s.active_at, fired_at=s.fired_at, resolved_at=s.resolved_at,
+                value=s.value, count=s.count, notified_at=s.notified_at,
+                notified_status=s.notified_status, notified_episode=s.notified_episode,
+                refreshed_at=s.refreshed_at, updated_at=self._stamp(),
+            ))
             for s in states
         ]  # fmt: skip
         if rows:

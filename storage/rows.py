@@ -14,10 +14,12 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "ALERT_COLUMNS",
     "DEAD_LETTER_COLUMNS",
     "EMBEDDING_COLUMNS",
     "EVENT_COLUMNS",
     "FEEDBACK_COLUMNS",
+    "AlertRow",
     "DeadLetterRow",
     "EmbeddingRow",
     "EventRow",
@@ -125,7 +127,30 @@ class FeedbackRow(_Row):
     kafka_offset: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertRow(_Row):
+    """One ``alerts`` row: an alert's state; the row with the latest ``updated_at`` wins."""
+
+    alert_id: str
+    rule: str
+    labels: dict[str, str]
+    app: str
+    prompt_version: str
+    state: str
+    active_at: float | None
+    fired_at: float | None
+    resolved_at: float | None
+    value: float | None
+    count: int
+    notified_at: float | None
+    notified_status: str
+    notified_episode: float | None
+    refreshed_at: float | None
+    updated_at: datetime
+
+
 EVENT_COLUMNS = tuple(f.name for f in fields(EventRow))
+ALERT_COLUMNS = tuple(f.name for f in fields(AlertRow))
 FEEDBACK_COLUMNS = tuple(f.name for f in fields(FeedbackRow))
 EMBEDDING_COLUMNS = tuple(f.name for f in fields(EmbeddingRow))
 DEAD_LETTER_COLUMNS = tuple(f.name for f in fields(DeadLetterRow))
