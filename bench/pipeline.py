@@ -34,10 +34,10 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.settings import load_settings  # noqa: E402
 from ingest.producer import EventProducer  # noqa: E402
 from ingest.synthetic import synthetic_events  # noqa: E402
 from llmpulse.broker import EmbeddedBroker, free_port  # noqa: E402
-from llmpulse.settings import load_settings  # noqa: E402
 from processors.batch import Record, build_scorer  # noqa: E402
 
 console = Console()

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from core.errors import LlmpulseError
+from core.net import port_in_use
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use"]
 
@@ -38,16 +39,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 async def _metadata_ok(bootstrap: str) -> bool:

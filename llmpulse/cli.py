@@ -17,12 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.errors import LlmpulseError
+from core.settings import Settings, SettingsError, load_settings
 from llmpulse.cli_compare import compare
 from llmpulse.cli_demo import demo
 from llmpulse.cli_reference import reference
 from llmpulse.cli_report import report
 from llmpulse.cli_rules import rules
-from llmpulse.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
 out = Console()
@@ -177,7 +177,7 @@ async def _publish(settings: Settings, file: Path, raw: bool, topic: str | None)
 
     size = file.stat().st_size
     sent, rejected = 0, Counter[str]()
-    from llmpulse.kafka_security import aiokafka_security
+    from core.kafka_security import aiokafka_security
 
     producer = EventProducer(
         settings.kafka_bootstrap, topic or settings.topics.events, **aiokafka_security(settings)

@@ -74,8 +74,9 @@ def compare(
     embeddings an MMD permutation test; p-values are Holm-adjusted across all of
     them. Exits 0 whatever the verdict; see docs/compare.md.
     """
+    from core.settings import SettingsError, load_settings
     from detectors.base import DetectorError
-    from llmpulse.settings import SettingsError, load_settings
+    from llmpulse.query import rows_of
     from processors.compare import compare as run_compare
     from storage.engine import StorageError
 
@@ -84,7 +85,7 @@ def compare(
         if fmt == "table":
             console.print(f"comparing {by} {baseline} → {candidate} of {app}…")
         result = run_compare(
-            settings, app, baseline, candidate, since, by=by, alpha=alpha,
+            rows_of(settings), app, baseline, candidate, since, by=by, alpha=alpha,
             max_vectors=max_vectors, seed=seed, device=settings.device,
         )  # fmt: skip
     except (ValueError, StorageError, SettingsError, DetectorError) as exc:

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from llmpulse.settings import load_settings
+from core.settings import load_settings
 
 __all__ = ["reference"]
 
@@ -18,8 +18,8 @@ out = Console()
 
 
 def _send(app: str, version: str, action: str, **fields: object) -> dict:
+    from core.settings import SettingsError
     from llmpulse.reference_client import send_reference_request
-    from llmpulse.settings import SettingsError
     from processors.references import ReferenceRequest, ReferenceSetError
     from storage.engine import StorageError
 

@@ -34,8 +34,8 @@ def report(app: str | None, since: str, out_dir: Path) -> None:
     """
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
+    from core.settings import SettingsError, load_settings
     from llmpulse.report import NoDataError, build_report, parse_since
-    from llmpulse.settings import SettingsError, load_settings
     from storage.engine import StorageError
 
     try:

@@ -30,7 +30,7 @@ def check(file: Path | None) -> None:
     Exits 1 when there is any problem, so CI can run it on every change.
     """
     if file is None:
-        from llmpulse.settings import SettingsError, load_settings
+        from core.settings import SettingsError, load_settings
 
         try:
             file = load_settings().rules

@@ -27,10 +27,10 @@ from rich.status import Status
 from rich.table import Table
 
 from core.errors import LlmpulseError
+from core.settings import Settings, load_settings
 from llmpulse.broker import EmbeddedBroker, free_port
 from llmpulse.demo_parts import APP, Call, Receivers, Traffic
 from llmpulse.query import run_query
-from llmpulse.settings import Settings, load_settings
 
 __all__ = ["SHORT", "DemoError", "Script", "run_demo"]
 

@@ -16,15 +16,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llmpulse.settings import Settings
+from core.settings import Settings
 from storage.engine import Engine, EngineBusyError, StorageError
 from storage.readonly import READ_ONLY_SETTINGS, check_read_only
 
-__all__ = ["QueryResult", "WorkerRefused", "format_result", "post_to_worker", "run_query"]
+__all__ = [
+    "QueryResult",
+    "WorkerRefused",
+    "format_result",
+    "post_to_worker",
+    "rows_of",
+    "run_query",
+]
 
 
 @dataclass(frozen=True)
@@ -152,3 +159,13 @@ def format_result(result: QueryResult, fmt: str) -> str:
         writer.writerows(result.rows)
         return buf.getvalue().rstrip("\n")
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def rows_of(settings: Settings) -> Callable[[str], list[dict[str, Any]]]:
+    """A query function over ``run_query``: each row as a column -> value dict."""
+
+    def run(sql: str) -> list[dict[str, Any]]:
+        result = run_query(settings, sql)
+        return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+    return run

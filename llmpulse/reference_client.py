@@ -12,7 +12,7 @@ import json
 import urllib.error
 from typing import Any
 
-from llmpulse.settings import Settings
+from core.settings import Settings
 from processors.references import ReferenceRequest, ReferenceSetError, apply_request
 from storage.engine import Engine, StorageError
 

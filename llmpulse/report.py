@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import LlmpulseError
+from core.settings import Settings
 from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT
 from core.time import parse_since
 from llmpulse.report_plots import Drawn, Marker, PlotData, plot_all
-from llmpulse.settings import Settings
 
 __all__ = ["NoDataError", "Report", "build_report", "parse_since"]
 

@@ -30,7 +30,7 @@ from alerting.notifiers import build_notifier
 from alerting.retry import RetryPolicy
 from alerting.rules import load_rules
 from core.keys import version_key
-from llmpulse.settings import Settings
+from core.settings import Settings
 from processors.handler import Backoff
 from storage.alerts import AlertStore
 from storage.engine import Engine

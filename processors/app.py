@@ -19,8 +19,8 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from llmpulse.kafka_security import faust_credentials
-from llmpulse.settings import Settings
+from core.kafka_security import faust_credentials
+from core.settings import Settings
 from processors.alerting import install_alerting
 from processors.batch import Record, Scorer, records_of
 from processors.drift_monitor import DriftMonitor, ScoredMessage

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.keys import version_key
+from core.settings import Settings
 from detectors.base import TextBatch
 from detectors.cost import Cost, CostDetector, PriceTable
 from detectors.latency import Latency, LatencyDetector
 from detectors.suite import DetectorSuite, SuiteConfig, TextScores
 from ingest.schema import LIMITS, Event, Rejection, parse_event
-from llmpulse.settings import Settings
 from storage.rows import DeadLetterRow, EmbeddingRow, EventRow
 
 __all__ = [

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +26,6 @@ from core.errors import LlmpulseError
 from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT, flagged
 from core.time import parse_since
-
-if TYPE_CHECKING:
-    from llmpulse.settings import Settings
 
 __all__ = ["MIN_EVENTS", "ROWS_PER_SIDE", "Comparison", "MetricResult", "NoEventsError",
            "Sample", "compare", "holm", "two_proportion_z", "verdict_text"]  # fmt: skip
@@ -163,7 +160,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 def compare(
-    query: QueryFn | Settings,
+    query: QueryFn,
     app: str,
     baseline: str,
     candidate: str,
@@ -184,7 +181,7 @@ def compare(
         raise ValueError(f"baseline and candidate are both {baseline!r}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    run = _runner(query)
+    run = query
     end = (until or datetime.now(UTC)).astimezone(UTC)
     start = parse_since(since, end)
     window = (
@@ -245,20 +242,6 @@ def verdict_text(c: Comparison) -> str:
         parts.append(f"not enough data for {', '.join(missing)} (< {MIN_EVENTS} per side)")
     parts += [f"{m.name} not comparable: {m.note}" for m in by_verdict.get(NOT_COMPARABLE, [])]
     return "; ".join(parts)
-
-
-def _runner(query: QueryFn | Settings) -> QueryFn:
-    if callable(query):
-        return query
-    from llmpulse.query import run_query
-
-    settings = query
-
-    def run(sql: str) -> list[dict[str, Any]]:
-        result = run_query(settings, sql)
-        return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-
-    return run
 
 
 def _events_sql(where: str, side: str, seed: int, limit: int) -> str:

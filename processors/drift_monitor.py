@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from core.keys import version_key
+from core.settings import Settings
 from detectors.base import DetectorError
 from detectors.drift import (
     DriftResult,
@@ -42,7 +43,6 @@ from detectors.drift import (
     refine_permutations,
 )
 from detectors.drift_explain import explain_drift
-from llmpulse.settings import Settings
 from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
 from storage.engine import Engine
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import faust
 
+from core.settings import Settings
 from ingest.schema import Feedback, Rejection, parse_feedback
-from llmpulse.settings import Settings
 from processors.batch import Record, dead_letter_row, records_of
 from processors.handler import Backoff, DeadLetterSink, send_dead_letters, write_until_stored
 from storage.engine import Engine

@@ -17,9 +17,9 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 
 from alerting.rules import load_rules
 from core.errors import LlmpulseError
-from llmpulse.broker import port_in_use
-from llmpulse.kafka_security import KafkaSecurityError, aiokafka_security
-from llmpulse.settings import Settings
+from core.kafka_security import KafkaSecurityError, aiokafka_security
+from core.net import port_in_use
+from core.settings import Settings
 from processors.app import SQL_PATH, create_app, is_loopback
 from processors.batch import build_scorer
 from processors.handler import Backoff, error_chain

@@ -27,11 +27,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
+from core.kafka_security import aiokafka_security
+from core.settings import Settings, load_settings
 from ingest.producer import EventProducer
 from ingest.synthetic import synthetic_events
 from llmpulse.broker import _metadata_ok, free_port, tansu_binary
-from llmpulse.kafka_security import aiokafka_security
-from llmpulse.settings import Settings, load_settings
 from tests.fixtures.tls import Certs, make_ca
 from tests.integration.conftest import Stack
 

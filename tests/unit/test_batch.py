@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from core.settings import load_settings
 from detectors.latency import LatencyDetector
 from ingest.synthetic import MALFORMED_KINDS, malformed_payload, synthetic_events
-from llmpulse.settings import load_settings
 from processors.batch import DEAD_LETTER_PAYLOAD_BYTES, Record, Scorer, build_scorer
 from storage.writer import DEAD_LETTER_COLUMNS, EVENT_COLUMNS, batch_token
 

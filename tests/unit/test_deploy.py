@@ -1,7 +1,7 @@
 """The Docker deployment and the Grafana dashboard agree with the code.
 
 There is no Docker engine in CI, so the files are parsed and checked against what
-the code defines: the settings (``llmpulse.settings``), the storage migrations, the
+the code defines: the settings (``core.settings``), the storage migrations, the
 example rules file, ``pyproject.toml``, and each other. Each checker returns the
 problems it finds. The tests at the end give the checkers broken copies and expect
 the broken reference to be named, so a check that can never fail is caught too.
@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from alerting import load_rules
-from llmpulse.settings import _ENV_FIELDS, ENV_PREFIX, Settings, load_settings
+from core.settings import _ENV_FIELDS, ENV_PREFIX, Settings, load_settings
 from storage.migrations import available
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -420,7 +420,7 @@ def unknown_variable_problems(compose: Mapping[str, Any], receiver_vars: set[str
     for name, service in compose["services"].items():
         for var in environment(service):
             if var.startswith(ENV_PREFIX) and var not in SETTINGS | receiver_vars:
-                problems.append(f"{name}: {var} is not a setting of llmpulse.settings")
+                problems.append(f"{name}: {var} is not a setting of core.settings")
     return problems
 
 

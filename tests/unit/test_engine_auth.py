@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from urllib3.exceptions import InsecureRequestWarning
 
+from core.settings import load_settings
 from llmpulse.broker import free_port
-from llmpulse.settings import load_settings
 from storage.engine import ServerAuth, StorageError, connect
 from tests.fixtures.tls import Certs, make_ca
 

@@ -11,13 +11,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from llmpulse.kafka_security import (
+from core.kafka_security import (
     KafkaSecurityError,
     aiokafka_security,
     faust_credentials,
     ssl_context,
 )
-from llmpulse.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from tests.fixtures.tls import Certs, make_ca
 
 PASSWORD = "kafka-pw-4f1c"

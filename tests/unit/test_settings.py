@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmpulse.settings import SettingsError, load_settings
+from core.settings import SettingsError, load_settings
 
 
 def test_defaults_match_the_documented_contract() -> None:
@@ -184,7 +184,7 @@ def test_the_printable_dsn_hides_its_password() -> None:
 
 
 def test_every_setting_is_documented_with_its_yaml_key() -> None:
-    from llmpulse.settings import _ENV_FIELDS, ENV_PREFIX
+    from core.settings import _ENV_FIELDS, ENV_PREFIX
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     missing = [f"{ENV_PREFIX}{suffix}" for suffix, key in _ENV_FIELDS.items()

@@ -12,14 +12,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from core.dsn import ServerAuth, redact_dsn
 from core.errors import LlmpulseError
-
-if TYPE_CHECKING:
-    from storage.engine import ServerAuth
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "Topics", "load_settings"]
 
@@ -116,15 +114,11 @@ class Settings:
     @property
     def dsn_redacted(self) -> str:
         """The DSN as it may be printed: a password in it becomes ``***``."""
-        from storage.engine import redact_dsn
-
         return redact_dsn(self.dsn)
 
     @property
     def clickhouse_auth(self) -> ServerAuth:
         """User, password and TLS options for a ClickHouse server (chdb ignores them)."""
-        from storage.engine import ServerAuth
-
         return ServerAuth(
             username=self.clickhouse_user,
             password=self.clickhouse_password,

@@ -17,7 +17,7 @@ from core.errors import LlmpulseError
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
-    from llmpulse.settings import Settings
+    from core.settings import Settings
 
 __all__ = ["KafkaSecurityError", "aiokafka_security", "faust_credentials", "ssl_context"]
 
