@@ -21,6 +21,7 @@ RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY core core
+COPY analysis analysis
 COPY ingest ingest
 COPY processors processors
 COPY detectors detectors

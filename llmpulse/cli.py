@@ -353,11 +353,11 @@ def drift(
     """
     import json
 
+    from analysis.offline_drift import DriftInputError, drift_texts, load_samples
     from detectors.base import DetectorError
     from detectors.drift import MMDDriftTest
     from detectors.embeddings import EmbeddingModel
     from detectors.pii import Redactor
-    from processors.offline_drift import DriftInputError, drift_texts, load_samples
 
     settings = _settings()
     try:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from processors.compare import Comparison, MetricResult, Sample
+    from analysis.compare import Comparison, MetricResult, Sample
 
 __all__ = ["compare"]
 
@@ -74,10 +74,10 @@ def compare(
     embeddings an MMD permutation test; p-values are Holm-adjusted across all of
     them. Exits 0 whatever the verdict; see docs/compare.md.
     """
+    from analysis.compare import compare as run_compare
     from core.settings import SettingsError, load_settings
     from detectors.base import DetectorError
     from llmpulse.query import rows_of
-    from processors.compare import compare as run_compare
     from storage.engine import StorageError
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -34,8 +35,9 @@ def report(app: str | None, since: str, out_dir: Path) -> None:
     """
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
+    from analysis.report import NoDataError, build_report, parse_since
     from core.settings import SettingsError, load_settings
-    from llmpulse.report import NoDataError, build_report, parse_since
+    from llmpulse.query import run_query
     from storage.engine import StorageError
 
     try:
@@ -44,7 +46,8 @@ def report(app: str | None, since: str, out_dir: Path) -> None:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     try:
         settings = load_settings()
-        built = build_report(settings, app, start, out_dir, require_data=True)
+        query = partial(run_query, settings)
+        built = build_report(query, app, start, out_dir, require_data=True)
     except (NoDataError, StorageError, SettingsError, ClickHouseError) as exc:
         raise click.ClickException(str(exc)) from None
     for path in [built.html, *built.images, built.json]:

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import processors.compare as cmp
-from llmpulse.cli import main
-from processors.compare import (
+import analysis.compare as cmp
+from analysis.compare import (
     MIN_EVENTS,
     Comparison,
     NoEventsError,
@@ -22,6 +21,7 @@ from processors.compare import (
     holm,
     two_proportion_z,
 )
+from llmpulse.cli import main
 
 UNTIL = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 Row = dict[str, Any]

@@ -986,6 +986,7 @@ def test_the_image_copies_and_installs_every_package_of_pyproject() -> None:
     packages = top_level_packages()
     assert packages == [
         "alerting",
+        "analysis",
         "core",
         "detectors",
         "ingest",

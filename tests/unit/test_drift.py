@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
+from analysis.offline_drift import DriftInputError, drift_files, read_texts
 from core.settings import load_settings
 from detectors.base import DetectorError
 from detectors.drift import (
@@ -26,7 +27,6 @@ from detectors.drift import (
     refine_permutations,
 )
 from detectors.pii import Redactor
-from processors.offline_drift import DriftInputError, drift_files, read_texts
 
 CONFIGURED_ALPHA = load_settings({}).drift_alpha
 

@@ -13,7 +13,16 @@ from click.testing import CliRunner
 from core.errors import LlmpulseError
 from llmpulse.cli import main
 
-PACKAGES = ("core", "ingest", "detectors", "storage", "alerting", "processors", "llmpulse")
+PACKAGES = (
+    "core",
+    "analysis",
+    "ingest",
+    "detectors",
+    "storage",
+    "alerting",
+    "processors",
+    "llmpulse",
+)
 
 
 def _project_exceptions() -> dict[str, type[BaseException]]:

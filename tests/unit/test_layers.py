@@ -1,6 +1,8 @@
 """The import contract: layers point one way, lazy imports inside functions included.
 
-core (no project imports) <- ingest, detectors, alerting, storage <- processors <- llmpulse.
+core (no project imports) <- ingest, detectors, alerting, storage <- processors (the stream)
+and analysis (offline: compare, report, drift of files), which never import each other
+<- llmpulse.
 Within the middle layer only storage may import alerting, for the alert state it stores.
 """
 
@@ -12,7 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "ingest", "detectors", "storage", "alerting", "processors", "llmpulse")
+PACKAGES = (
+    "core",
+    "ingest",
+    "detectors",
+    "storage",
+    "alerting",
+    "processors",
+    "analysis",
+    "llmpulse",
+)
 ALLOWED = {
     "core": set(),
     "ingest": {"core"},
@@ -20,7 +31,8 @@ ALLOWED = {
     "alerting": {"core"},
     "storage": {"core", "alerting"},
     "processors": {"core", "ingest", "detectors", "storage", "alerting"},
-    "llmpulse": {"core", "ingest", "detectors", "storage", "alerting", "processors"},
+    "analysis": {"core", "ingest", "detectors", "storage", "alerting"},
+    "llmpulse": {"core", "ingest", "detectors", "storage", "alerting", "processors", "analysis"},
 }
 
 

@@ -20,9 +20,9 @@ import matplotlib.image
 import pytest
 from click.testing import CliRunner
 
-from llmpulse import report as report_mod
+from analysis import report as report_mod
+from analysis.report import NoDataError, build_report, choose_bucket, parse_since
 from llmpulse.cli import main
-from llmpulse.report import NoDataError, build_report, choose_bucket, parse_since
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
 DEPLOY = datetime(2026, 5, 10, 10, 0, 30, tzinfo=UTC)
@@ -200,7 +200,7 @@ class FakeStore:
 
 
 def _build(tmp_path: Path, store: FakeStore, since: timedelta = timedelta(hours=4), **kw: Any):
-    return build_report(None, store.app, NOW - since, tmp_path / "out", query=store, now=NOW, **kw)
+    return build_report(store, store.app, NOW - since, tmp_path / "out", now=NOW, **kw)
 
 
 def test_every_image_is_a_1200x500_png(tmp_path: Path) -> None:
@@ -384,8 +384,8 @@ def test_since_refuses_nonsense_and_the_future(text: str) -> None:
 def test_cli_prints_the_files_and_a_summary(tmp_path: Path, monkeypatch) -> None:
     real = report_mod.build_report
 
-    def fake_build(settings, app, since, out, **kw):  # type: ignore[no-untyped-def]
-        return real(settings, app, since, out, query=FakeStore(), **kw)
+    def fake_build(query, app, since, out, **kw):  # type: ignore[no-untyped-def]
+        return real(FakeStore(), app, since, out, **kw)  # the CLI's query, replaced
 
     monkeypatch.setattr(report_mod, "build_report", fake_build)
     result = CliRunner().invoke(
@@ -400,8 +400,8 @@ def test_cli_prints_the_files_and_a_summary(tmp_path: Path, monkeypatch) -> None
 def test_cli_says_clearly_when_there_is_no_data(tmp_path: Path, monkeypatch) -> None:
     real = report_mod.build_report
 
-    def fake_build(settings, app, since, out, **kw):  # type: ignore[no-untyped-def]
-        return real(settings, app, since, out, query=FakeStore(empty=True), **kw)
+    def fake_build(query, app, since, out, **kw):  # type: ignore[no-untyped-def]
+        return real(FakeStore(empty=True), app, since, out, **kw)
 
     monkeypatch.setattr(report_mod, "build_report", fake_build)
     result = CliRunner().invoke(main, ["report", "--app", "nope", "--out", str(tmp_path / "r")])
@@ -417,7 +417,7 @@ def test_several_apps_are_told_apart(tmp_path: Path) -> None:
     for e in events:
         e.app = "other-bot" if e.pv == "v7" else e.app
     store = FakeStore(events=events)
-    report = build_report(None, None, NOW - timedelta(hours=4), tmp_path, query=store, now=NOW)
+    report = build_report(store, None, NOW - timedelta(hours=4), tmp_path, now=NOW)
     assert {"events: support-bot/v6", "events: other-bot/v7"} <= set(report.series["volume.png"])
     page = report.html.read_text()
     assert "llmpulse report: all apps" in page and "other-bot/v7" in page

@@ -4,9 +4,9 @@ People look at pictures before tables, so the report is five PNGs (volume, laten
 quality, drift, cost) with deploy and alert markers, one page that embeds them with
 the alerts and per-version totals, and ``report.json`` saying what each image holds.
 The time axis is the data's own span (not the range asked for), in buckets sized to it.
-Every query goes through ``run_query`` (the worker's read-only endpoint when a worker
-holds the embedded engine); ``build_report`` takes a ``query`` callable instead so it
-can be tested without an engine.
+Every query goes through the ``query`` callable ``build_report`` is given: the CLI
+passes ``run_query`` (the worker's read-only endpoint when a worker holds the
+embedded engine), tests a fake store.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from analysis.report_plots import Drawn, Marker, PlotData, plot_all
 from core.errors import LlmpulseError
-from core.settings import Settings
 from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT
 from core.time import parse_since
-from llmpulse.report_plots import Drawn, Marker, PlotData, plot_all
 
 __all__ = ["NoDataError", "Report", "build_report", "parse_since"]
 
@@ -75,12 +74,11 @@ class Report:
 
 
 def build_report(
-    settings: Settings | None,
+    query: Query,
     app: str | None,
     since: datetime,
     out: Path,
     *,
-    query: Query | None = None,
     now: datetime | None = None,
     require_data: bool = False,
 ) -> Report:
@@ -89,12 +87,6 @@ def build_report(
     With ``require_data``, raise NoDataError before writing anything when the app has
     no events in the range (the CLI's case); otherwise empty plots say "no data".
     """
-    if query is None:
-        if settings is None:
-            raise ValueError("build_report needs settings or a query callable")
-        from llmpulse.query import run_query
-
-        query = lambda sql: run_query(settings, sql)  # noqa: E731
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
     until = (now or datetime.now(UTC)).astimezone(UTC)
     since = since.astimezone(UTC)
