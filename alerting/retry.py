@@ -17,39 +17,21 @@ from dataclasses import dataclass
 
 from alerting.alert import Notification
 from alerting.notifiers.base import RETRY, Notifier, Outcome
+from core.retry import Backoff
 
 __all__ = ["Delivery", "RetryPolicy", "deliver"]
 
 log = logging.getLogger(__name__)
 
-MIN_JITTER = 0.1  # a wait is at least this share of its bound, so retries never spin
-
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Backoff):
+    """Alert delivery's backoff: full jitter from 1 s up to 60 s, for at most 5 minutes."""
+
     first_s: float = 1.0
     max_s: float = 60.0
-    factor: float = 2.0
-    deadline_s: float = 300.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.first_s <= self.max_s:
-            raise ValueError(f"need 0 < first_s <= max_s, got {self.first_s}, {self.max_s}")
-        if self.factor < 1:
-            raise ValueError(f"factor must be >= 1, got {self.factor}")
-        if self.deadline_s < 0:
-            raise ValueError(f"deadline_s must be >= 0, got {self.deadline_s}")
-
-    def bound(self, attempt: int) -> float:
-        """Upper bound of the wait after failed attempt number ``attempt`` (1-based)."""
-        try:
-            return min(self.max_s, self.first_s * self.factor ** (attempt - 1))
-        except OverflowError:
-            return self.max_s
-
-    def wait(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        bound = self.bound(attempt)
-        return max(MIN_JITTER * bound, rng() * bound)
+    jitter: str = "full"
+    deadline_s: float | None = 300.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +81,8 @@ async def deliver(
         if outcome.ok:
             return Delivery(outcome, attempt, False, clock() - start)
         wait = policy.wait(attempt, rng)
-        if not outcome.retryable or clock() - start + wait > policy.deadline_s:
+        deadline = policy.deadline_s if policy.deadline_s is not None else float("inf")
+        if not outcome.retryable or clock() - start + wait > deadline:
             why = "permanent failure" if not outcome.retryable else "retry deadline reached"
             log.error(
                 "gave up on receiver %s (%s) for alert %s (%s) after %d attempt(s), %s: %s",

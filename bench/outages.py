@@ -58,7 +58,7 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def worker_with_hooks() -> None:
     """``llmpulse worker`` with tests.reliability.faults and each backoff delay recorded."""
-    from processors.handler import Backoff
+    from core.retry import Backoff
     from tests.reliability.faults import install
 
     install()

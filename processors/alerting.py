@@ -30,8 +30,8 @@ from alerting.notifiers import build_notifier
 from alerting.retry import RetryPolicy
 from alerting.rules import load_rules
 from core.keys import version_key
+from core.retry import Backoff
 from core.settings import Settings
-from processors.handler import Backoff
 from storage.alerts import AlertStore
 from storage.engine import Engine
 
@@ -141,12 +141,15 @@ def install_alerting(
         caught_up=caught_up, pending_since=pending_since,
     )  # fmt: skip
 
+    # Every tick while storage or the broker works, slower (up to a minute) while not.
+    slowdown = Backoff(settings.alert_eval_s, max(60.0, settings.alert_eval_s), jitter="none")
+
     @app.task
     async def evaluate_rules() -> None:
         loaded_for: frozenset[int] | None = None
         failures = 0
         while not app.should_stop:
-            await asyncio.sleep(min(settings.alert_eval_s * 2**failures, 60.0))
+            await asyncio.sleep(slowdown.bound(failures + 1))
             try:
                 mine = frozenset(assigned())
                 held["mine"] = mine

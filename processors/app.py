@@ -20,6 +20,7 @@ import faust
 from faust.web import Request, Response, View
 
 from core.kafka_security import faust_credentials
+from core.retry import Backoff
 from core.settings import Settings
 from processors.alerting import install_alerting
 from processors.batch import Record, Scorer, records_of
@@ -140,13 +141,16 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
         app, settings, engine, scorer.suite.redactor.redact
     )
 
+    # A round each drift_round_s while storage works, slower (up to a minute) while not.
+    slowdown = Backoff(settings.drift_round_s, max(60.0, settings.drift_round_s), jitter="none")
+
     @app.task
     async def drift_rounds() -> None:
         # A loop, not a timer: a round waits for the scoring thread and may outlast
         # the interval, and the next round should then simply start later.
         failures = 0
         while not app.should_stop:
-            await asyncio.sleep(min(settings.drift_round_s * 2**failures, 60.0))
+            await asyncio.sleep(slowdown.bound(failures + 1))
             try:
                 await monitor.run_round()
                 failures = 0

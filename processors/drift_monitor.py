@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from core.keys import version_key
+from core.retry import Backoff
 from core.settings import Settings
 from detectors.base import DetectorError
 from detectors.drift import (
@@ -49,6 +50,8 @@ from storage.engine import Engine
 __all__ = ["DriftMonitor", "RoundReport", "ScoredMessage"]
 
 log = logging.getLogger(__name__)
+
+STORAGE_BACKOFF = Backoff(first_s=0.5, max_s=30.0)  # storage down: wait, never drop
 
 Ack = Callable[[], Awaitable[Any]]
 # Runs a CPU/GPU-heavy function off the event loop (the scoring thread in the worker).
@@ -157,16 +160,16 @@ class DriftMonitor:
 
         ``_add`` changes no state before its last storage call, so it is retried whole.
         """
-        delay = 0.5
+        delays = STORAGE_BACKOFF.delays()
         while True:
             try:
                 return await self._add(message)
             except Exception as exc:
+                delay = delays()
                 log.warning("drift: reading storage for llm.scored %s/%s failed, retrying "
                             "in %.0fs: %s", message.partition, message.offset, delay,
                             exc)  # fmt: skip
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     async def _add(self, message: ScoredMessage) -> None:
         try:

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 
 import faust
 
+from core.retry import Backoff
 from core.settings import Settings
 from ingest.schema import Feedback, Rejection, parse_feedback
 from processors.batch import Record, dead_letter_row, records_of
-from processors.handler import Backoff, DeadLetterSink, send_dead_letters, write_until_stored
+from processors.handler import DeadLetterSink, send_dead_letters, write_until_stored
 from storage.engine import Engine
 from storage.rows import FEEDBACK_COLUMNS, DeadLetterRow, FeedbackRow
 from storage.writer import Writer, batch_token

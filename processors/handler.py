@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from core.retry import Backoff
 from ingest.schema import Rejection
 from processors.batch import Record, ScoredBatch, Scorer
 from storage.engine import Engine
@@ -50,26 +50,6 @@ T = TypeVar("T")
 DeadLetterSink = Callable[[Record, str, str], Awaitable[Awaitable[object]]]
 # Sends one llm.scored summary (key, value) and returns an awaitable for its delivery.
 ScoredSink = Callable[[bytes, bytes], Awaitable[Awaitable[object]]]
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Retry delays, doubling with ±20 % jitter. The cap also bounds how long consumption
-    stays paused after storage is back (one delay at most), hence 10 s, not minutes."""
-
-    first_s: float = 0.5
-    max_s: float = 10.0
-    factor: float = 2.0
-
-    def delays(self) -> Callable[[], float]:
-        state = {"next": self.first_s}
-
-        def step() -> float:
-            delay = state["next"]
-            state["next"] = min(delay * self.factor, self.max_s)
-            return delay * random.uniform(0.8, 1.2)
-
-        return step
 
 
 @dataclass

@@ -19,10 +19,11 @@ from alerting.rules import load_rules
 from core.errors import LlmpulseError
 from core.kafka_security import KafkaSecurityError, aiokafka_security
 from core.net import port_in_use
+from core.retry import Backoff
 from core.settings import Settings
 from processors.app import SQL_PATH, create_app, is_loopback
 from processors.batch import build_scorer
-from processors.handler import Backoff, error_chain
+from processors.handler import error_chain
 from storage.engine import Engine, EngineBusyError, StorageError
 from storage.migrations import migrate
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from core.retry import Backoff
 from llmpulse.broker import free_port
-from processors.handler import Backoff
 from tests.integration.conftest import Stack, publish
 from tests.reliability.chdb_http import ChdbHttpServer
 from tests.reliability.conftest import committed_and_end, payloads, wait_lag_zero

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from core.retry import Backoff
 from processors.batch import Record
 from processors.feedback import FEEDBACK_COLUMNS, FeedbackHandler
-from processors.handler import Backoff
 from storage.writer import DEAD_LETTER_COLUMNS, batch_token
 
 TOPIC = "llm.feedback"

@@ -137,8 +137,8 @@ def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
 
 
 def test_policy_repr_is_readable() -> None:
-    assert (
-        repr(RetryPolicy()) == "RetryPolicy(first_s=1.0, max_s=60.0, factor=2.0, deadline_s=300.0)"
+    assert repr(RetryPolicy()) == (
+        "RetryPolicy(first_s=1.0, max_s=60.0, factor=2.0, jitter='full', deadline_s=300.0)"
     )
 
 
