@@ -14,11 +14,13 @@ import hmac
 import ipaddress
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
+from alerting.evaluator import Evaluator
 from core.kafka_security import faust_credentials
 from core.retry import Backoff
 from core.settings import Settings
@@ -31,7 +33,7 @@ from processors.references import ReferenceRequest, ReferenceSetError, apply_req
 from storage.engine import Engine
 from storage.readonly import READ_ONLY_SETTINGS, ReadOnlyViolation, check_read_only
 
-__all__ = ["APP_ID", "REFERENCE_PATH", "SQL_PATH", "create_app"]
+__all__ = ["APP_ID", "REFERENCE_PATH", "SQL_PATH", "WorkerApp", "create_app"]
 
 log = logging.getLogger(__name__)
 APP_ID = "llmpulse"
@@ -49,7 +51,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
+@dataclass(frozen=True)
+class WorkerApp:
+    """The Faust app and the parts built around it, by name: the worker closes the
+    batch handler's scoring thread when Faust stops."""
+
+    app: faust.App
+    handler: BatchHandler
+    drift: DriftMonitor
+    alerting: Evaluator | None
+
+
+def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> WorkerApp:
     if not is_loopback(settings.sql_bind) and not settings.sql_token:
         raise ValueError(
             f"LLMPULSE_SQL_BIND={settings.sql_bind} is not a loopback address: "
@@ -106,7 +119,6 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
         return await scored.send(key=key, value=value, force=True)
 
     handler = BatchHandler(scorer, engine, send_dead_letter, scored_sink=send_scored)
-    app.llmpulse_handler = handler  # type: ignore[attr-defined]
 
     @app.agent(events, name="score")
     async def score(stream: faust.StreamT) -> None:
@@ -116,7 +128,6 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                 await stream.ack(event)
 
     monitor = DriftMonitor(settings, engine, scorer.suite.embedding_model, handler.compute)
-    app.llmpulse_drift = monitor  # type: ignore[attr-defined]
 
     @app.agent(scored, name="drift")
     async def drift(stream: faust.StreamT) -> None:
@@ -134,12 +145,8 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                 ]
             )
 
-    app.llmpulse_feedback = install_feedback(  # type: ignore[attr-defined]
-        app, settings, engine, send_dead_letter, redact=scorer.suite.redactor.redact
-    )
-    app.llmpulse_alerting = install_alerting(  # type: ignore[attr-defined]
-        app, settings, engine, scorer.suite.redactor.redact
-    )
+    install_feedback(app, settings, engine, send_dead_letter, redact=scorer.suite.redactor.redact)
+    evaluator = install_alerting(app, settings, engine, scorer.suite.redactor.redact)
 
     # A round each drift_round_s while storage works, slower (up to a minute) while not.
     slowdown = Backoff(settings.drift_round_s, max(60.0, settings.drift_round_s), jitter="none")
@@ -239,4 +246,4 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> faust.App:
                 }
             )
 
-    return app
+    return WorkerApp(app, handler, monitor, evaluator)

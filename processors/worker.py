@@ -296,7 +296,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
                 failed_attempts, time.monotonic() - started,
             )  # fmt: skip
         asyncio.run(ensure_topics(settings))
-        app = create_app(settings, engine, scorer)
+        parts = create_app(settings, engine, scorer)
+        app = parts.app
         watch = BrokerWatch(app, settings)
 
         @app.task
@@ -322,7 +323,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         try:
             worker.execute_from_commandline()
         finally:
-            app.llmpulse_handler.close()  # type: ignore[attr-defined]
+            parts.handler.close()
     finally:
         with contextlib.suppress(FileNotFoundError):
             state.unlink()
