@@ -22,7 +22,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
 def _worker_url(settings: Settings) -> str | None:
-    from processors.app import REFERENCE_PATH, SQL_PATH
+    from processors.http import REFERENCE_PATH, SQL_PATH
     from processors.worker import read_worker_state
 
     if not settings.embedded_engine:

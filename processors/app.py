@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
-import ipaddress
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.web import Request, Response, View
 
 from alerting.evaluator import Evaluator
 from core.kafka_security import faust_credentials
@@ -29,26 +25,13 @@ from processors.batch import Record, Scorer, records_of
 from processors.drift_monitor import DriftMonitor, ScoredMessage
 from processors.feedback import install_feedback
 from processors.handler import BatchHandler
-from processors.references import ReferenceRequest, ReferenceSetError, apply_request
+from processors.http import install_endpoints, open_endpoint_problem
 from storage.engine import Engine
-from storage.readonly import READ_ONLY_SETTINGS, ReadOnlyViolation, check_read_only
 
-__all__ = ["APP_ID", "REFERENCE_PATH", "SQL_PATH", "WorkerApp", "create_app"]
+__all__ = ["APP_ID", "WorkerApp", "create_app"]
 
 log = logging.getLogger(__name__)
 APP_ID = "llmpulse"
-SQL_PATH = "/sql/"
-REFERENCE_PATH = "/drift/reference/"
-SQL_MAX_ROWS = 100_000
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -63,11 +46,8 @@ class WorkerApp:
 
 
 def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> WorkerApp:
-    if not is_loopback(settings.sql_bind) and not settings.sql_token:
-        raise ValueError(
-            f"LLMPULSE_SQL_BIND={settings.sql_bind} is not a loopback address: "
-            "set LLMPULSE_SQL_TOKEN so the SQL endpoint requires it"
-        )
+    if problem := open_endpoint_problem(settings):
+        raise ValueError(problem)
     app = faust.App(
         APP_ID,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -172,78 +152,5 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> WorkerApp:
                 {tp.partition for tp in revoked if tp.topic == scored.get_topic_name()}
             )
 
-    def authorized(request: Request) -> bool:
-        expected = f"Bearer {settings.sql_token}"
-        given = request.headers.get("Authorization", "")
-        return not settings.sql_token or hmac.compare_digest(given.encode(), expected.encode())
-
-    @app.page(REFERENCE_PATH)
-    class ReferenceView(View):
-        """Replace a drift reference while this worker holds the engine (``llmpulse reference``)."""
-
-        async def post(self, request: Request) -> Response:
-            if not authorized(request):
-                return self.error(401, "missing or wrong bearer token")
-            try:
-                req = ReferenceRequest.from_json(await request.json())
-            except ReferenceSetError as exc:
-                return self.error(400, str(exc))
-            except (TypeError, ValueError):
-                return self.error(400, "expected a JSON reference request")
-            vectors = None
-            loop = asyncio.get_running_loop()
-            try:
-                req = await loop.run_in_executor(None, req.loaded)
-                req.check()
-            except (ReferenceSetError, OSError) as exc:
-                return self.error(400, str(exc))
-            if req.action == "file":
-                encode = scorer.suite.embeddings.encode
-                vectors = (
-                    await handler.compute(encode, req.inputs),
-                    await handler.compute(encode, req.outputs),
-                )
-            # Under the monitor's lock: a round growing the old reference must not save
-            # it again after the new one.
-            async with monitor.lock:
-                try:
-                    done = await engine.run(
-                        apply_request, monitor.store, req, model=scorer.suite.embedding_model,
-                        vectors=vectors, redact=scorer.suite.redactor.redact,
-                    )  # fmt: skip
-                except ReferenceSetError as exc:
-                    return self.error(400, str(exc))
-                await monitor.forget_reference(req.app, req.prompt_version, locked=True)
-            return self.json(done)
-
-    @app.page(SQL_PATH)
-    class SQLView(View):
-        """Read-only SQL over the worker's engine (the embedded engine is single-process)."""
-
-        async def post(self, request: Request) -> Response:
-            if not authorized(request):
-                return self.error(401, "missing or wrong bearer token")
-            try:
-                body = await request.json()
-                sql = check_read_only(str(body["query"]))
-            except ReadOnlyViolation as exc:
-                return self.error(400, str(exc))
-            except (KeyError, TypeError, ValueError):
-                return self.error(400, 'expected a JSON body {"query": "SELECT ..."}')
-            try:
-                result = await engine.run(
-                    engine.client.query,
-                    sql,
-                    settings={**READ_ONLY_SETTINGS, "max_result_rows": SQL_MAX_ROWS},
-                )
-            except Exception as exc:
-                return self.error(400, str(exc).strip()[:2000])
-            return self.json(
-                {
-                    "columns": list(result.column_names),
-                    "types": [t.name for t in result.column_types],
-                    "rows": json.loads(json.dumps(result.result_rows, default=str)),
-                }
-            )
-
+    install_endpoints(app, settings, engine, scorer, handler, monitor)
     return WorkerApp(app, handler, monitor, evaluator)

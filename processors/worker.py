@@ -21,9 +21,10 @@ from core.kafka_security import KafkaSecurityError, aiokafka_security
 from core.net import port_in_use
 from core.retry import Backoff
 from core.settings import Settings
-from processors.app import SQL_PATH, create_app, is_loopback
+from processors.app import create_app
 from processors.batch import build_scorer
 from processors.handler import error_chain
+from processors.http import SQL_PATH, open_endpoint_problem
 from storage.engine import Engine, EngineBusyError, StorageError
 from storage.migrations import migrate
 
@@ -199,11 +200,8 @@ class WorkerError(LlmpulseError, RuntimeError):
 
 def _check_security(settings: Settings) -> None:
     """Refuse to start, before models load, with an open SQL endpoint or unusable TLS files."""
-    if not is_loopback(settings.sql_bind) and not settings.sql_token:
-        raise WorkerError(
-            f"LLMPULSE_SQL_BIND={settings.sql_bind} is not a loopback address: set "
-            "LLMPULSE_SQL_TOKEN (or LLMPULSE_SQL_TOKEN_FILE) so the SQL endpoint requires it"
-        )
+    if problem := open_endpoint_problem(settings):
+        raise WorkerError(problem)
     try:
         aiokafka_security(settings)  # loads the certificate files
     except KafkaSecurityError as exc:
