@@ -195,11 +195,16 @@ def _unit_after(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _cents(value: float, unit: frozenset[str]) -> tuple[float, frozenset[str]]:
-    """'23 cents' is 0.23 of a dollar or euro: comparable with '$1.39 an hour'."""
+def _subunit(
+    value: float, unit: frozenset[str], decimals: int, pence: bool = False
+) -> tuple[float, frozenset[str], int]:
+    """'23 cents' is 0.23 of a dollar or euro and '53.2p' 0.532 of a pound, comparable
+    with '$1.39 an hour'; the two extra decimals are the precision they were stated to."""
+    if pence:
+        return value / 100, frozenset({"gbp"}), decimals + 2
     if "cent" in unit:
-        return value / 100, frozenset({"$", "eur"})
-    return value, unit
+        return value / 100, frozenset({"$", "eur"}), decimals + 2
+    return value, unit, decimals
 
 
 def quantities(text: str) -> list[Quantity]:
@@ -234,21 +239,14 @@ def _quantities(text: str) -> tuple[Quantity, ...]:
                 else frozenset({"%"}) if suffix in ("%", "percent")
                 else _unit_after(clause[m.end() :])
             )  # fmt: skip
-            decimals = len(frac)
-            if suffix == "p":
-                value, unit, decimals = value / 100, frozenset({"gbp"}), decimals + 2
-            if "cent" in unit:
-                decimals += 2
-            value, unit = _cents(value, unit)
+            value, unit, decimals = _subunit(value, unit, len(frac), pence=suffix == "p")
             out.append(Quantity(value, m.group(0), unit, anchors, masked, decimals))
         for m in _WORD_NUMBER.finditer(clause):
             if m.group(1).lower() == "one":
                 continue  # "the old one", "one of": rarely a figure
-            unit = _unit_after(clause[m.end() :])
-            value, unit = _cents(_WORD_NUMBERS[m.group(1).lower()], unit)
-            decimals = 2 if "$" in unit and value < 1 else 0
-            loose = value <= 2
-            out.append(Quantity(value, m.group(0), unit, anchors, masked, decimals, loose))
+            number = _WORD_NUMBERS[m.group(1).lower()]
+            value, unit, decimals = _subunit(number, _unit_after(clause[m.end() :]), 0)
+            out.append(Quantity(value, m.group(0), unit, anchors, masked, decimals, value <= 2))
     return tuple(out)
 
 
