@@ -61,6 +61,7 @@ def parse_since(since: str | timedelta | datetime, now: datetime | None = None) 
     """The UTC start of a range: ``90m``/``6h``/``7d`` before ``now``, or an ISO date or
     time. Raises ValueError for anything else, a non-positive duration or the future."""
     now = now or datetime.now(UTC)
+    shown = repr(since) if isinstance(since, str) else str(since)  # as the user wrote it
     if isinstance(since, str):
         text = since.strip()
         if re.match(r"^\d{4}-\d{2}-\d{2}", text):
@@ -77,7 +78,7 @@ def parse_since(since: str | timedelta | datetime, now: datetime | None = None) 
                 ) from None
     if isinstance(since, timedelta):
         if since <= timedelta(0):
-            raise ValueError(f"the duration must be positive, not {since}")
+            raise ValueError(f"the duration must be positive, not {shown}")
         return (now - since).astimezone(UTC)
     start = since if since.tzinfo else since.replace(tzinfo=UTC)
     if start >= now:

@@ -23,7 +23,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from core.dsn import ServerAuth, redact_dsn
 from core.errors import LlmpulseError
 
-__all__ = ["Engine", "EngineBusyError", "ServerAuth", "StorageError", "connect", "redact_dsn"]
+__all__ = ["Engine", "EngineBusyError", "StorageError", "connect"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

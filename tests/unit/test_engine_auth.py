@@ -17,9 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from urllib3.exceptions import InsecureRequestWarning
 
+from core.dsn import ServerAuth
 from core.settings import load_settings
 from llmpulse.broker import free_port
-from storage.engine import ServerAuth, StorageError, connect
+from storage.engine import StorageError, connect
 from tests.fixtures.tls import Certs, make_ca
 
 PASSWORD = "ch-pw-9d2e7"
