@@ -21,7 +21,9 @@ from typing import Any
 
 import aiohttp
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import TopicPartition
 
 from alerting.alert import Notification
 from alerting.dispatch import Dispatcher
@@ -29,13 +31,15 @@ from alerting.evaluator import Evaluator
 from alerting.notifiers import build_notifier
 from alerting.retry import RetryPolicy
 from alerting.rules import load_rules
+from core.kafka_security import aiokafka_security
 from core.keys import version_key
 from core.retry import Backoff
 from core.settings import Settings
+from processors.handler import StoredOffsets
 from storage.alerts import AlertStore
 from storage.engine import Engine
 
-__all__ = ["PendingSince", "install_alerting", "owner_partition"]
+__all__ = ["PendingSince", "committed_offsets", "install_alerting", "owner_partition"]
 
 log = logging.getLogger(__name__)
 MAX_INFLIGHT = 64
@@ -45,7 +49,7 @@ class PendingSince:
     """The time of the oldest records on this worker's llm.events partitions not yet stored.
 
     Each :meth:`note` records the partitions' high watermarks with the time; once the
-    committed offsets (committed only after storage) reach a note, everything on the
+    stored offsets reach a note, everything on the
     broker at that time is stored. The oldest note not reached bounds how long records
     have waited: about now while the worker keeps up (records in flight arrived since the
     last note), the start of the stall while it does not. An evaluator that sees a thin
@@ -58,13 +62,13 @@ class PendingSince:
         self._max_notes = max_notes
 
     def note(
-        self, now: float, highwaters: Mapping[Any, int | None], committed: Mapping[Any, int | None]
+        self, now: float, highwaters: Mapping[Any, int | None], stored: Mapping[Any, int]
     ) -> float:
         """Add this moment's high watermarks; returns the time of the oldest unreached note."""
         self._notes.append((now, {tp: hw for tp, hw in highwaters.items() if hw is not None}))
         held = set(highwaters)
         while self._notes and all(
-            (committed.get(tp) or 0) >= hw for tp, hw in self._notes[0][1].items() if tp in held
+            stored.get(tp, 0) >= hw for tp, hw in self._notes[0][1].items() if tp in held
         ):
             self._notes.popleft()
         if len(self._notes) > self._max_notes:  # a backlog of hours: the oldest stays
@@ -78,10 +82,40 @@ def owner_partition(app_name: str, prompt_version: str | None, partitions: int) 
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+async def committed_offsets(
+    settings: Settings, group: str, tps: list[Any]
+) -> dict[tuple[str, int], int | None]:
+    """The group's committed offsets on the broker (None where nothing is committed),
+    through the admin API: the state Faust keeps of them has no public accessor."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=10_000,
+        **aiokafka_security(settings),
+    )
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(
+            group, partitions=[TopicPartition(tp[0], tp[1]) for tp in tps]
+        )
+    finally:
+        await admin.close()
+    return {
+        (tp.topic, tp.partition): (meta.offset if meta.offset >= 0 else None)
+        for tp, meta in found.items()
+    }
+
+
 def install_alerting(
-    app: faust.App, settings: Settings, engine: Engine, redact: Callable[[str], str]
+    app: faust.App,
+    settings: Settings,
+    engine: Engine,
+    redact: Callable[[str], str],
+    stored: StoredOffsets,
 ) -> Evaluator | None:
-    """Add the evaluator task and the notify agent; None when no rules are configured."""
+    """Add the evaluator task and the notify agent; None when no rules are configured.
+
+    ``stored`` is the batch handler's record of stored offsets: the evaluator waits for
+    the backlog present at a (re)load to be stored before it resolves restored alerts."""
     if settings.rules is None:
         log.info("LLMPULSE_RULES is not set: alerting is off")
         return None
@@ -114,26 +148,20 @@ def install_alerting(
         return owner_partition(app_name, prompt_version, held["total"]) in held["mine"]
 
     # End offsets of this worker's llm.events partitions when the states were loaded: the
-    # backlog a restart or a rebalance left. Offsets are committed only after storage.
+    # backlog a restart or a rebalance left, stored once ``stored`` reaches them.
     backlog: dict[Any, int] = {}
 
     def event_partitions() -> list[Any]:
         return [tp for tp in app.consumer.assignment() if tp.topic == events]
 
-    def committed() -> Mapping[Any, int | None]:
-        # Faust keeps the committed offsets per partition (from the broker at assignment,
-        # then from each commit); there is no public accessor. The one place it is read.
-        return getattr(app.consumer, "_committed_offset", {})
-
     def caught_up() -> bool:
-        offsets = committed()
-        return all((offsets.get(tp) or 0) >= end for tp, end in backlog.items())
+        return all(stored.get(tp, 0) >= end for tp, end in backlog.items())
 
     pending = PendingSince()
 
     def pending_since() -> float:
         highwaters = {tp: app.consumer.highwater(tp) for tp in event_partitions()}
-        return pending.note(time.time(), highwaters, committed())
+        return pending.note(time.time(), highwaters, stored)
 
     evaluator = Evaluator(
         rules, engine.database, query, save, send, owns,
@@ -157,7 +185,9 @@ def install_alerting(
                 if mine != loaded_for:  # started, or a rebalance moved keys: reload states
                     tps = event_partitions()
                     backlog.clear()
-                    backlog.update(await app.consumer.highwaters(*tps) if tps else {})
+                    if tps:  # what was stored before this worker held the partitions
+                        stored.seed(await committed_offsets(settings, app.conf.id, tps))
+                        backlog.update(await app.consumer.highwaters(*tps))
                     evaluator.load(await engine.run(store.load))
                     loaded_for = mine
                 await evaluator.tick()

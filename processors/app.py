@@ -126,7 +126,9 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> WorkerApp:
             )
 
     install_feedback(app, settings, engine, send_dead_letter, redact=scorer.suite.redactor.redact)
-    evaluator = install_alerting(app, settings, engine, scorer.suite.redactor.redact)
+    evaluator = install_alerting(
+        app, settings, engine, scorer.suite.redactor.redact, handler.stored
+    )
 
     # A round each drift_round_s while storage works, slower (up to a minute) while not.
     slowdown = Backoff(settings.drift_round_s, max(60.0, settings.drift_round_s), jitter="none")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ __all__ = [
     "BatchHandler",
     "DeadLetterSink",
     "ScoredSink",
+    "StoredOffsets",
     "error_chain",
     "send_dead_letters",
     "write_until_stored",
@@ -60,6 +61,44 @@ class Stats:
     storage_retries: int = 0
 
 
+class StoredOffsets(Mapping[tuple[str, int], int]):
+    """Per (topic, partition), one past the last record stored: what the group's committed
+    offsets become once Faust commits (it commits only what was stored), known here without
+    reading Faust's private state. Keys compare equal to Faust's and aiokafka's ``TP``.
+
+    A partition this worker has stored nothing of yet starts from the broker's committed
+    offset (:meth:`seed`); a broker that lost its logs starts it again (:meth:`forget`).
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, int], int] = {}
+
+    def advance(self, offsets: Iterable[tuple[str, int, int]]) -> None:
+        """Record that the records at these (topic, partition, offset) are stored."""
+        for topic, partition, offset in offsets:
+            key = (topic, partition)
+            self._next[key] = max(self._next.get(key, 0), offset + 1)
+
+    def seed(self, committed: Mapping[tuple[str, int], int | None]) -> None:
+        """Raise partitions to the broker's committed offsets (None: nothing committed)."""
+        for tp, offset in committed.items():
+            if offset is not None and offset >= 0:
+                key = (tp[0], tp[1])
+                self._next[key] = max(self._next.get(key, 0), offset)
+
+    def forget(self, tp: tuple[str, int]) -> None:
+        self._next.pop((tp[0], tp[1]), None)
+
+    def __getitem__(self, tp: tuple[str, int]) -> int:
+        return self._next[(tp[0], tp[1])]
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self._next)
+
+    def __len__(self) -> int:
+        return len(self._next)
+
+
 class BatchHandler:
     def __init__(
         self,
@@ -76,6 +115,7 @@ class BatchHandler:
         self.scored_sink = scored_sink
         self.backoff = backoff or Backoff()
         self.stats = Stats()
+        self.stored = StoredOffsets()
         # One thread per device: models are not re-entrant and a GPU gains nothing
         # from two batches at once.
         device = scorer.suite.embeddings.device
@@ -94,6 +134,7 @@ class BatchHandler:
         batch = await loop.run_in_executor(self._scoring, self.scorer.score, records)
         await send_dead_letters(self.dead_letter_sink, batch.rejected)
         await self._store(batch)
+        self.stored.advance(batch.offsets)
         if self.scored_sink is not None and batch.summaries:
             sends = [await self.scored_sink(key, value) for key, value in batch.summaries]
             await asyncio.gather(*sends)

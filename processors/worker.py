@@ -23,12 +23,12 @@ from core.retry import Backoff
 from core.settings import Settings
 from processors.app import create_app
 from processors.batch import build_scorer
-from processors.handler import error_chain
+from processors.handler import StoredOffsets, error_chain
 from processors.http import SQL_PATH, open_endpoint_problem
 from storage.engine import Engine, EngineBusyError, StorageError
 from storage.migrations import migrate
 
-__all__ = ["BrokerWatch", "ensure_topics", "read_worker_state", "run_worker"]
+__all__ = ["BrokerWatch", "ensure_topics", "forget_commits", "read_worker_state", "run_worker"]
 
 log = logging.getLogger(__name__)
 STATE_FILE = "worker.json"
@@ -84,9 +84,12 @@ class BrokerWatch:
     reads the id.
     """
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, stored: StoredOffsets | None = None
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.stored = stored
         self.cluster_id: str | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._rewinds_left = 0
@@ -138,7 +141,9 @@ class BrokerWatch:
             self._rewound_at = app.rebalancing_count
             partitions = app.consumer.assignment()
             for tp in partitions:
-                _forget_commits(app.consumer, tp)
+                forget_commits(app.consumer, tp)
+                if self.stored is not None:
+                    self.stored.forget(tp)
                 await app.consumer.seek(tp, 0)
             log.warning("reading %d assigned partitions from the start", len(partitions))
 
@@ -156,19 +161,37 @@ class BrokerWatch:
         self._rewound_at = None
 
 
-def _forget_commits(consumer: Any, tp: Any) -> None:
-    """Drop what Faust remembers of a partition's acks and commits before a rewind.
+# Faust's per-partition ack and commit state; see forget_commits.
+FAUST_COMMIT_STATE = ("_committed_offset", "_acked", "_acked_index", "_gap")
+
+
+def forget_commits(consumer: Any, tp: Any) -> list[str]:
+    """Drop what Faust remembers of a partition's acks and commits before a rewind;
+    returns the names of the states it did not find.
 
     Faust records an offset as committed even when the broker refused the commit (as
     the new broker does, with UnknownMemberId, until the group is rejoined), and acks
     only records above that offset: the rewound records would be stored but their
-    offsets never committed again, leaving the group's lag up forever. There is no
-    public API for this state.
+    offsets never committed again, leaving the group's lag up forever. Faust has no
+    public API for this state, so this is the one place the project touches a
+    library's private attributes, only after an embedded broker lost its memory (an
+    Apache Kafka broker never triggers it). A Faust release that renames them is
+    logged as an error here, and ``tests/unit/test_faust_state.py`` fails on it.
     """
-    for name in ("_committed_offset", "_acked", "_acked_index", "_gap"):
+    missing = []
+    for name in FAUST_COMMIT_STATE:
         state = getattr(consumer, name, None)
-        if state is not None:
+        if state is None:
+            missing.append(name)
+        else:
             state.pop(tp, None)
+    if missing:
+        log.error(
+            "faust %s has no consumer state %s: offsets of partitions rewound after the "
+            "broker restart may not be committed again (lag stays up; restart the worker)",
+            faust.__version__, ", ".join(missing),
+        )  # fmt: skip
+    return missing
 
 
 def _state_path(settings: Settings) -> Path:
@@ -296,7 +319,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         asyncio.run(ensure_topics(settings))
         parts = create_app(settings, engine, scorer)
         app = parts.app
-        watch = BrokerWatch(app, settings)
+        watch = BrokerWatch(app, settings, parts.handler.stored)
 
         @app.task
         async def watch_broker() -> None:

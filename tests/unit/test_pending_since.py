@@ -34,11 +34,11 @@ def test_a_partition_taken_away_by_a_rebalance_is_not_waited_for() -> None:
     assert p.note(6.0, {"p1": 12}, {"p1": 12}) == 6.0
 
 
-def test_partitions_not_fetched_yet_and_uncommitted_ones_count_right() -> None:
+def test_partitions_not_fetched_yet_and_ones_with_nothing_stored_count_right() -> None:
     p = PendingSince()
     assert p.note(1.0, {"p0": None}, {}) == 1.0  # no high watermark yet: nothing to wait for
-    assert p.note(2.0, {"p0": 3}, {"p0": None}) == 2.0  # nothing committed yet: pending
-    assert p.note(3.0, {"p0": 4}, {"p0": None}) == 2.0
+    assert p.note(2.0, {"p0": 3}, {}) == 2.0  # nothing stored yet: pending
+    assert p.note(3.0, {"p0": 4}, {}) == 2.0
     assert p.note(4.0, {"p0": 4}, {"p0": 4}) == 4.0
 
 
