@@ -16,6 +16,9 @@ Repeated tests: windows do not overlap, each is tested once at level alpha, so
 under no drift a key raises a false alarm once per 1/alpha windows on average.
 All windows closed in one round (every ``drift_round_s``) form one family and
 Benjamini-Hochberg keeps the false discovery rate across its segments at alpha.
+
+Where events go and when windows close is decided in :mod:`processors.drift_windows`,
+without I/O; this module reads and writes storage and acks around those decisions.
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ from detectors.drift import (
     refine_permutations,
 )
 from detectors.drift_explain import explain_drift
+from processors.drift_windows import Ack, Coverage, Item, Placed, Window, WindowBook
 from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
 from storage.engine import Engine
+from storage.rows import DriftRow, ReferenceVectorRow
 
 __all__ = ["DriftMonitor", "RoundReport", "ScoredMessage"]
 
@@ -53,7 +58,6 @@ log = logging.getLogger(__name__)
 
 STORAGE_BACKOFF = Backoff(first_s=0.5, max_s=30.0)  # storage down: wait, never drop
 
-Ack = Callable[[], Awaitable[Any]]
 # Runs a CPU/GPU-heavy function off the event loop (the scoring thread in the worker).
 Compute = Callable[..., Awaitable[Any]]
 
@@ -67,36 +71,6 @@ class ScoredMessage:
     timestamp: float = 0.0  # when the summary was produced (Kafka timestamp, seconds)
 
 
-@dataclass(frozen=True)
-class _Item:
-    event_id: str
-    ts_ms: int
-    partition: int
-    offset: int
-    ack: Ack
-
-
-@dataclass
-class _Window:
-    app: str
-    prompt_version: str
-    partition: int
-    opened: float
-    items: list[_Item] = field(default_factory=list)
-    ids: set[str] = field(default_factory=set)
-
-    @property
-    def key(self) -> str:
-        return version_key(self.app, self.prompt_version)
-
-    def add(self, item: _Item) -> bool:
-        if item.event_id in self.ids:  # a summary produced twice (replay upstream)
-            return False
-        self.items.append(item)
-        self.ids.add(item.event_id)
-        return True
-
-
 @dataclass
 class RoundReport:
     references_grown: int = 0
@@ -108,7 +82,7 @@ class RoundReport:
 
 @dataclass
 class _Segment:
-    window: _Window
+    window: Window
     kind: str
     reference: Reference
     ref: np.ndarray
@@ -126,27 +100,27 @@ class DriftMonitor:
         embedding_model: str,
         compute: Compute,
         clock: Callable[[], float] = time.monotonic,
+        store: DriftStore | None = None,
+        test: MMDDriftTest | None = None,
     ) -> None:
+        """``clock`` ages windows; ``store`` and ``test`` default to ClickHouse through
+        ``engine`` and the MMD test from settings (unit tests pass fakes)."""
         self.settings = settings
         self.engine = engine
-        self.store = DriftStore(engine.client, engine.database)
+        self.store = store or DriftStore(engine.client, engine.database)
         self.model = embedding_model
         self.compute = compute
         self.clock = clock
-        self.test = MMDDriftTest(
+        self.test = test or MMDDriftTest(
             alpha=settings.drift_alpha,
             permutations=settings.drift_permutations,
             device=settings.device,
         )
         self.lock = asyncio.Lock()
-        self._keys: dict[str, tuple[str, str, int]] = {}  # key -> (app, version, partition)
+        self.book = WindowBook(settings.drift_window_size)
+        self.coverage = Coverage()
         self._refs: dict[str, Reference] = {}
-        self._building: dict[str, _Window] = {}  # events waiting to join a reference
-        self._windows: dict[str, _Window] = {}
-        self._closed: list[_Window] = []
-        self._covered: dict[int, dict[str, tuple[int, float]]] = {}
         self._vectors: OrderedDict[tuple[str, str], tuple[np.ndarray, list[str]]] = OrderedDict()
-        self.rounds = 0
 
     # intake -----------------------------------------------------------------
 
@@ -175,7 +149,7 @@ class DriftMonitor:
         try:
             value = json.loads(message.value)
             app, version = str(value["app"]), str(value["prompt_version"])
-            item = _Item(
+            item = Item(
                 str(value["event_id"]),
                 int(value["ts"]),
                 message.partition,
@@ -187,57 +161,29 @@ class DriftMonitor:
                       message.offset, exc)  # fmt: skip
             await message.ack()
             return
-        key = version_key(app, version)
-        self._keys[key] = (app, version, message.partition)
+        key = self.book.note_key(app, version, message.partition)
         if await self._is_covered(key, message):
             await message.ack()  # already in a stored window or reference
             return
         ref = await self._reference_for(key)
-        if not ref.complete:
-            building = self._building_of(key, item.partition)
-            if ref.size + len(building.items) < ref.target:
-                if not building.add(item):
-                    await message.ack()
-                return
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = _Window(app, version, item.partition, self.clock())
-        if not window.add(item):
+        if self.book.place(key, item, ref, self.clock()) == Placed.DUPLICATE:
             await message.ack()
-            return
-        if len(window.items) >= self.settings.drift_window_size:
-            self._closed.append(self._windows.pop(key))
 
     async def _is_covered(self, key: str, message: ScoredMessage) -> bool:
-        """Replayed, and its window or reference is stored already?
-
-        The offset alone is not enough: the embedded broker keeps topics in memory, so
-        after it restarts offsets begin at 0 again. A replayed summary was produced
-        before the row covering it was written; a new one after.
-        """
-        if message.partition not in self._covered:
-            self._covered[message.partition] = await self.engine.run(
-                self.store.covered_offsets, message.partition
-            )
-        offset, written_at = self._covered[message.partition].get(key, (-1, 0.0))
-        return message.offset <= offset and message.timestamp <= written_at
+        """Replayed, and its window or reference is stored already (see Coverage)?"""
+        if not self.coverage.knows(message.partition):
+            covered = await self.engine.run(self.store.covered_offsets, message.partition)
+            self.coverage.load(message.partition, covered)
+        return self.coverage.covers(message.partition, key, message.offset, message.timestamp)
 
     def _cover(self, key: str, partition: int, offset: int) -> None:
-        covered = self._covered.get(partition)
-        if covered is not None:
-            covered[key] = (offset, time.time())  # the row written last, as in storage
-
-    def _building_of(self, key: str, partition: int) -> _Window:
-        if key not in self._building:
-            app, version, _ = self._keys[key]
-            self._building[key] = _Window(app, version, partition, self.clock())
-        return self._building[key]
+        self.coverage.cover(key, partition, offset, time.time())  # as stamped in storage
 
     async def _reference_for(self, key: str) -> Reference:
         ref = self._refs.get(key)
         if ref is not None:
             return ref
-        app, version, _ = self._keys[key]
+        app, version, _ = self.book.keys[key]
         ref = await self.engine.run(self.store.reference, app, version)
         if ref is not None and ref.embedding_model != self.model:
             log.warning(
@@ -251,24 +197,9 @@ class DriftMonitor:
         return ref
 
     def _use(self, key: str, ref: Reference) -> None:
-        """Make ``ref`` the key's reference; an unfinished one takes over the open window.
-
-        After ``--first N`` or a clear, events not yet tested are the first events
-        of the new reference rather than a window with nothing to compare against.
-        """
+        """Make ``ref`` the key's reference (an unfinished one takes over untested events)."""
         self._refs[key] = ref
-        if ref.complete:
-            return
-        pending = [w for w in self._closed if w.key == key]
-        self._closed = [w for w in self._closed if w.key != key]
-        if key in self._windows:
-            pending.append(self._windows.pop(key))
-        if not pending:
-            return
-        building = self._building_of(key, pending[0].partition)
-        for window in pending:
-            for item in window.items:
-                building.add(item)
+        self.book.adopt(key, ref, self.clock())
 
     async def _new_reference(self, app: str, version: str) -> Reference:
         s = self.settings
@@ -296,14 +227,9 @@ class DriftMonitor:
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget state of partitions this worker lost; their new owner replays them."""
-        gone = {k for k, (_, _, p) in self._keys.items() if p in partitions}
-        self._covered = {p: c for p, c in self._covered.items() if p not in partitions}
-        self._windows = {k: w for k, w in self._windows.items() if k not in gone}
-        self._building = {k: w for k, w in self._building.items() if k not in gone}
-        self._closed = [w for w in self._closed if w.key not in gone]
-        for key in gone:
+        self.coverage.drop(partitions)
+        for key in self.book.drop_partitions(partitions):
             self._refs.pop(key, None)
-            self._keys.pop(key, None)
 
     async def forget_reference(self, app: str, version: str, *, locked: bool = False) -> None:
         """A reference was replaced from outside (CLI): use what storage says now.
@@ -315,7 +241,7 @@ class DriftMonitor:
                 return await self.forget_reference(app, version, locked=True)
         key = version_key(app, version)
         self._refs.pop(key, None)
-        if key in self._keys and (key in self._windows or key in self._building):
+        if key in self.book.keys and self.book.has_open(key):
             await self._reference_for(key)
 
     # rounds -----------------------------------------------------------------
@@ -323,17 +249,15 @@ class DriftMonitor:
     async def run_round(self) -> RoundReport:
         async with self.lock:
             report = RoundReport()
-            self.rounds += 1
             await self._refresh_references()
             report.references_grown = await self._grow_references()
             report.skipped_small = await self._close_expired()
-            closed, self._closed = self._closed, []
+            closed = self.book.take_closed()
             if closed:
                 try:
                     await self._test(closed, report)
                 except BaseException:
-                    # Not stored, not acked: test them again next round.
-                    self._closed = [w for w in closed if w.items] + self._closed
+                    self.book.requeue(closed)  # not stored, not acked: next round
                     raise
             return report
 
@@ -353,13 +277,12 @@ class DriftMonitor:
 
     async def _grow_references(self) -> int:
         grown = 0
-        for key, building in list(self._building.items()):
-            if not building.items:
+        for key in list(self.book.building):
+            if not self.book.building[key].items:
                 continue
             ref = await self._reference_for(key)
-            items = building.items
+            items = self.book.building[key].items
             take = [] if ref.complete else items[: max(0, ref.target - ref.size)]
-            rest = items[len(take) :]
             if take:
                 added = await self._store_reference_rows(ref, take)
                 ref = ref.grown(added)
@@ -368,22 +291,15 @@ class DriftMonitor:
                 grown += added
                 if ref.complete:
                     log.info("drift: reference of %s complete (%d events)", key, ref.size)
-            del self._building[key]
+            self.book.take_building(key)
             for item in take:
                 await item.ack()
             if take:
                 self._cover(key, take[-1].partition, take[-1].offset)
-            for item in rest:  # past the target: these open the first window
-                window = self._windows.setdefault(
-                    key, _Window(ref.app, ref.prompt_version, item.partition, self.clock())
-                )
-                window.add(item)
-            window = self._windows.get(key)
-            if window is not None and len(window.items) >= self.settings.drift_window_size:
-                self._closed.append(self._windows.pop(key))
+            self.book.overflow(key, items[len(take) :], self.clock())
         return grown
 
-    async def _store_reference_rows(self, ref: Reference, items: list[_Item]) -> int:
+    async def _store_reference_rows(self, ref: Reference, items: list[Item]) -> int:
         ids = [i.event_id for i in items]
         vectors = await self.engine.run(self.store.event_vectors, ref.app, ref.prompt_version, ids)
         texts = await self.engine.run(self.store.event_texts, ref.app, ids)
@@ -401,8 +317,11 @@ class DriftMonitor:
             for (kind, hit), body in zip(found, text, strict=True):
                 ts, vector = hit  # type: ignore[misc]
                 rows.append(
-                    [ref.reference_id, kind, item.event_id, ts, body, vector, item.partition,
-                     item.offset, now]
+                    ReferenceVectorRow(
+                        reference_id=ref.reference_id, kind=kind, event_id=item.event_id, ts=ts,
+                        text=body, vector=vector, kafka_partition=item.partition,
+                        kafka_offset=item.offset, added_at=now,
+                    )
                 )  # fmt: skip
         stamp = token("reference", ref.reference_id, items[0].offset, items[-1].offset,
                       items[0].event_id, items[-1].event_id)  # fmt: skip
@@ -410,33 +329,23 @@ class DriftMonitor:
         return used
 
     async def _close_expired(self) -> int:
-        now = self.clock()
-        skipped = 0
-        for key, window in list(self._windows.items()):
-            if now - window.opened < self.settings.drift_window_s:
-                continue
-            del self._windows[key]
-            if len(window.items) >= self.settings.drift_min_window:
-                self._closed.append(window)
-                continue
-            skipped += 1
-            log.info("drift: window of %s closed with %d events (< %d), not tested", key,
-                     len(window.items), self.settings.drift_min_window)  # fmt: skip
+        s = self.settings
+        small = self.book.expire(self.clock(), s.drift_window_s, s.drift_min_window)
+        for window in small:
+            log.info("drift: window of %s closed with %d events (< %d), not tested",
+                     window.key, len(window.items), s.drift_min_window)  # fmt: skip
             for item in window.items:
                 await item.ack()
-            self._cover(key, window.partition, window.items[-1].offset)
-        return skipped
+            self._cover(window.key, window.partition, window.items[-1].offset)
+        return len(small)
 
-    async def _test(self, closed: list[_Window], report: RoundReport) -> None:
-        testable: list[_Window] = []
+    async def _test(self, closed: list[Window], report: RoundReport) -> None:
+        testable: list[Window] = []
         segments: list[_Segment] = []
         for window in closed:
             ref = await self._reference_for(window.key)
             if not ref.complete:  # replaced while it waited: its events start the new one
-                building = self._building_of(window.key, window.partition)
-                for item in window.items:
-                    building.add(item)
-                window.items = []
+                self.book.return_to_reference(window, self.clock())
                 continue
             testable.append(window)
             segments.extend(await self._segments(window, ref))
@@ -458,7 +367,7 @@ class DriftMonitor:
                         self.test.score, segment.ref, segment.cur, permutations=needed
                     )
         _, cut = benjamini_hochberg([s.score.p_value for s in scored if s.score], q)
-        rows: dict[int, list[list[Any]]] = {}
+        rows: dict[int, list[DriftRow]] = {}
         fetched: dict[int, dict[str, tuple[str, str]]] = {}
         for segment in scored:
             assert segment.score is not None
@@ -484,7 +393,7 @@ class DriftMonitor:
             report.windows_tested += 1
         report.segments += len(scored)
 
-    async def _segments(self, window: _Window, ref: Reference) -> list[_Segment]:
+    async def _segments(self, window: Window, ref: Reference) -> list[_Segment]:
         ids = [i.event_id for i in window.items]
         vectors = await self.engine.run(
             self.store.event_vectors, window.app, window.prompt_version, ids
@@ -533,18 +442,23 @@ class DriftMonitor:
             log.exception("drift: explaining %s %s failed", segment.window.key, segment.kind)
             return None
 
-    def _row(self, segment: _Segment, result: DriftResult, family: int) -> list[Any]:
+    def _row(self, segment: _Segment, result: DriftResult, family: int) -> DriftRow:
         window = segment.window
         stamps = [i.ts_ms for i in window.items]
-        return [
-            window.key, window.app, window.prompt_version, segment.kind,
-            datetime.fromtimestamp(min(stamps) / 1000, UTC),
-            datetime.fromtimestamp(max(stamps) / 1000, UTC),
-            result.n_ref, result.n_cur, result.statistic, result.p_value, result.threshold,
-            int(result.drifted), result.distance,
-            json.dumps(result.explanation, ensure_ascii=False) if result.explanation else "",
-            result.method, result.version, self.settings.drift_alpha, family,
-            result.permutations, result.bandwidth, segment.reference.reference_id, self.model,
-            window.partition, window.items[0].offset, window.items[-1].offset,
-            datetime.now(UTC),
-        ]  # fmt: skip
+        return DriftRow(
+            key=window.key, app=window.app, prompt_version=window.prompt_version,
+            kind=segment.kind,
+            window_start=datetime.fromtimestamp(min(stamps) / 1000, UTC),
+            window_end=datetime.fromtimestamp(max(stamps) / 1000, UTC),
+            n_ref=result.n_ref, n_cur=result.n_cur, statistic=result.statistic,
+            p_value=result.p_value, threshold=result.threshold, drifted=int(result.drifted),
+            distance=result.distance,
+            explanation=(
+                json.dumps(result.explanation, ensure_ascii=False) if result.explanation else ""
+            ),
+            method=result.method, version=result.version, alpha=self.settings.drift_alpha,
+            family_size=family, permutations=result.permutations, bandwidth=result.bandwidth,
+            reference_id=segment.reference.reference_id, embedding_model=self.model,
+            kafka_partition=window.partition, first_offset=window.items[0].offset,
+            last_offset=window.items[-1].offset, tested_at=datetime.now(UTC),
+        )  # fmt: skip

@@ -20,6 +20,7 @@ import numpy as np
 
 from core.errors import LlmpulseError
 from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
+from storage.rows import ReferenceVectorRow
 
 __all__ = [
     "ACTIONS",
@@ -158,7 +159,7 @@ def apply_request(
         return {"reference_id": ref.reference_id, "source": "first", "size": 0, "detail": detail}
     rid = new_reference_id(req.app, req.prompt_version)
     now = datetime.now(UTC)
-    rows: list[list[Any]] = []
+    rows: list[ReferenceVectorRow] = []
     if req.action == "file":
         if vectors is None:
             raise ReferenceSetError("a file reference needs its embeddings")
@@ -166,7 +167,7 @@ def apply_request(
         for i, event_id in enumerate(req.event_ids):
             for kind, vec, text in (("input", ins[i], req.inputs[i]),
                                     ("output", outs[i], req.outputs[i])):  # fmt: skip
-                rows.append([rid, kind, event_id, now, redact(text), vec.tolist(), -1, -1, now])
+                rows.append(_vector_row(rid, kind, event_id, now, redact(text), vec.tolist(), now))
         detail = req.detail or f"{len(req.event_ids)} events from a file"
     else:
         start, end = parse_time(req.start or ""), parse_time(req.end or "")
@@ -177,8 +178,8 @@ def apply_request(
                 f"embeddings in [{req.start}, {req.end}); a reference needs at least 2"
             )
         for event_id, ts, text_in, text_out, vec_in, vec_out in found:
-            rows.append([rid, "input", event_id, ts, text_in, vec_in, -1, -1, now])
-            rows.append([rid, "output", event_id, ts, text_out, vec_out, -1, -1, now])
+            rows.append(_vector_row(rid, "input", event_id, ts, text_in, vec_in, now))
+            rows.append(_vector_row(rid, "output", event_id, ts, text_out, vec_out, now))
         detail = req.detail or f"{len(found)} stored events in [{req.start}, {req.end})"
     n = len(rows) // len(KINDS)
     store.add_vectors(rows, token("reference-set", rid))
@@ -186,6 +187,16 @@ def apply_request(
                     model)  # fmt: skip
     store.save_reference(ref)
     return {"reference_id": rid, "source": req.action, "size": n, "detail": detail}
+
+
+def _vector_row(
+    rid: str, kind: str, event_id: str, ts: datetime, text: str, vector: list[float], now: datetime
+) -> ReferenceVectorRow:
+    """A vector set from outside the stream: it covers no llm.scored offset (-1)."""
+    return ReferenceVectorRow(
+        reference_id=rid, kind=kind, event_id=event_id, ts=ts, text=text, vector=vector,
+        kafka_partition=-1, kafka_offset=-1, added_at=now,
+    )  # fmt: skip
 
 
 def _fields(ref: Reference) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import numpy as np
 from clickhouse_connect.driver.client import Client
 
 from core.keys import version_key
+from storage.rows import DRIFT_COLUMNS, VECTOR_COLUMNS, DriftRow, ReferenceVectorRow
 from storage.writer import Writer
 
 __all__ = [
@@ -34,19 +35,9 @@ __all__ = [
 ]
 
 KINDS = ("input", "output")
-DRIFT_COLUMNS = (
-    "key", "app", "prompt_version", "kind", "window_start", "window_end", "n_ref", "n_cur",
-    "statistic", "p_value", "threshold", "drifted", "distance", "explanation", "method",
-    "version", "alpha", "family_size", "permutations", "bandwidth", "reference_id",
-    "embedding_model", "kafka_partition", "first_offset", "last_offset", "tested_at",
-)  # fmt: skip
 REFERENCE_COLUMNS = (
     "app", "prompt_version", "reference_id", "vectors_id", "source", "detail", "target",
     "size", "complete", "active", "embedding_model", "updated_at",
-)  # fmt: skip
-VECTOR_COLUMNS = (
-    "reference_id", "kind", "event_id", "ts", "text", "vector", "kafka_partition",
-    "kafka_offset", "added_at",
 )  # fmt: skip
 
 
@@ -134,7 +125,7 @@ class DriftStore:
             f"{self.db}.llm_drift_references", [ref.row()], column_names=list(REFERENCE_COLUMNS)
         )
 
-    def add_vectors(self, rows: Sequence[Sequence[Any]], token: str) -> None:
+    def add_vectors(self, rows: Sequence[ReferenceVectorRow], token: str) -> None:
         self.writer.insert("llm_drift_reference_vectors", VECTOR_COLUMNS, list(rows), token)
 
     def vectors(self, vectors_id: str, kind: str) -> tuple[np.ndarray, list[str]]:
@@ -242,7 +233,7 @@ class DriftStore:
                 covered[key] = (int(offset), written_at)
         return covered
 
-    def write_results(self, rows: Sequence[Sequence[Any]], token: str) -> None:
+    def write_results(self, rows: Sequence[DriftRow], token: str) -> None:
         self.writer.insert("llm_drift", DRIFT_COLUMNS, list(rows), token)
 
 

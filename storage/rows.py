@@ -16,14 +16,18 @@ from typing import Any
 __all__ = [
     "ALERT_COLUMNS",
     "DEAD_LETTER_COLUMNS",
+    "DRIFT_COLUMNS",
     "EMBEDDING_COLUMNS",
     "EVENT_COLUMNS",
     "FEEDBACK_COLUMNS",
+    "VECTOR_COLUMNS",
     "AlertRow",
     "DeadLetterRow",
+    "DriftRow",
     "EmbeddingRow",
     "EventRow",
     "FeedbackRow",
+    "ReferenceVectorRow",
 ]
 
 
@@ -149,8 +153,57 @@ class AlertRow(_Row):
     updated_at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftRow(_Row):
+    """One ``llm_drift`` row: one kind of one window, tested against its reference."""
+
+    key: str
+    app: str
+    prompt_version: str
+    kind: str  # "input" | "output"
+    window_start: datetime
+    window_end: datetime
+    n_ref: int
+    n_cur: int
+    statistic: float
+    p_value: float
+    threshold: float
+    drifted: int
+    distance: float
+    explanation: str  # JSON, or "" when not drifted
+    method: str
+    version: int
+    alpha: float
+    family_size: int
+    permutations: int
+    bandwidth: float
+    reference_id: str
+    embedding_model: str
+    kafka_partition: int
+    first_offset: int
+    last_offset: int
+    tested_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReferenceVectorRow(_Row):
+    """One ``llm_drift_reference_vectors`` row: an event's vector and text in a reference."""
+
+    reference_id: str
+    kind: str
+    event_id: str
+    ts: datetime
+    text: str
+    vector: list[float]
+    kafka_partition: int
+    kafka_offset: int
+    added_at: datetime
+
+
 EVENT_COLUMNS = tuple(f.name for f in fields(EventRow))
 ALERT_COLUMNS = tuple(f.name for f in fields(AlertRow))
 FEEDBACK_COLUMNS = tuple(f.name for f in fields(FeedbackRow))
 EMBEDDING_COLUMNS = tuple(f.name for f in fields(EmbeddingRow))
 DEAD_LETTER_COLUMNS = tuple(f.name for f in fields(DeadLetterRow))
+DRIFT_COLUMNS = tuple(f.name for f in fields(DriftRow))
+VECTOR_COLUMNS = tuple(f.name for f in fields(ReferenceVectorRow))
