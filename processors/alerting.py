@@ -26,6 +26,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from alerting.alert import Notification
+from alerting.config import RuleSet
 from alerting.dispatch import Dispatcher
 from alerting.evaluator import Evaluator
 from alerting.notifiers import build_notifier
@@ -39,7 +40,14 @@ from processors.handler import StoredOffsets
 from storage.alerts import AlertStore
 from storage.engine import Engine
 
-__all__ = ["PendingSince", "committed_offsets", "install_alerting", "owner_partition"]
+__all__ = [
+    "Delivery",
+    "PendingSince",
+    "RuleEvaluation",
+    "committed_offsets",
+    "install_alerting",
+    "owner_partition",
+]
 
 log = logging.getLogger(__name__)
 MAX_INFLIGHT = 64
@@ -105,6 +113,78 @@ async def committed_offsets(
     }
 
 
+class RuleEvaluation:
+    """The evaluator's I/O in the worker: storage, the alerts topic, which keys this
+    worker owns, and whether the backlog a (re)load found is stored yet."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        engine: Engine,
+        stored: StoredOffsets,
+        topic: faust.TopicT,
+    ) -> None:
+        self.app, self.settings, self.engine = app, settings, engine
+        self.stored = stored  # the batch handler's record of stored offsets
+        self.topic = topic
+        self.store = AlertStore(engine.client, engine.database)
+        # This tick's assignment and partition count, read once per tick, not per key.
+        self.mine: frozenset[int] = frozenset()
+        self.total = settings.partitions
+        # End offsets of this worker's llm.events partitions when the states were loaded:
+        # the backlog a restart or a rebalance left, stored once ``stored`` reaches them.
+        self.backlog: dict[Any, int] = {}
+        self.pending = PendingSince()
+
+    async def query(self, sql: str) -> list[tuple]:
+        return await self.engine.run(self.store.query, sql)
+
+    async def save(self, states: list[Any]) -> None:
+        await self.engine.run(self.store.save, states)
+
+    async def send(self, n: Notification) -> None:
+        delivery = await self.topic.send(key=n.alert_id.encode(), value=n.to_json(), force=True)
+        await delivery
+
+    def owns(self, app_name: str, prompt_version: str | None) -> bool:
+        return owner_partition(app_name, prompt_version, self.total) in self.mine
+
+    def caught_up(self) -> bool:
+        return all(self.stored.get(tp, 0) >= end for tp, end in self.backlog.items())
+
+    def pending_since(self) -> float:
+        consumer = self.app.consumer
+        highwaters = {tp: consumer.highwater(tp) for tp in self._event_partitions()}
+        return self.pending.note(time.time(), highwaters, self.stored)
+
+    def _event_partitions(self) -> list[Any]:
+        events = self.settings.topics.events
+        return [tp for tp in self.app.consumer.assignment() if tp.topic == events]
+
+    def read_assignment(self) -> bool:
+        """Read this tick's assignment; True when it changed since the last call."""
+        scored = self.settings.topics.scored
+        try:
+            assigned = self.app.consumer.assignment()
+        except Exception:  # the consumer is not started yet
+            assigned = set()
+        mine = frozenset(tp.partition for tp in assigned if tp.topic == scored)
+        self.total = self.app.consumer.topic_partitions(scored) or self.settings.partitions
+        changed, self.mine = mine != self.mine, mine
+        return changed
+
+    async def reload(self, evaluator: Evaluator) -> None:
+        """Started, or a rebalance moved keys: load the states and note the backlog."""
+        tps = self._event_partitions()
+        self.backlog.clear()
+        if tps:  # what was stored before this worker held the partitions
+            group = self.app.conf.id
+            self.stored.seed(await committed_offsets(self.settings, group, tps))
+            self.backlog.update(await self.app.consumer.highwaters(*tps))
+        evaluator.load(await self.engine.run(self.store.load))
+
+
 def install_alerting(
     app: faust.App,
     settings: Settings,
@@ -122,51 +202,11 @@ def install_alerting(
     rules = load_rules(settings.rules)  # RulesError lists every problem with its line
     log.info("alerting: %d rules, %d receivers", len(rules.rules), len(rules.receivers))
     topic = app.topic(settings.topics.alerts, value_type=bytes, key_type=bytes)
-    scored, events = settings.topics.scored, settings.topics.events
-    store = AlertStore(engine.client, engine.database)
-
-    async def query(sql: str) -> list[tuple]:
-        return await engine.run(store.query, sql)
-
-    async def save(states: list[Any]) -> None:
-        await engine.run(store.save, states)
-
-    async def send(n: Notification) -> None:
-        delivery = await topic.send(key=n.alert_id.encode(), value=n.to_json(), force=True)
-        await delivery
-
-    def assigned() -> set[int]:
-        try:
-            return {tp.partition for tp in app.consumer.assignment() if tp.topic == scored}
-        except Exception:  # the consumer is not started yet
-            return set()
-
-    # This tick's assignment and partition count, read once per tick, not per key.
-    held: dict[str, Any] = {"mine": frozenset(), "total": settings.partitions}
-
-    def owns(app_name: str, prompt_version: str | None) -> bool:
-        return owner_partition(app_name, prompt_version, held["total"]) in held["mine"]
-
-    # End offsets of this worker's llm.events partitions when the states were loaded: the
-    # backlog a restart or a rebalance left, stored once ``stored`` reaches them.
-    backlog: dict[Any, int] = {}
-
-    def event_partitions() -> list[Any]:
-        return [tp for tp in app.consumer.assignment() if tp.topic == events]
-
-    def caught_up() -> bool:
-        return all(stored.get(tp, 0) >= end for tp, end in backlog.items())
-
-    pending = PendingSince()
-
-    def pending_since() -> float:
-        highwaters = {tp: app.consumer.highwater(tp) for tp in event_partitions()}
-        return pending.note(time.time(), highwaters, stored)
-
+    io = RuleEvaluation(app, settings, engine, stored, topic)
     evaluator = Evaluator(
-        rules, engine.database, query, save, send, owns,
+        rules, engine.database, io.query, io.save, io.send, io.owns,
         redact=redact, query_url=settings.alert_query_url, refresh_s=settings.alert_refresh_s,
-        caught_up=caught_up, pending_since=pending_since,
+        caught_up=io.caught_up, pending_since=io.pending_since,
     )  # fmt: skip
 
     # Every tick while storage or the broker works, slower (up to a minute) while not.
@@ -174,74 +214,59 @@ def install_alerting(
 
     @app.task
     async def evaluate_rules() -> None:
-        loaded_for: frozenset[int] | None = None
+        loaded = False
         failures = 0
         while not app.should_stop:
             await asyncio.sleep(slowdown.bound(failures + 1))
             try:
-                mine = frozenset(assigned())
-                held["mine"] = mine
-                held["total"] = app.consumer.topic_partitions(scored) or settings.partitions
-                if mine != loaded_for:  # started, or a rebalance moved keys: reload states
-                    tps = event_partitions()
-                    backlog.clear()
-                    if tps:  # what was stored before this worker held the partitions
-                        stored.seed(await committed_offsets(settings, app.conf.id, tps))
-                        backlog.update(await app.consumer.highwaters(*tps))
-                    evaluator.load(await engine.run(store.load))
-                    loaded_for = mine
+                if io.read_assignment() or not loaded:
+                    loaded = False
+                    await io.reload(evaluator)
+                    loaded = True
                 await evaluator.tick()
                 failures = 0
             except Exception:  # storage or broker down: decide again on the next tick
                 failures = min(failures + 1, 4)
                 log.exception("alert evaluation failed; retrying")
 
-    policies = {
-        name: RetryPolicy(deadline_s=cfg.retry_deadline_s or settings.alert_retry_deadline_s)
-        for name, cfg in rules.receivers.items()
-    }
-
-    async def finished(ids: Any) -> set[tuple[str, str]]:
-        return await engine.run(store.finished, ids)
-
-    async def log_rows(rows: list[list[Any]]) -> None:
-        await engine.run(store.log, rows)
+    delivery = Delivery(settings, engine, rules)
 
     @app.agent(topic, name="notify")
     async def notify(stream: faust.StreamT) -> None:
+        await delivery.run(stream)
+
+    return evaluator
+
+
+class Delivery:
+    """The notify agent's body: each llm.alerts message delivered to its receivers as a
+    task of its own, acked only once every receiver finished with it."""
+
+    def __init__(self, settings: Settings, engine: Engine, rules: RuleSet) -> None:
+        self.engine = engine
+        self.store = AlertStore(engine.client, engine.database)
+        self.receivers = rules.receivers
+        self.policies = {
+            name: RetryPolicy(deadline_s=cfg.retry_deadline_s or settings.alert_retry_deadline_s)
+            for name, cfg in rules.receivers.items()
+        }
+
+    async def finished(self, ids: Any) -> set[tuple[str, str]]:
+        return await self.engine.run(self.store.finished, ids)
+
+    async def log_rows(self, rows: list[list[Any]]) -> None:
+        await self.engine.run(self.store.log, rows)
+
+    async def run(self, stream: faust.StreamT) -> None:
         session = aiohttp.ClientSession()
-        notifiers = {name: build_notifier(cfg, session) for name, cfg in rules.receivers.items()}
-        dispatcher = Dispatcher(notifiers, policies, finished, log_rows)
+        notifiers = {name: build_notifier(cfg, session) for name, cfg in self.receivers.items()}
+        dispatcher = Dispatcher(notifiers, self.policies, self.finished, self.log_rows)
         slots = asyncio.Semaphore(MAX_INFLIGHT)
         tasks: set[asyncio.Task] = set()
-
-        async def handle(event: Any) -> None:
-            # Acked only once every receiver finished; a cancelled task (shutdown) is
-            # not acked, so its message is delivered after the restart.
-            try:
-                try:
-                    n = Notification.from_json(event.message.value)
-                except (ValueError, TypeError, KeyError) as exc:
-                    log.error("llm.alerts message at offset %s is unreadable, skipped: %s",
-                              event.message.offset, exc)  # fmt: skip
-                    await stream.ack(event)
-                    return
-                delay = Backoff(first_s=1.0, max_s=30.0).delays()
-                while True:
-                    try:
-                        await dispatcher.dispatch(n)
-                        break
-                    except Exception:  # alert_log unreachable: do not ack, try again
-                        log.exception("delivering alert %s failed; retrying", n.alert_id)
-                        await asyncio.sleep(delay())
-                await stream.ack(event)
-            finally:
-                slots.release()
-
         try:
             async for event in stream.noack().events():
                 await slots.acquire()
-                task = asyncio.create_task(handle(event))
+                task = asyncio.create_task(self._handle(stream, dispatcher, event, slots))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         finally:
@@ -250,4 +275,27 @@ def install_alerting(
             with contextlib.suppress(Exception):
                 await session.close()
 
-    return evaluator
+    async def _handle(
+        self, stream: faust.StreamT, dispatcher: Dispatcher, event: Any, slots: asyncio.Semaphore
+    ) -> None:
+        # Acked only once every receiver finished; a cancelled task (shutdown) is not
+        # acked, so its message is delivered after the restart.
+        try:
+            try:
+                n = Notification.from_json(event.message.value)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("llm.alerts message at offset %s is unreadable, skipped: %s",
+                          event.message.offset, exc)  # fmt: skip
+                await stream.ack(event)
+                return
+            delay = Backoff(first_s=1.0, max_s=30.0).delays()
+            while True:
+                try:
+                    await dispatcher.dispatch(n)
+                    break
+                except Exception:  # alert_log unreachable: do not ack, try again
+                    log.exception("delivering alert %s failed; retrying", n.alert_id)
+                    await asyncio.sleep(delay())
+            await stream.ack(event)
+        finally:
+            slots.release()

@@ -27,39 +27,25 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import numpy as np
 
 from core.keys import version_key
 from core.retry import Backoff
 from core.settings import Settings
-from detectors.base import DetectorError
-from detectors.drift import (
-    DriftResult,
-    DriftScore,
-    MMDDriftTest,
-    benjamini_hochberg,
-    refine_permutations,
-)
-from detectors.drift_explain import explain_drift
+from detectors.drift import MMDDriftTest
+from processors.drift_family import Compute, FamilyTester
 from processors.drift_windows import Ack, Coverage, Item, Placed, Window, WindowBook
 from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
 from storage.engine import Engine
-from storage.rows import DriftRow, ReferenceVectorRow
+from storage.rows import ReferenceVectorRow
 
 __all__ = ["DriftMonitor", "RoundReport", "ScoredMessage"]
 
 log = logging.getLogger(__name__)
 
 STORAGE_BACKOFF = Backoff(first_s=0.5, max_s=30.0)  # storage down: wait, never drop
-
-# Runs a CPU/GPU-heavy function off the event loop (the scoring thread in the worker).
-Compute = Callable[..., Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -80,18 +66,6 @@ class RoundReport:
     skipped_small: int = 0
 
 
-@dataclass
-class _Segment:
-    window: Window
-    kind: str
-    reference: Reference
-    ref: np.ndarray
-    ref_texts: list[str]
-    cur: np.ndarray
-    cur_ids: list[str]
-    score: DriftScore | None = None
-
-
 class DriftMonitor:
     def __init__(
         self,
@@ -109,18 +83,17 @@ class DriftMonitor:
         self.engine = engine
         self.store = store or DriftStore(engine.client, engine.database)
         self.model = embedding_model
-        self.compute = compute
         self.clock = clock
-        self.test = test or MMDDriftTest(
-            alpha=settings.drift_alpha,
-            permutations=settings.drift_permutations,
-            device=settings.device,
-        )
+        self.family = FamilyTester(
+            settings, engine, self.store,
+            test or MMDDriftTest(alpha=settings.drift_alpha,
+                                 permutations=settings.drift_permutations, device=settings.device),
+            compute, embedding_model,
+        )  # fmt: skip
         self.lock = asyncio.Lock()
         self.book = WindowBook(settings.drift_window_size)
         self.coverage = Coverage()
         self._refs: dict[str, Reference] = {}
-        self._vectors: OrderedDict[tuple[str, str], tuple[np.ndarray, list[str]]] = OrderedDict()
 
     # intake -----------------------------------------------------------------
 
@@ -340,125 +313,23 @@ class DriftMonitor:
         return len(small)
 
     async def _test(self, closed: list[Window], report: RoundReport) -> None:
-        testable: list[Window] = []
-        segments: list[_Segment] = []
+        testable: list[tuple[Window, Reference]] = []
         for window in closed:
             ref = await self._reference_for(window.key)
             if not ref.complete:  # replaced while it waited: its events start the new one
                 self.book.return_to_reference(window, self.clock())
                 continue
-            testable.append(window)
-            segments.extend(await self._segments(window, ref))
-        scored: list[_Segment] = []
-        for segment in segments:
-            try:
-                segment.score = await self.compute(self.test.score, segment.ref, segment.cur)
-            except DetectorError as exc:  # e.g. a reference made by another model
-                log.error("drift: %s %s not tested: %s", segment.window.key, segment.kind, exc)
-                continue
-            scored.append(segment)
-        q = self.settings.drift_alpha
-        needed = refine_permutations(len(scored), q)
-        if needed > self.test.permutations:
-            for segment in scored:  # only p-values at the floor can need a finer grid
-                assert segment.score is not None
-                if segment.score.p_value <= 2 / (self.test.permutations + 1):
-                    segment.score = await self.compute(
-                        self.test.score, segment.ref, segment.cur, permutations=needed
-                    )
-        _, cut = benjamini_hochberg([s.score.p_value for s in scored if s.score], q)
-        rows: dict[int, list[DriftRow]] = {}
-        fetched: dict[int, dict[str, tuple[str, str]]] = {}
-        for segment in scored:
-            assert segment.score is not None
-            result = DriftResult.decide(segment.score, cut)
-            if result.drifted:
-                result = result.with_explanation(await self._explain(segment, fetched))
-                report.drifted.append(f"{segment.window.key}/{segment.kind}")
-                log.warning(
-                    "drift: %s %s p=%.4g <= %.4g (distance %.4f, %d vs %d events)",
-                    segment.window.key, segment.kind, result.p_value, result.threshold,
-                    result.distance, result.n_cur, result.n_ref,
-                )  # fmt: skip
-            rows.setdefault(id(segment.window), []).append(self._row(segment, result, len(scored)))
-        for window in testable:
+            testable.append((window, ref))
+        family = await self.family.decide(testable)
+        report.drifted.extend(family.drifted)
+        for window, _ in testable:
             first, last = window.items[0].offset, window.items[-1].offset
             stamp = token("drift", window.key, window.partition, first, last,
                           window.items[0].event_id, window.items[-1].event_id)  # fmt: skip
-            await self.engine.run(self.store.write_results, rows.get(id(window), []), stamp)
+            await self.engine.run(self.store.write_results, family.rows_of(window), stamp)
             for item in window.items:
                 await item.ack()
             window.items = []  # done: not requeued if a later window fails
             self._cover(window.key, window.partition, last)
             report.windows_tested += 1
-        report.segments += len(scored)
-
-    async def _segments(self, window: Window, ref: Reference) -> list[_Segment]:
-        ids = [i.event_id for i in window.items]
-        vectors = await self.engine.run(
-            self.store.event_vectors, window.app, window.prompt_version, ids
-        )
-        out = []
-        for kind in KINDS:
-            ref_vectors, ref_texts = await self._reference_vectors(ref.vectors_id, kind)
-            cur_ids = [i for i in ids if (i, kind) in vectors]
-            if len(ref_vectors) < 2 or len(cur_ids) < 2:
-                log.warning("drift: %s %s has %d reference and %d window vectors, not tested",
-                            window.key, kind, len(ref_vectors), len(cur_ids))  # fmt: skip
-                continue
-            cur = np.asarray([vectors[(i, kind)][1] for i in cur_ids], dtype=np.float32)
-            out.append(_Segment(window, kind, ref, ref_vectors, ref_texts, cur, cur_ids))
-        return out
-
-    async def _reference_vectors(self, vectors_id: str, kind: str) -> tuple[np.ndarray, list[str]]:
-        cache_key = (vectors_id, kind)
-        if cache_key in self._vectors:
-            self._vectors.move_to_end(cache_key)
-            return self._vectors[cache_key]
-        found = await self.engine.run(self.store.vectors, vectors_id, kind)
-        self._vectors[cache_key] = found
-        while len(self._vectors) > 64:
-            self._vectors.popitem(last=False)
-        return found
-
-    async def _explain(
-        self, segment: _Segment, fetched: dict[int, dict[str, tuple[str, str]]]
-    ) -> dict[str, Any] | None:
-        """``fetched``: the window's texts by id(window), read once for both kinds."""
-        try:
-            window = segment.window
-            texts = fetched.get(id(window))
-            if texts is None:
-                ids = [i.event_id for i in window.items]
-                texts = await self.engine.run(self.store.event_texts, window.app, ids)
-                fetched[id(window)] = texts
-            index = KINDS.index(segment.kind)
-            cur_texts = [texts.get(i, ("", ""))[index] for i in segment.cur_ids]
-            return await self.compute(
-                explain_drift, segment.ref, segment.cur, segment.ref_texts, cur_texts,
-                clusters=self.settings.drift_clusters,
-            )  # fmt: skip
-        except Exception:  # an explanation must never cost the test result
-            log.exception("drift: explaining %s %s failed", segment.window.key, segment.kind)
-            return None
-
-    def _row(self, segment: _Segment, result: DriftResult, family: int) -> DriftRow:
-        window = segment.window
-        stamps = [i.ts_ms for i in window.items]
-        return DriftRow(
-            key=window.key, app=window.app, prompt_version=window.prompt_version,
-            kind=segment.kind,
-            window_start=datetime.fromtimestamp(min(stamps) / 1000, UTC),
-            window_end=datetime.fromtimestamp(max(stamps) / 1000, UTC),
-            n_ref=result.n_ref, n_cur=result.n_cur, statistic=result.statistic,
-            p_value=result.p_value, threshold=result.threshold, drifted=int(result.drifted),
-            distance=result.distance,
-            explanation=(
-                json.dumps(result.explanation, ensure_ascii=False) if result.explanation else ""
-            ),
-            method=result.method, version=result.version, alpha=self.settings.drift_alpha,
-            family_size=family, permutations=result.permutations, bandwidth=result.bandwidth,
-            reference_id=segment.reference.reference_id, embedding_model=self.model,
-            kafka_partition=window.partition, first_offset=window.items[0].offset,
-            last_offset=window.items[-1].offset, tested_at=datetime.now(UTC),
-        )  # fmt: skip
+        report.segments += family.size

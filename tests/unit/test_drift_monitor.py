@@ -110,7 +110,7 @@ def monitor(store: FakeStore, clock: Clock, p_value: float = 0.5) -> DriftMonito
     )  # fmt: skip
     m = DriftMonitor(settings, FakeEngine(), MODEL, compute, clock=clock,  # type: ignore[arg-type]
                      store=store, test=FakeTest(p_value))  # type: ignore[arg-type]  # fmt: skip
-    m._explain = _no_explanation  # type: ignore[method-assign]
+    m.family._explain = _no_explanation  # type: ignore[method-assign]
     return m
 
 
