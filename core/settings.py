@@ -19,7 +19,7 @@ import yaml
 from core.dsn import ServerAuth, redact_dsn
 from core.errors import LlmpulseError
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "Topics", "load_settings"]
+__all__ = ["ENV_FIELDS", "ENV_PREFIX", "Settings", "SettingsError", "Topics", "load_settings"]
 
 ENV_PREFIX = "LLMPULSE_"
 DEVICES = ("auto", "cpu", "cuda")
@@ -136,59 +136,8 @@ class Settings:
         return host or "127.0.0.1", int(port)
 
 
-_ENV_FIELDS = {
-    "HOME": "home",
-    "KAFKA_BOOTSTRAP": "kafka_bootstrap",
-    "KAFKA_SECURITY_PROTOCOL": "kafka_security_protocol",
-    "KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism",
-    "KAFKA_SASL_USERNAME": "kafka_sasl_username",
-    "KAFKA_SASL_PASSWORD": "kafka_sasl_password",
-    "KAFKA_SASL_PASSWORD_FILE": "kafka_sasl_password_file",
-    "KAFKA_SSL_CAFILE": "kafka_ssl_cafile",
-    "KAFKA_SSL_CERTFILE": "kafka_ssl_certfile",
-    "KAFKA_SSL_KEYFILE": "kafka_ssl_keyfile",
-    "CLICKHOUSE_DSN": "clickhouse_dsn",
-    "CLICKHOUSE_DATABASE": "clickhouse_database",
-    "CLICKHOUSE_USER": "clickhouse_user",
-    "CLICKHOUSE_PASSWORD": "clickhouse_password",
-    "CLICKHOUSE_PASSWORD_FILE": "clickhouse_password_file",
-    "CLICKHOUSE_CA_CERT": "clickhouse_ca_cert",
-    "CLICKHOUSE_VERIFY": "clickhouse_verify",
-    "RULES": "rules",
-    "DEVICE": "device",
-    "PARTITIONS": "partitions",
-    "BATCH_MAX": "batch_max",
-    "BATCH_WITHIN_S": "batch_within_s",
-    "RETENTION_DAYS": "retention_days",
-    "KAFKA_SESSION_TIMEOUT_S": "kafka_session_timeout_s",
-    "KAFKA_REBALANCE_TIMEOUT_S": "kafka_rebalance_timeout_s",
-    "SQL_BIND": "sql_bind",
-    "SQL_PORT": "sql_port",
-    "SQL_TOKEN": "sql_token",
-    "SQL_TOKEN_FILE": "sql_token_file",
-    "PRICES": "prices",
-    "EMBEDDING_MODEL": "embedding_model",
-    "TOXICITY_CHECKPOINT": "toxicity_checkpoint",
-    "TOXICITY_CONFIG": "toxicity_config",
-    "HALLUCINATION_NLI": "hallucination_nli",
-    "INJECTION_CLASSIFIER": "injection_classifier",
-    "REDACTION": "redaction",
-    "REDACTION_SALT": "redaction_salt",
-    "REDACTION_SALT_FILE": "redaction_salt_file",
-    "DRIFT_ALPHA": "drift_alpha",
-    "DRIFT_PERMUTATIONS": "drift_permutations",
-    "DRIFT_REFERENCE_SIZE": "drift_reference_size",
-    "DRIFT_WINDOW_SIZE": "drift_window_size",
-    "DRIFT_WINDOW_S": "drift_window_s",
-    "DRIFT_MIN_WINDOW": "drift_min_window",
-    "DRIFT_ROUND_S": "drift_round_s",
-    "DRIFT_NEW_VERSION": "drift_new_version",
-    "DRIFT_CLUSTERS": "drift_clusters",
-    "ALERT_EVAL_S": "alert_eval_s",
-    "ALERT_REFRESH_S": "alert_refresh_s",
-    "ALERT_RETRY_DEADLINE_S": "alert_retry_deadline_s",
-    "ALERT_QUERY_URL": "alert_query_url",
-}
+# LLMPULSE_<NAME> sets each field (the YAML key is the field's name), topics excepted.
+ENV_FIELDS = {f.name.upper(): f.name for f in dataclasses.fields(Settings) if f.name != "topics"}
 
 
 def _coerce(name: str, raw: Any, target: Any) -> Any:
@@ -335,7 +284,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                 values[key] = _coerce(f"{config}:{key}", raw, types[key])
 
     from_env: dict[str, Any] = {}
-    for suffix, name in _ENV_FIELDS.items():
+    for suffix, name in ENV_FIELDS.items():
         raw = env.get(ENV_PREFIX + suffix)
         if raw is not None and raw != "":
             from_env[name] = _coerce(ENV_PREFIX + suffix, raw, types[name])

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from alerting import load_rules
-from core.settings import _ENV_FIELDS, ENV_PREFIX, Settings, load_settings
+from core.settings import ENV_FIELDS, ENV_PREFIX, Settings, load_settings
 from storage.migrations import available
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ DASHBOARD_FILE = GRAFANA / "dashboards" / "llmpulse.json"
 CLICKHOUSE_PLUGIN = "grafana-clickhouse-datasource"
 CLICKHOUSE_HTTP_PORT = 8123  # what clickhouse-server serves HTTP on, unless configured
 GRAFANA_PORT = 3000
-SETTINGS = {ENV_PREFIX + suffix for suffix in _ENV_FIELDS} | {f"{ENV_PREFIX}CONFIG"}
+SETTINGS = {ENV_PREFIX + suffix for suffix in ENV_FIELDS} | {f"{ENV_PREFIX}CONFIG"}
 
 Problems = list[str]
 

@@ -184,9 +184,9 @@ def test_the_printable_dsn_hides_its_password() -> None:
 
 
 def test_every_setting_is_documented_with_its_yaml_key() -> None:
-    from core.settings import _ENV_FIELDS, ENV_PREFIX
+    from core.settings import ENV_FIELDS, ENV_PREFIX
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-    missing = [f"{ENV_PREFIX}{suffix}" for suffix, key in _ENV_FIELDS.items()
+    missing = [f"{ENV_PREFIX}{suffix}" for suffix, key in ENV_FIELDS.items()
                if f"| `{ENV_PREFIX}{suffix}` | `{key}` |" not in doc]  # fmt: skip
     assert missing == []
