@@ -25,7 +25,7 @@ from storage.drift import KINDS
 if TYPE_CHECKING:
     from detectors.drift import MMDDriftTest
     from detectors.embeddings import EmbeddingModel
-    from detectors.pii import Redactor
+    from detectors.redaction import Redactor
 
 __all__ = ["KINDS", "DriftInputError", "Texts", "drift_files", "drift_texts", "load_samples",
            "read_texts"]  # fmt: skip
@@ -145,7 +145,7 @@ def drift_texts(
     (``None``: the default ``mask`` mode), because they are copied from user data.
     """
     from detectors.drift_explain import explain_drift
-    from detectors.pii import Redactor
+    from detectors.redaction import Redactor
 
     total = len(ref) + len(cur)
     ref_vectors = _embed(model, ref, 0, total, tick)

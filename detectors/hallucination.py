@@ -9,17 +9,17 @@ findings make the score, and ``unsupported`` quotes them, so an alert says why.
 
 Without a finding the score stays below 0.5: a prior that is low for an answer
 copied verbatim from the context and rises with the share of words taken from
-the question rather than the context. The similarity features and the logistic
-head trained on HaluEval/FRANK (``head_path``) are kept for comparison only: on
-realistic RAG answers they ranked hallucinations *below* grounded paraphrases,
-because hallucinations copy the context's words and grounded answers rephrase
-and compute. An NLI cross-encoder (``nli_path``) adds entailment per claim.
-Events without context are not scored: ``score`` is None.
+the question rather than the context. The similarity features
+(:mod:`detectors.hallucination_features`) and the logistic head trained on
+HaluEval/FRANK (``head_path``) are kept for comparison only: on realistic RAG
+answers they ranked hallucinations *below* grounded paraphrases, because
+hallucinations copy the context's words and grounded answers rephrase and compute.
+An NLI cross-encoder (``nli_path``) adds entailment per claim. Events without
+context are not scored: ``score`` is None.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,33 +31,23 @@ import numpy as np
 from detectors.base import DetectorError, TextBatch
 from detectors.claims import Finding, check_claim, known_keys
 from detectors.embeddings import EmbeddingModel
-from detectors.heads import LogisticHead
-from detectors.text import (
-    case_profile,
-    content_words,
-    is_lowercased,
-    name_tokens,
-    numbers,
-    split_sentences,
-    stem,
-    words,
+from detectors.hallucination_features import (
+    FEATURES,
+    FORM_FEATURES,
+    Alignment,
+    Event,
+    check,
+    neighbourhood,
 )
+from detectors.heads import LogisticHead
+from detectors.text import content_words, numbers, split_sentences, words
 
-__all__ = [
-    "FEATURES",
-    "FORM_FEATURES",
-    "Alignment",
-    "Groundedness",
-    "HallucinationDetector",
-    "holdout_key",
-]
+__all__ = ["Groundedness", "HallucinationDetector", "holdout_key"]
 
 MAX_CHUNKS = 400  # context sentences read per event; later ones cannot support anything
 MAX_UNSUPPORTED = 5
 MAX_QUOTE = 300  # characters kept of each unsupported sentence
 MAX_ENTRY = 800  # ... of each entry: the sentence and its reasons
-TOP_K = 2  # aligned context sentences per output sentence, each with one neighbour a side
-NLI_THRESHOLD = 0.5
 # The class of an NLI (entailment/neutral/contradiction) or fact-checking
 # (consistent/hallucinated) cross-encoder that says the chunk supports the claim.
 SUPPORT_LABELS = ("entail", "consistent", "supported", "grounded", "factual")
@@ -68,31 +58,6 @@ PRIOR_VERBATIM = 0.02
 PRIOR_BASE = 0.1
 PRIOR_QUESTION = 0.3
 
-FEATURES = (
-    "sim_min",  # cosine of the least supported sentence to its best context sentence
-    "sim_mean",
-    "sim_specificity",  # best minus mean cosine: a sentence about one place, not the topic
-    "unsupported_share",  # the rule score
-    "numbers_missing_local",  # share of stated numbers absent from the aligned neighbourhood
-    "numbers_missing_global",  # ... absent from the whole context and the question
-    "names_missing_local",
-    "names_missing_global",
-    "novel_local",  # share of content words absent from the aligned neighbourhood
-    "novel_local_max",  # ... in the worst sentence
-    "novel_global",
-    "novel_bigrams",  # share of word bigrams that neither context nor question uses
-    "repetition",  # share of repeated word trigrams: degenerate, looping output
-)
-# Computed, but kept out of the head: they read the answer's form, not its support.
-# HaluEval's right answers are bare spans and its hallucinations full sentences that
-# restate the question, so a head given these learns to flag every full sentence.
-FORM_FEATURES = (
-    "question_overlap",  # share of content words taken from the question
-    "question_cosine",  # cosine(output, question); 0 without a question, see align()
-    "log_sentences",  # log(1 + sentences), at most 20
-    "log_tokens",  # log(1 + words), at most 200
-)
-
 
 @dataclass(frozen=True)
 class Groundedness:
@@ -102,23 +67,6 @@ class Groundedness:
     unsupported: list[str]
     sentences: int
     method: str  # "claims" | "head" | "nli"
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """What the detector found for one event; the head and the training script read it."""
-
-    sentences: list[str]
-    similarity: list[float]  # best cosine per sentence
-    supported: list[bool]
-    features: np.ndarray  # columns as in FEATURES
-    form: np.ndarray  # columns as in FORM_FEATURES
-    findings: tuple[Finding, ...] = ()  # claim-level evidence, see detectors.claims
-    verbatim: bool = False  # the whole answer is a span of the context
-
-    @property
-    def unsupported_share(self) -> float:
-        return self.supported.count(False) / len(self.supported)
 
 
 def holdout_key(dataset: str, row: Mapping[str, Any]) -> str:
@@ -134,16 +82,6 @@ def holdout_key(dataset: str, row: Mapping[str, Any]) -> str:
     if "pair_id" in meta:
         return str(meta["pair_id"])
     return str(row["id"])
-
-
-@dataclass
-class _Event:
-    sentences: list[str]
-    chunks: list[str]  # the first MAX_CHUNKS context sentences: what claims align with
-    parts: list[int]  # which context element each chunk came from
-    question: str
-    output: str
-    context: list[str]  # every context sentence: what figures and names are looked up in
 
 
 def has_context(context: Sequence[str] | None) -> bool:
@@ -165,7 +103,7 @@ def is_claim(sentence: str) -> bool:
     return True
 
 
-def _event(output: str, question: str, context: Sequence[str] | None) -> _Event | None:
+def _event(output: str, question: str, context: Sequence[str] | None) -> Event | None:
     if not has_context(context):
         return None
     assert context is not None
@@ -178,7 +116,7 @@ def _event(output: str, question: str, context: Sequence[str] | None) -> _Event 
     if not sentences or not chunks:
         return None
     q = question if question.strip() else ""
-    return _Event(sentences, chunks[:MAX_CHUNKS], parts[:MAX_CHUNKS], q, output, chunks)
+    return Event(sentences, chunks[:MAX_CHUNKS], parts[:MAX_CHUNKS], q, output, chunks)
 
 
 class HallucinationDetector:
@@ -304,17 +242,17 @@ class HallucinationDetector:
         out: list[Alignment | None] = [None] * len(batch)
         for i, e in events.items():
             found = _claims(e, sims[i])
-            out[i] = _check(e, sims[i], q_cos[i], entail.get(i), self.threshold, found)
+            out[i] = check(e, sims[i], q_cos[i], entail.get(i), self.threshold, found)
         return out
 
     def _entailment(
-        self, events: dict[int, _Event], sims: dict[int, np.ndarray]
+        self, events: dict[int, Event], sims: dict[int, np.ndarray]
     ) -> dict[int, np.ndarray]:
         """P(entailment) of each sentence given its aligned neighbourhood, in one predict."""
         pairs = []
         for i, event in events.items():
             for sentence, row in zip(event.sentences, sims[i], strict=True):
-                near = _neighbourhood(row, event.parts)
+                near = neighbourhood(row, event.parts)
                 pairs.append((" ".join(event.chunks[j] for j in near), sentence))
         probs = self.nli.predict(pairs, apply_softmax=True, show_progress_bar=False)
         probs = np.asarray(probs, dtype=np.float64).reshape(len(pairs), -1)[:, self._entail]
@@ -325,24 +263,12 @@ class HallucinationDetector:
         return out
 
 
-def _neighbourhood(sims_row: np.ndarray, parts: list[int]) -> list[int]:
-    """The TOP_K best chunks and their neighbours within the same context element."""
-    near = set()
-    for c in np.argsort(-sims_row)[:TOP_K].tolist():
-        near |= {j for j in (c - 1, c, c + 1) if 0 <= j < len(parts) and parts[j] == parts[c]}
-    return sorted(near)
-
-
-def _share(missing: int, total: int) -> float:
-    return missing / total if total else 0.0
-
-
-def _claims(event: _Event, sims: np.ndarray) -> tuple[Finding, ...]:
+def _claims(event: Event, sims: np.ndarray) -> tuple[Finding, ...]:
     """The claim-level evidence against each output sentence, see :mod:`detectors.claims`."""
     known = known_keys([*event.context, event.question])
     found: list[Finding] = []
     for sentence, row in zip(event.sentences, sims, strict=True):
-        near = sorted(_neighbourhood(row, event.parts), key=lambda j: -row[j])
+        near = sorted(neighbourhood(row, event.parts), key=lambda j: -row[j])
         found += check_claim(
             sentence, event.question, event.context, near, known, answer=event.output
         )
@@ -356,10 +282,6 @@ def _prior(a: Alignment) -> float:
     return PRIOR_BASE + PRIOR_QUESTION * float(a.form[FORM_FEATURES.index("question_overlap")])
 
 
-def _normal(text: str) -> str:
-    return " ".join(w.lower() for w in words(text))
-
-
 def _evidence(a: Alignment, rejected: bool) -> list[str]:
     """Claims with findings, each with why, and (NLI) sentences no chunk entails."""
     why: dict[str, list[str]] = {}
@@ -371,100 +293,3 @@ def _evidence(a: Alignment, rejected: bool) -> list[str]:
                 why.setdefault(s, []).append("no context sentence supports it")
     quoted = [f"{claim[:MAX_QUOTE]} [{'; '.join(reasons)}]" for claim, reasons in why.items()]
     return [q[:MAX_ENTRY] for q in quoted[:MAX_UNSUPPORTED]]
-
-
-def _check(
-    event: _Event,
-    sims: np.ndarray,
-    q_cos: float,
-    entail: np.ndarray | None,
-    threshold: float,
-    findings: tuple[Finding, ...] = (),
-) -> Alignment:
-    """The support rule per sentence, and the event's feature row."""
-    profile = case_profile([*event.chunks, event.question])
-    lower = is_lowercased(event.output)
-    chunk_stems = [{stem(w) for w in words(t)} for t in event.chunks]
-    chunk_nums = [set(numbers(t)) for t in event.chunks]
-    q_stems = {stem(w) for w in words(event.question)}
-    q_nums = set(numbers(event.question))
-    all_stems = set().union(*chunk_stems) | q_stems
-    all_nums = set().union(*chunk_nums) | q_nums
-    context_bigrams = set().union(*(_bigrams(t) for t in [*event.chunks, event.question]))
-    best = sims.max(axis=1)
-
-    supported: list[bool] = []
-    # totals and misses: numbers, local, global; names, local, global; content, local, global
-    tally = np.zeros(9, dtype=np.int64)
-    novel_max = 0.0
-    from_question = bigrams_novel = bigrams_total = 0
-    for s, (sentence, row) in enumerate(zip(event.sentences, sims, strict=True)):
-        near = _neighbourhood(row, event.parts)
-        local_stems = set().union(*(chunk_stems[j] for j in near)) | q_stems
-        local_nums = set().union(*(chunk_nums[j] for j in near)) | q_nums
-        nums = numbers(sentence)
-        names = name_tokens(sentence, profile, lower)
-        content = content_words(sentence)
-        missing = (
-            sum(n not in local_nums for n in nums),
-            sum(n not in local_stems for n in names),
-            sum(c not in local_stems for c in content),
-        )
-        tally += [
-            len(nums), missing[0], sum(n not in all_nums for n in nums),
-            len(names), missing[1], sum(n not in all_stems for n in names),
-            len(content), missing[2], sum(c not in all_stems for c in content),
-        ]  # fmt: skip
-        novel_max = max(novel_max, _share(missing[2], len(content)))
-        from_question += sum(c in q_stems for c in content)
-        grams = _bigrams(sentence)
-        bigrams_total += len(grams)
-        bigrams_novel += len(grams - context_bigrams)
-        if not (nums or names or content):
-            supported.append(True)  # "Yes." states nothing a context could back or refute
-            continue
-        close = entail[s] >= NLI_THRESHOLD if entail is not None else best[s] >= threshold
-        copied = missing[2] == 0  # short answers copied from the context score a low cosine
-        supported.append(bool(close or copied) and missing[0] == 0 and missing[1] == 0)
-
-    features = [
-        best.min(),
-        best.mean(),
-        (best - sims.mean(axis=1)).mean(),
-        supported.count(False) / len(supported),
-        _share(tally[1], tally[0]),
-        _share(tally[2], tally[0]),
-        _share(tally[4], tally[3]),
-        _share(tally[5], tally[3]),
-        _share(tally[7], tally[6]),
-        novel_max,
-        _share(tally[8], tally[6]),
-        _share(bigrams_novel, bigrams_total),
-        _repetition(event.output),
-    ]
-    form = [
-        _share(from_question, tally[6]),
-        q_cos,
-        np.log1p(min(len(event.sentences), 20)),
-        np.log1p(min(len(words(event.output)), 200)),
-    ]
-    return Alignment(
-        event.sentences,
-        best.tolist(),
-        supported,
-        np.asarray(features, dtype=np.float64),
-        np.asarray(form, dtype=np.float64),
-        findings,
-        verbatim=f" {_normal(event.output)} " in f" {_normal(' '.join(event.context))} ",
-    )
-
-
-def _bigrams(text: str) -> set[tuple[str, str]]:
-    tokens = [stem(w) for w in words(text)]
-    return set(itertools.pairwise(tokens))
-
-
-def _repetition(text: str) -> float:
-    tokens = [w.lower() for w in words(text)]
-    grams = list(zip(tokens, tokens[1:], tokens[2:], strict=False))
-    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0

@@ -1,9 +1,10 @@
-"""Direct PII found by checkable patterns, and redaction before text is stored.
+"""Direct PII found by checkable patterns: which kinds a text holds, and where.
 
 Every event passes through here, so detection is precompiled regexes plus a checksum
 or range test per candidate (Luhn, IBAN mod 97, ``ipaddress``, SSN rules), no model.
 Kinds without a checkable shape (names, street addresses, driver licences) are not
 attempted: a guess would miss most of them or flag every capitalised word.
+What is found is rewritten before storage by :mod:`detectors.redaction`.
 
 - ``1.2.3.4`` is a valid IPv4 address, and also how many products number their
   versions. It is reported unless a version cue (``version``, ``release``, ``build``)
@@ -21,31 +22,25 @@ attempted: a guess would miss most of them or flag every capitalised word.
   number with trunk ``0``, ``0176 2345 6789``) match alone; any
   other 7-12 digit run needs a cue (``phone``, ``tel``, ``call``, ``fax`` ...) just
   before it or a label (``office``, ``mobile``) just after it, so order numbers,
-  zip codes and house numbers stay clean.
+  zip codes and house numbers stay clean (:mod:`detectors.pii_phones`).
 - IBANs are matched in upper case only, with or without spaces every 4 chars.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import logging
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from detectors.base import DetectorError, TextBatch
+from detectors.base import TextBatch
+from detectors.pii_phones import PHONE, phone_in
 
-__all__ = ["KINDS", "REDACTION_MODES", "Pii", "PiiDetector", "PiiMatch", "Redactor",
-           "find_pii", "redact"]  # fmt: skip
-
-log = logging.getLogger(__name__)
+__all__ = ["BR_AT", "BR_DOT", "KINDS", "Pii", "PiiDetector", "PiiMatch", "find_pii"]
 
 # Detection priority: where two candidates overlap, the earlier kind wins
 # (a card number is not also a phone number; an address inside an email is the email).
 KINDS = ("email", "iban", "credit_card", "us_ssn", "uk_nino", "ip_address", "phone")
-REDACTION_MODES = ("keep", "mask", "hash")
 _RANK = {kind: i for i, kind in enumerate(KINDS)}
 
 
@@ -106,33 +101,17 @@ _NETWORK_CUE = re.compile(
     r"|route|curl|telnet|nslookup|reach|reachable|unreachable|resolve[sd]?)\b",
     re.I,
 )
-# A run of digit groups, with an optional +country code, "(0)" and "(area)" in front.
-_PHONE = re.compile(
-    r"(?<![\w+/.:-])(?<!\d,)(?:\+\d{1,3}[ .-]?)?(?:\(0\)[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?"
-    r"\d{1,12}(?:[ .-]\d{1,8}){0,5}(?!\w|[.-]\d|,\d{3}(?!\d))"
-)
-_NANP = re.compile(
-    r"(?:\+?1[ .-]?)?(?:\([2-9]\d\d\) ?[2-9]\d\d[ .-]\d{4}|[2-9]\d\d([ .-])[2-9]\d\d\1\d{4})"
-)
-_PHONE_CUE_BEFORE = re.compile(
-    r"\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|call|calling|ring|dial|text|sms"
-    r"|whatsapp|contact|reach|answering|desk|office|landline|hotline)\b"
-    r"(?:\W+(?:me|us|him|her|them|on|at|to|is|my|our|his|their|your|number|no|nr))*\W{0,12}$",
-    re.I,
-)
-_PHONE_CUE_AFTER = re.compile(r"\W{0,3}(?:office|fax|mobile|cell|home|work|tel)\b", re.I)
-_YEAR = re.compile(r"(?:19|20)\d\d")
 # Obfuscated emails: "jane at example dot com", "l.okafor[at]example[dot]org".
 _OBFUSCATION_HINT = re.compile(r"[\[({<]\s*(?:at|dot)\s*[\])}>]|\bdot\b", re.I)
-_BR_AT = r"\s*[\[({<]\s*at\s*[\])}>]\s*"
-_BR_DOT = r"\s*[\[({<]\s*dot\s*[\])}>]\s*"
+BR_AT = r"\s*[\[({<]\s*at\s*[\])}>]\s*"
+BR_DOT = r"\s*[\[({<]\s*dot\s*[\])}>]\s*"
 _TLD = (r"(?:com|org|net|edu|gov|io|co|uk|de|fr|nl|es|it|ru|jp|cn|in|au|ca|br|ch|se|no|dk"
         r"|fi|pl|be|at|ie|pt|info|biz|me|us|ai|app|dev)")  # fmt: skip
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _LOCAL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}"
 _EMAIL_BRACKETED = re.compile(
-    rf"(?<![\w.%+-]){_LOCAL}(?:(?i:{_BR_DOT}){_LOCAL})*(?i:{_BR_AT})"
-    rf"{_LABEL}(?:(?:(?i:{_BR_DOT})|\.){_LABEL})*(?:(?i:{_BR_DOT})|\.)[A-Za-z]{{2,24}}(?![\w-])"
+    rf"(?<![\w.%+-]){_LOCAL}(?:(?i:{BR_DOT}){_LOCAL})*(?i:{BR_AT})"
+    rf"{_LABEL}(?:(?:(?i:{BR_DOT})|\.){_LABEL})*(?:(?i:{BR_DOT})|\.)[A-Za-z]{{2,24}}(?![\w-])"
 )
 _EMAIL_UPPER = re.compile(
     rf"(?<![\w.%+-]){_LOCAL}(?: DOT {_LOCAL})* AT {_LABEL}(?: DOT {_LABEL})+(?![\w-])"
@@ -148,7 +127,6 @@ _MAIL_CUE = re.compile(
     r"|address|inbox|message)\b",
     re.I,
 )
-_CURRENCY = frozenset("$€£¥₹")
 
 _IBAN_LENGTH = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
@@ -272,69 +250,6 @@ def _cued(cue: re.Pattern[str], text: str, at: int) -> bool:
     return bool(cue.search(text, max(0, at - 30), at))
 
 
-def _phone_shape(raw: str) -> str | None:
-    """'strong' if the shape alone says phone, 'weak' if a cue is needed, else None."""
-    groups = re.findall(r"\d+", raw)
-    digits = "".join(groups)
-    n = len(digits)
-    plus = raw.startswith("+")
-    extension = plus and len(groups) > 2 and raw.endswith("-" + groups[-1])
-    if not 7 <= n <= 15 or (len(groups[-1]) < 2 and not extension):
-        return None
-    # After a +country code, one-digit groups in the middle are area or mobile prefixes
-    # (+61 2 ..., +31 6 ...); a last one only after "-" (switchboard +49 89 123456-0, see
-    # above), so "+44 20 7946 0958 3 times" keeps its count out of the number.
-    if not plus and any(len(g) == 1 for g in groups[1:]) and "(0)" not in raw:
-        return None
-    if "." in raw and any(len(g) > 4 for g in groups):
-        return None  # dotted runs with long groups are versions or decimals
-    if len(groups) >= 3 and _is_date(groups):
-        return None
-    if len(groups) >= 2 and all(len(g) == 4 and _YEAR.fullmatch(g) for g in groups):
-        return None
-    if plus or (digits[:2] == "00" and digits[2] != "0"):
-        return "strong" if 8 <= n <= 15 else None
-    if _NANP.fullmatch(raw):
-        return "strong"
-    trunk = digits[0] == "0" and digits[1] != "0"
-    mobile_12 = n == 12 and digits[:3] in ("015", "016", "017")  # 0176 2345 6789
-    if trunk and len(groups) >= 2 and len(groups[0]) >= 2 and (9 <= n <= 11 or mobile_12):
-        return "strong"
-    return "weak" if n <= 12 else None
-
-
-def _is_date(groups: list[str]) -> bool:
-    a, b, c = (int(g) for g in groups[:3])
-    if len(groups[0]) == 4 and _YEAR.fullmatch(groups[0]):
-        return 1 <= b <= 12 and 1 <= c <= 31
-    if len(groups[2]) == 4 and _YEAR.fullmatch(groups[2]):
-        return (a <= 31 and b <= 12) or (a <= 12 and b <= 31)
-    return False
-
-
-def _phone_at(text: str, start: int, end: int) -> bool:
-    if text[max(0, start - 2) : start].strip()[-1:] in _CURRENCY:
-        return False  # "$1 299 000" is a price
-    shape = _phone_shape(text[start:end])
-    return shape == "strong" or (
-        shape == "weak"
-        and bool(
-            _PHONE_CUE_BEFORE.search(text, max(0, start - 40), start)
-            or _PHONE_CUE_AFTER.match(text, end, end + 16)
-        )
-    )
-
-
-def _phone_in(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The candidate itself, else its longest space-separated part that is a phone."""
-    if _phone_at(text, start, end):
-        return start, end
-    cuts = [start] + [i + 1 for i in range(start, end) if text[i] == " "] + [end + 1]
-    spans = [(cuts[i], cuts[j] - 1) for i in range(len(cuts)) for j in range(i + 1, len(cuts))]
-    spans.sort(key=lambda s: s[0] - s[1])
-    return next((s for s in spans[1:] if _phone_at(text, *s)), None)
-
-
 # --- scanning --------------------------------------------------------------------
 
 
@@ -362,8 +277,8 @@ def _digit_run(text: str, s: int, e: int) -> list[PiiMatch]:
             a, b = lo + m.start(), lo + m.end()
             if _host_ip(m.group()) and _ipv4_not_version(text, a, b, m.group()):
                 found.append(PiiMatch("ip_address", a, b))
-    for m in _in_window(_PHONE, text, lo, s, e):
-        span = _phone_in(text, lo + m.start(), lo + m.end())
+    for m in _in_window(PHONE, text, lo, s, e):
+        span = phone_in(text, lo + m.start(), lo + m.end())
         if span:
             found.append(PiiMatch("phone", *span))
     return found
@@ -422,89 +337,6 @@ def _find(text: str) -> tuple[PiiMatch, ...]:
 def find_pii(text: str) -> list[PiiMatch]:
     """Non-overlapping PII matches in ``text``, in order of position."""
     return list(_find(text)) if text else []
-
-
-# --- redaction -----------------------------------------------------------------
-
-
-def _normalise(kind: str, value: str) -> str:
-    """One spelling per value, so '555-234-5678' and '(555) 234 5678' hash alike."""
-    if kind == "email":  # "jane at example dot com" hashes like jane@example.com
-        value = re.sub(rf"(?i){_BR_AT}| at ", "@", value)
-        return re.sub(rf"(?i){_BR_DOT}| dot ", ".", value).lower()
-    if kind == "ip_address":
-        return str(ipaddress.ip_address(value))
-    if kind in ("iban", "uk_nino"):
-        return value.replace(" ", "").upper()
-    digits = re.sub(r"\D", "", value)
-    return "+" + digits if kind == "phone" and value.startswith("+") else digits
-
-
-class Redactor:
-    """Rewrites PII before text is stored: ``keep`` as is, ``mask`` or ``hash``.
-
-    ``hash`` writes ``[EMAIL:<10 hex>]``, the start of HMAC-SHA256(salt, value): equal
-    values give equal tags, so rows join on them without the value itself. The salt
-    must be a secret kept out of the database: phone numbers, SSNs and card numbers
-    have so few possible values that, without one (or with a known one), every tag
-    can be reversed by hashing all candidates.
-    """
-
-    def __init__(self, mode: str = "mask", salt: str | bytes = b"") -> None:
-        if mode not in REDACTION_MODES:
-            raise DetectorError(
-                f"redaction mode {mode!r} is not one of {REDACTION_MODES}; "
-                "set LLMPULSE_REDACTION accordingly"
-            )
-        self.mode = mode
-        self._salt = salt.encode() if isinstance(salt, str) else bytes(salt)
-        if mode == "hash" and not self._salt:
-            log.warning(
-                "redaction=hash without a salt: hashed phone numbers and SSNs can be "
-                "reversed by brute force; set LLMPULSE_REDACTION_SALT to a secret"
-            )
-
-    def __repr__(self) -> str:  # never show the salt
-        return f"Redactor(mode={self.mode!r})"
-
-    def _tag(self, kind: str, value: str) -> str:
-        if self.mode == "mask":
-            return f"[{kind.upper()}]"
-        digest = hmac.new(self._salt, _normalise(kind, value).encode(), hashlib.sha256)
-        return f"[{kind.upper()}:{digest.hexdigest()[:10]}]"
-
-    def redact(self, text: str) -> str:
-        if self.mode == "keep" or not text:
-            return text
-        parts, last = [], 0
-        for m in _find(text):
-            parts += [text[last : m.start], self._tag(m.kind, text[m.start : m.end])]
-            last = m.end
-        parts.append(text[last:])
-        return "".join(parts)
-
-    def redact_quotes(self, source: str, quotes: list[str]) -> list[str]:
-        """Redact fragments quoted from ``source`` (unsupported sentences) by what all of
-        ``source`` holds: a number's phone or card cue may stand in an earlier sentence,
-        and a quote cut at its length limit may end inside a value."""
-        if self.mode == "keep" or not quotes:
-            return quotes
-        found = sorted(((m.kind, source[m.start : m.end]) for m in find_pii(source)),
-                       key=lambda f: -len(f[1]))  # fmt: skip
-        out = []
-        for quote in quotes:
-            for kind, value in found:
-                tag = self._tag(kind, value)
-                quote = re.sub(r"\s+".join(map(re.escape, value.split())), tag, quote)
-                ends = [k for k in range(4, len(value)) if quote.endswith(value[:k])]
-                quote = quote[: len(quote) - ends[-1]] + tag if ends else quote
-            out.append(self.redact(quote))
-        return out
-
-
-def redact(text: str, mode: str = "mask", salt: str | bytes = b"") -> str:
-    """One-off :meth:`Redactor.redact`; build a :class:`Redactor` to reuse it."""
-    return Redactor(mode, salt).redact(text)
 
 
 class PiiDetector:

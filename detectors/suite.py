@@ -20,7 +20,8 @@ from detectors.base import TextBatch
 from detectors.embeddings import EmbeddingModel, EmbeddingsDetector
 from detectors.hallucination import Groundedness, HallucinationDetector
 from detectors.injection import Injection, InjectionDetector
-from detectors.pii import Pii, PiiDetector, Redactor
+from detectors.pii import Pii, PiiDetector
+from detectors.redaction import Redactor
 from detectors.toxicity import Toxicity, load_toxicity
 
 __all__ = ["DetectorSuite", "SuiteConfig", "TextScores"]

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.errors import LlmpulseError
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import Settings
+from llmpulse.cli_common import load_cli_settings
 from llmpulse.cli_compare import compare
 from llmpulse.cli_demo import demo
+from llmpulse.cli_drift import drift
 from llmpulse.cli_reference import reference
 from llmpulse.cli_report import report
 from llmpulse.cli_rules import rules
+from llmpulse.cli_storage import costs, migrate
 
 console = Console(stderr=True)
 out = Console()
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -78,7 +73,7 @@ def up(loglevel: str) -> None:
     """  # fmt: skip
     from llmpulse.broker import BrokerError, EmbeddedBroker
 
-    settings = _settings()
+    settings = load_cli_settings()
     if not settings.embedded_engine:
         console.print(f"[yellow]note:[/] storing to {settings.dsn_redacted} (not embedded)")
     host, port = settings.kafka_host_port
@@ -123,7 +118,7 @@ def _banner(settings: Settings, broker_log: Path | None) -> None:
 @loglevel_option
 def worker(loglevel: str) -> None:
     """Run the worker alone, against LLMPULSE_KAFKA_BOOTSTRAP and LLMPULSE_CLICKHOUSE_DSN."""
-    settings = _settings()
+    settings = load_cli_settings()
     _banner(settings, None)
     _run_worker(settings, loglevel)
 
@@ -161,7 +156,7 @@ def _run_worker(settings: Settings, loglevel: str) -> None:
 @click.option("--topic", default=None, help="Topic to send to [default: llm.events].")
 def publish(file: Path, no_validate: bool, topic: str | None) -> None:
     """Send the events of a JSON Lines FILE, with a progress bar and a summary."""
-    settings = _settings()
+    settings = load_cli_settings()
     sent, rejected = asyncio.run(_publish(settings, file, no_validate, topic))
     total_rejected = sum(rejected.values())
     out.print(f"sent {sent}, rejected {total_rejected}")
@@ -229,7 +224,7 @@ def sql(query: str, fmt: str) -> None:
     from storage.engine import StorageError
     from storage.readonly import ReadOnlyViolation
 
-    settings = _settings()
+    settings = load_cli_settings()
     try:
         result = run_query(settings, query)
     except (StorageError, ReadOnlyViolation) as exc:
@@ -270,7 +265,7 @@ def score(file: Path, output: Path | None, batch_size: int) -> None:
     from processors.batch import build_scorer
     from processors.offline import score_lines
 
-    settings = _settings()
+    settings = load_cli_settings()
     try:
         with console.status("loading detectors"):
             scorer = build_scorer(settings)
@@ -296,163 +291,11 @@ def score(file: Path, output: Path | None, batch_size: int) -> None:
         sys.exit(1)
 
 
-def _plain(message: str) -> None:
-    console.print(message, markup=False, highlight=False, soft_wrap=True)
-
-
-@main.command()
-@click.argument("ref", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("cur", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--kind",
-    default="input",
-    show_default=True,
-    type=click.Choice(["input", "output"]),
-    help="Which text of each event is compared.",
-)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Test level [default: LLMPULSE_DRIFT_ALPHA, 0.01].",
-)
-@click.option(
-    "--permutations",
-    type=click.IntRange(1, 1_000_000),
-    help="Permutations of the p-value [default: LLMPULSE_DRIFT_PERMUTATIONS, 1000].",
-)
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seed of the permutations and of the clustering.",
-)
-@click.option(
-    "--clusters",
-    type=click.IntRange(2, 1000),
-    help="Clusters of the explanation [default: LLMPULSE_DRIFT_CLUSTERS, 8].",
-)
-def drift(
-    ref: Path,
-    cur: Path,
-    kind: str,
-    alpha: float | None,
-    permutations: int | None,
-    seed: int,
-    clusters: int | None,
-) -> None:
-    """Test whether the texts of CUR drifted from those of REF.
-
-    REF and CUR hold events as JSON Lines (or one JSON array, as `llmpulse sql
-    --format json` prints). Both are embedded with the configured model and compared with an MMD
-    permutation test. Prints one JSON object on stdout: statistic, p_value,
-    threshold, drifted, distance, method, n_ref, n_cur, kind and explanation (the
-    clusters whose share changed most, with redacted examples, or null when
-    nothing drifted). The exit status is 0 whether or not drift was found, and
-    non-zero only on an error.
-    """
-    import json
-
-    from analysis.offline_drift import DriftInputError, drift_texts, load_samples
-    from detectors.base import DetectorError
-    from detectors.drift import MMDDriftTest
-    from detectors.embeddings import EmbeddingModel
-    from detectors.pii import Redactor
-
-    settings = _settings()
-    try:
-        test = MMDDriftTest(
-            alpha=settings.drift_alpha if alpha is None else alpha,
-            permutations=permutations or settings.drift_permutations,
-            seed=seed,
-            device=settings.device,
-        )
-        redactor = Redactor(settings.redaction, settings.redaction_salt)
-        ref_texts, cur_texts = load_samples(ref, cur, kind, max_rows=test.max_rows, seed=seed,
-                                            notify=_plain)  # fmt: skip
-        console.print("loading embedding model…")
-        model = EmbeddingModel(settings.embedding_model, device=settings.device)
-    except (DriftInputError, DetectorError) as exc:
-        raise click.ClickException(str(exc)) from None
-    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())  # fmt: skip
-    try:
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("embed", total=len(ref_texts) + len(cur_texts))
-
-            def tick(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
-            result = drift_texts(ref_texts, cur_texts, kind=kind, model=model, test=test,
-                                 redactor=redactor, clusters=clusters or settings.drift_clusters,
-                                 seed=seed, tick=tick)  # fmt: skip
-    except DetectorError as exc:
-        raise click.ClickException(str(exc)) from None
-    verdict = "[red]drifted[/]" if result["drifted"] else "[green]no drift[/]"
-    console.print(f"{verdict}: p = {result['p_value']:.4g} (threshold {result['threshold']}), "
-                  f"{result['n_ref']} reference vs {result['n_cur']} current texts")  # fmt: skip
-    click.echo(json.dumps(result, ensure_ascii=False))
-
-
-@main.command()
-def migrate() -> None:
-    """Apply storage migrations (the worker also does this at start)."""
-    from storage.engine import Engine, StorageError
-    from storage.migrations import migrate as apply
-
-    settings = _settings()
-    try:
-        with Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth) as engine:
-            applied = engine.call(apply, engine.client, settings.clickhouse_database,
-                                  ttl_days=settings.retention_days)  # fmt: skip
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from None
-    for m in applied:
-        out.print(f"applied {m.version:04d}_{m.name}")
-    out.print(f"schema up to date ({len(applied)} applied now)")
-
-
-@main.group()
-def costs() -> None:
-    """Cost maintenance."""
-
-
-@costs.command("recompute")
-@click.option(
-    "--since",
-    required=True,
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="First day (UTC) whose events are recomputed.",
-)
-def costs_recompute(since: object) -> None:
-    """Recompute stored costs with the current price table (app-reported costs are kept)."""
-    from detectors.cost import PriceTable
-    from storage.costs import recompute_costs
-    from storage.engine import Engine, StorageError
-
-    settings = _settings()
-    table = PriceTable.load(settings.prices)
-    day: date = since.date()  # type: ignore[attr-defined]
-    try:
-        bar = Progress(TextColumn("recomputing"), BarColumn(), MofNCompleteColumn(),
-                       console=console, transient=True)  # fmt: skip
-        engine = Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth)
-        with engine, bar:
-            task = bar.add_task("recompute", total=None)
-
-            def tick(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            summary = engine.call(recompute_costs, engine.client,
-                                  settings.clickhouse_database, table, day, tick)  # fmt: skip
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from None
-    out.print(f"price table {table.version}: {summary.rows} events since {day} rewritten, "
-              f"{summary.changed} costs changed, {summary.unknown} without a price")  # fmt: skip
-
-
 main.add_command(compare)
+main.add_command(costs)
 main.add_command(demo)
+main.add_command(drift)
+main.add_command(migrate)
 main.add_command(reference)
 main.add_command(rules)
 main.add_command(report)

@@ -45,7 +45,7 @@ def _via_worker(url: str, req: ReferenceRequest, token: str) -> dict[str, Any]:
 
 
 def _direct(settings: Settings, req: ReferenceRequest) -> dict[str, Any]:
-    from detectors.pii import Redactor
+    from detectors.redaction import Redactor
     from storage.drift import DriftStore
     from storage.migrations import applied_versions
 

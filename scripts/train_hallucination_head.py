@@ -27,12 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from detectors.base import TextBatch  # noqa: E402
 from detectors.embeddings import EmbeddingModel  # noqa: E402
-from detectors.hallucination import (  # noqa: E402
-    FEATURES,
-    FORM_FEATURES,
-    HallucinationDetector,
-    holdout_key,
-)
+from detectors.hallucination import HallucinationDetector, holdout_key  # noqa: E402
+from detectors.hallucination_features import FEATURES, FORM_FEATURES  # noqa: E402
 from detectors.heads import MODELS_DIR, LogisticHead, is_holdout  # noqa: E402
 
 DATASETS = ("halueval_qa", "frank_summaries")

@@ -1,6 +1,6 @@
 """Train the prompt-injection head and record how it does on held-out rows.
 
-Features per input: the MiniLM embedding, the rule features of detectors/injection.py
+Features per input: the MiniLM embedding, the rule features of detectors/injection_rules.py
 and a bounded log length. Training uses the rows that ``is_holdout`` keeps in; C is
 chosen by 5-fold CV on those rows only. The held-out AUROC is reported overall and
 per group (each group against all held-out rows of the other label), next to the
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from detectors.embeddings import EmbeddingModel  # noqa: E402
 from detectors.heads import MODELS_DIR, LogisticHead, is_holdout  # noqa: E402
-from detectors.injection import (  # noqa: E402
+from detectors.injection_rules import (  # noqa: E402
     SIGNALS,
     feature_names,
     length_feature,

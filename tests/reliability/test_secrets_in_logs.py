@@ -193,7 +193,7 @@ def test_cli_commands_ran_and_failed_where_expected(captured: Captured) -> None:
 
 def test_the_secrets_were_in_use(captured: Captured) -> None:
     """The SQL token was required and the salt made the hashes: not a vacuous scan."""
-    from detectors.pii import Redactor
+    from detectors.redaction import Redactor
 
     tag = Redactor("hash", SECRETS["redaction_salt"]).redact("mail me at jane.doe@example.com")
     assert tag.removeprefix("mail me at ") in captured.texts["cli: sql"]

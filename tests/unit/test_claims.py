@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.claims import abstains, check_claim, known_keys, quantities
+from detectors.claims import abstains, check_claim, known_keys
+from detectors.quantities import quantities
 
 REFUNDS = [
     "Annual plans cancelled within the first six months get a 75% refund of the unused months.",

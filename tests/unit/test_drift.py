@@ -26,7 +26,7 @@ from detectors.drift import (
     centroid_distance,
     refine_permutations,
 )
-from detectors.pii import Redactor
+from detectors.redaction import Redactor
 
 CONFIGURED_ALPHA = load_settings({}).drift_alpha
 

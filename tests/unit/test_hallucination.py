@@ -11,8 +11,6 @@ import pytest
 from detectors.base import DetectorError, TextBatch
 from detectors.embeddings import EmbeddingModel, default_model_path
 from detectors.hallucination import (
-    FEATURES,
-    FORM_FEATURES,
     MAX_CHUNKS,
     PRIOR_BASE,
     PRIOR_QUESTION,
@@ -20,6 +18,7 @@ from detectors.hallucination import (
     Groundedness,
     HallucinationDetector,
 )
+from detectors.hallucination_features import FEATURES, FORM_FEATURES
 from detectors.heads import LogisticHead
 from detectors.text import case_profile, name_tokens, numbers, split_sentences
 

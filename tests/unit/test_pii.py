@@ -7,7 +7,8 @@ import re
 import pytest
 
 from detectors.base import DetectorError, TextBatch
-from detectors.pii import REDACTION_MODES, Pii, PiiDetector, Redactor, find_pii, redact
+from detectors.pii import Pii, PiiDetector, find_pii
+from detectors.redaction import REDACTION_MODES, Redactor, redact
 
 
 def found(text: str) -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from detectors.pii import Redactor
+from detectors.redaction import Redactor
 from ingest.schema import Rejection
 from processors.batch import Record, dead_letter_row
 from storage.writer import DEAD_LETTER_COLUMNS
