@@ -15,18 +15,42 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from alerting.alert import Notification
 from alerting.notifiers.base import Notifier, Outcome
 from alerting.retry import RetryPolicy, deliver
 
-__all__ = ["Dispatcher"]
+__all__ = ["DeliveryRecord", "Dispatcher"]
 
 log = logging.getLogger(__name__)
 
 Finished = Callable[[Sequence[str]], Awaitable[set[tuple[str, str]]]]
-LogRows = Callable[[list[list[Any]]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRecord:
+    """One attempt's outcome for one receiver: a row of ``alert_log``, whose columns
+    are these fields in this order (storage derives its column list from them)."""
+
+    at: float  # epoch seconds
+    notification_id: str
+    alert_id: str
+    rule: str
+    app: str
+    prompt_version: str
+    reason: str
+    status: str
+    receiver: str
+    channel: str
+    attempt: int
+    outcome: str
+    result: str
+    http_status: int | None
+    detail: str
+
+
+LogRows = Callable[[list[DeliveryRecord]], Awaitable[None]]
 
 
 class Dispatcher:
@@ -64,12 +88,16 @@ class Dispatcher:
         outcomes = await asyncio.gather(*(self._one(n, t) for t in targets))
         return {t: o for t, o in zip(targets, outcomes, strict=True) if o is not None}
 
-    def _row(self, n: Notification, name: str, attempt: int, outcome: str, o: Outcome) -> list:
-        return [
-            self.clock(), n.notification_id, n.alert_id, n.rule, n.app, n.prompt_version,
-            n.reason, n.status, name, self._channel(name) or "unknown", attempt, outcome,
-            o.reason, o.status, o.detail[:500],
-        ]  # fmt: skip
+    def _row(
+        self, n: Notification, name: str, attempt: int, outcome: str, o: Outcome
+    ) -> DeliveryRecord:
+        return DeliveryRecord(
+            at=self.clock(), notification_id=n.notification_id, alert_id=n.alert_id,
+            rule=n.rule, app=n.app, prompt_version=n.prompt_version, reason=n.reason,
+            status=n.status, receiver=name, channel=self._channel(name) or "unknown",
+            attempt=attempt, outcome=outcome, result=o.reason, http_status=o.status,
+            detail=o.detail[:500],
+        )  # fmt: skip
 
     async def _one(self, n: Notification, name: str) -> str | None:
         # The same message can be in flight twice (produced again after a crash, or

@@ -27,7 +27,7 @@ from aiokafka.structs import TopicPartition
 
 from alerting.alert import Notification
 from alerting.config import RuleSet
-from alerting.dispatch import Dispatcher
+from alerting.dispatch import DeliveryRecord, Dispatcher
 from alerting.evaluator import Evaluator
 from alerting.notifiers import build_notifier
 from alerting.retry import RetryPolicy
@@ -254,7 +254,7 @@ class Delivery:
     async def finished(self, ids: Any) -> set[tuple[str, str]]:
         return await self.engine.run(self.store.finished, ids)
 
-    async def log_rows(self, rows: list[list[Any]]) -> None:
+    async def log_rows(self, rows: list[DeliveryRecord]) -> None:
         await self.engine.run(self.store.log, rows)
 
     async def run(self, stream: faust.StreamT) -> None:

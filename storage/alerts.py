@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from alerting.dispatch import DeliveryRecord
 from alerting.state import AlertState
 from storage.rows import ALERT_COLUMNS, AlertRow
 
 __all__ = ["ALERT_COLUMNS", "LOG_COLUMNS", "AlertStore"]
 
-LOG_COLUMNS = (
-    "at", "notification_id", "alert_id", "rule", "app", "prompt_version", "reason", "status",
-    "receiver", "channel", "attempt", "outcome", "result", "http_status", "detail",
-)  # fmt: skip
+LOG_COLUMNS = tuple(f.name for f in fields(DeliveryRecord))
 FINISHED = ("delivered", "gave_up", "skipped")
 
 
@@ -65,11 +63,11 @@ class AlertStore:
         if rows:
             self.client.insert(f"{self.db}.alerts", rows, column_names=list(ALERT_COLUMNS))
 
-    def log(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Rows in LOG_COLUMNS order; ``at`` may be epoch seconds."""
+    def log(self, records: Iterable[DeliveryRecord]) -> None:
+        """One ``alert_log`` row per record, filled from its fields by name."""
         rows = [
-            [datetime.fromtimestamp(r[0], UTC) if isinstance(r[0], float) else r[0], *r[1:]]
-            for r in rows
+            [datetime.fromtimestamp(r.at, UTC), *(getattr(r, c) for c in LOG_COLUMNS[1:])]
+            for r in records
         ]
         if rows:
             self.client.insert(f"{self.db}.alert_log", rows, column_names=list(LOG_COLUMNS))

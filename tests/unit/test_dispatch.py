@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from alerting.alert import Notification, Rollback
-from alerting.dispatch import Dispatcher
+from alerting.dispatch import DeliveryRecord, Dispatcher
 from alerting.notifiers.base import Outcome
 from alerting.retry import RetryPolicy
 
@@ -35,13 +34,17 @@ class Fake:
 
 @dataclass
 class Log:
-    rows: list[list[Any]] = field(default_factory=list)
+    rows: list[DeliveryRecord] = field(default_factory=list)
 
     async def finished(self, ids: Sequence[str]) -> set[tuple[str, str]]:
         done = ("delivered", "gave_up", "skipped")
-        return {(r[1], r[8]) for r in self.rows if r[1] in ids and r[11] in done}
+        return {
+            (r.notification_id, r.receiver)
+            for r in self.rows
+            if r.notification_id in ids and r.outcome in done
+        }
 
-    async def write(self, rows: list[list[Any]]) -> None:
+    async def write(self, rows: list[DeliveryRecord]) -> None:
         self.rows.extend(rows)
 
 
@@ -76,7 +79,7 @@ def test_only_the_receivers_that_failed_are_tried_again_on_replay() -> None:
     fakes, log, d = setup()
     fakes["chat"].outcomes = [Outcome("retry", "server_error", 503)]
     asyncio.run(d.dispatch(NOTE))  # chat gives up at the deadline
-    log.rows = [r for r in log.rows if r[8] != "chat"]  # as if the worker died mid-retry
+    log.rows = [r for r in log.rows if r.receiver != "chat"]  # as if the worker died mid-retry
     fakes["chat"].outcomes = [Outcome("ok", "ok", 200)]
     assert asyncio.run(d.dispatch(NOTE)) == {"chat": "delivered"}
 
@@ -92,14 +95,16 @@ def test_a_rollback_without_a_healthy_version_is_skipped_and_logged() -> None:
     note = replace(NOTE, rollback=Rollback("deployer", "bot", "v7", None))
     assert asyncio.run(d.dispatch(note))["deployer"] == "skipped"
     assert fakes["deployer"].calls == []
-    assert [r[12] for r in log.rows if r[8] == "deployer"] == ["no_healthy_version"]
+    assert [r.result for r in log.rows if r.receiver == "deployer"] == ["no_healthy_version"]
 
 
 def test_an_unknown_receiver_is_a_visible_give_up() -> None:
     _fakes, log, d = setup()
     note = replace(NOTE, receivers=("nobody",), rollback=None)
     assert asyncio.run(d.dispatch(note)) == {"nobody": "gave_up"}
-    assert [(r[8], r[11], r[12]) for r in log.rows] == [("nobody", "gave_up", "unknown_receiver")]
+    assert [(r.receiver, r.outcome, r.result) for r in log.rows] == [
+        ("nobody", "gave_up", "unknown_receiver")
+    ]
 
 
 def test_every_failed_attempt_and_the_outcome_are_logged() -> None:
@@ -108,7 +113,7 @@ def test_every_failed_attempt_and_the_outcome_are_logged() -> None:
         Outcome("ok", "ok", 202)
     ]
     asyncio.run(d.dispatch(replace(NOTE, receivers=("pager",), rollback=None)))
-    assert [(r[10], r[11], r[13]) for r in log.rows] == [
+    assert [(r.attempt, r.outcome, r.http_status) for r in log.rows] == [
         (1, "failed", 500), (2, "failed", 500), (3, "failed", 500), (4, "delivered", 202),
     ]  # fmt: skip
 
