@@ -26,6 +26,7 @@ from core.errors import LlmpulseError
 from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT, flagged
 from core.time import parse_since
+from detectors.base import DetectorError
 
 __all__ = ["MIN_EVENTS", "ROWS_PER_SIDE", "Comparison", "MetricResult", "NoEventsError",
            "Sample", "compare", "holm", "two_proportion_z", "verdict_text"]  # fmt: skip
@@ -346,7 +347,6 @@ def _vectors(rows: list[Row], cap: int, seed: int) -> tuple[np.ndarray, np.ndarr
 
 def _drift(name: str, sql: str, vectors: tuple[np.ndarray, np.ndarray], alpha: float,
            family: int, seed: int, device: str) -> MetricResult:  # fmt: skip
-    from detectors.base import DetectorError
     from detectors.drift import MMDDriftTest, refine_permutations
 
     ref, cur = vectors

@@ -25,6 +25,7 @@ from types import TracebackType
 
 from core.errors import LlmpulseError
 from core.net import port_in_use
+from core.retry import Backoff
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use"]
 
@@ -162,12 +163,13 @@ class EmbeddedBroker:
                 "events it held and no worker had consumed are lost (see %s)",
                 code, self.log_path,
             )  # fmt: skip
+            delay = Backoff(first_s=1.0, max_s=30.0).delays()
             while self._supervised:
                 try:
                     self.start()
                 except BrokerError as exc:
                     log.error("the embedded broker did not start again, retrying: %s", exc)
-                    time.sleep(2.0)
+                    time.sleep(delay())
                     continue
                 if not self._supervised:  # stop() came while it was starting
                     self._terminate()

@@ -15,8 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alerting.rules import RulesError
 from core.errors import LlmpulseError
+from core.kafka_security import aiokafka_security
 from core.settings import Settings
+from detectors.base import DetectorError
+from ingest.producer import EventProducer
+from ingest.schema import Rejection, event_to_json, parse_event
+from llmpulse.broker import BrokerError, EmbeddedBroker
 from llmpulse.cli_common import load_cli_settings
 from llmpulse.cli_compare import compare
 from llmpulse.cli_demo import demo
@@ -25,6 +31,9 @@ from llmpulse.cli_reference import reference
 from llmpulse.cli_report import report
 from llmpulse.cli_rules import rules
 from llmpulse.cli_storage import costs, migrate
+from llmpulse.query import format_result, run_query
+from storage.engine import StorageError
+from storage.readonly import ReadOnlyViolation
 
 console = Console(stderr=True)
 out = Console()
@@ -71,7 +80,6 @@ def up(loglevel: str) -> None:
 
     One Ctrl-C stops all three cleanly (the worker commits, then the broker stops).
     """  # fmt: skip
-    from llmpulse.broker import BrokerError, EmbeddedBroker
 
     settings = load_cli_settings()
     if not settings.embedded_engine:
@@ -124,10 +132,7 @@ def worker(loglevel: str) -> None:
 
 
 def _run_worker(settings: Settings, loglevel: str) -> None:
-    from alerting.rules import RulesError
-    from detectors.base import DetectorError
     from processors.worker import WorkerError, run_worker
-    from storage.engine import StorageError
 
     console.print(f"loading detectors on {settings.device} (first start takes a few seconds)…")
     try:
@@ -167,12 +172,9 @@ def publish(file: Path, no_validate: bool, topic: str | None) -> None:
 
 
 async def _publish(settings: Settings, file: Path, raw: bool, topic: str | None):
-    from ingest.producer import EventProducer
-    from ingest.schema import Rejection, event_to_json, parse_event
 
     size = file.stat().st_size
     sent, rejected = 0, Counter[str]()
-    from core.kafka_security import aiokafka_security
 
     producer = EventProducer(
         settings.kafka_bootstrap, topic or settings.topics.events, **aiokafka_security(settings)
@@ -220,9 +222,6 @@ async def _publish(settings: Settings, file: Path, raw: bool, topic: str | None)
 )
 def sql(query: str, fmt: str) -> None:
     """Run one read-only QUERY (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."""
-    from llmpulse.query import format_result, run_query
-    from storage.engine import StorageError
-    from storage.readonly import ReadOnlyViolation
 
     settings = load_cli_settings()
     try:
@@ -261,7 +260,6 @@ def score(file: Path, output: Path | None, batch_size: int) -> None:
     scores), hallucination (null without context), unsupported, pii, injection,
     cost_usd. Invalid lines are counted and skipped, with their reasons.
     """
-    from detectors.base import DetectorError
     from processors.batch import build_scorer
     from processors.offline import score_lines
 

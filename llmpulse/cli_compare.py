@@ -10,6 +10,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from analysis.compare import compare as run_compare
+from core.settings import SettingsError, load_settings
+from detectors.base import DetectorError
+from llmpulse.query import rows_of
+from storage.engine import StorageError
+
 if TYPE_CHECKING:
     from analysis.compare import Comparison, MetricResult, Sample
 
@@ -74,11 +80,6 @@ def compare(
     embeddings an MMD permutation test; p-values are Holm-adjusted across all of
     them. Exits 0 whatever the verdict; see docs/compare.md.
     """
-    from analysis.compare import compare as run_compare
-    from core.settings import SettingsError, load_settings
-    from detectors.base import DetectorError
-    from llmpulse.query import rows_of
-    from storage.engine import StorageError
 
     try:
         settings = load_settings()

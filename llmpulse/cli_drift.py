@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from detectors.base import DetectorError
 from llmpulse.cli_common import load_cli_settings
 
 __all__ = ["drift"]
@@ -73,7 +74,6 @@ def drift(
     import json
 
     from analysis.offline_drift import DriftInputError, drift_texts, load_samples
-    from detectors.base import DetectorError
     from detectors.drift import MMDDriftTest
     from detectors.embeddings import EmbeddingModel
     from detectors.redaction import Redactor

@@ -9,7 +9,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from core.settings import load_settings
+from core.settings import SettingsError, load_settings
+from llmpulse.query import run_query
+from llmpulse.reference_client import send_reference_request
+from storage.engine import StorageError
 
 __all__ = ["reference"]
 
@@ -18,10 +21,7 @@ out = Console()
 
 
 def _send(app: str, version: str, action: str, **fields: object) -> dict:
-    from core.settings import SettingsError
-    from llmpulse.reference_client import send_reference_request
     from processors.references import ReferenceRequest, ReferenceSetError
-    from storage.engine import StorageError
 
     try:
         req = ReferenceRequest(app, version, action, **fields)  # type: ignore[arg-type]
@@ -41,8 +41,6 @@ def reference() -> None:
               show_default=True)  # fmt: skip
 def show(app: str | None, fmt: str) -> None:
     """List the active references: source, size, and what they were built from."""
-    from llmpulse.query import run_query
-    from storage.engine import StorageError
 
     where = "WHERE active = 1" + (f" AND app = '{app.replace(chr(39), '')}'" if app else "")
     sql = (

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import click
 
+from core.settings import SettingsError, load_settings
+from llmpulse.query import run_query
+from storage.engine import StorageError
+
 __all__ = ["report"]
 
 
@@ -36,9 +40,6 @@ def report(app: str | None, since: str, out_dir: Path) -> None:
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
     from analysis.report import NoDataError, build_report, parse_since
-    from core.settings import SettingsError, load_settings
-    from llmpulse.query import run_query
-    from storage.engine import StorageError
 
     try:
         start = parse_since(since)

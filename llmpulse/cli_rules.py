@@ -11,6 +11,7 @@ from rich.text import Text
 
 from alerting.config import RuleSet
 from alerting.rules import check_rules, format_duration
+from core.settings import SettingsError, load_settings
 
 __all__ = ["rules"]
 
@@ -30,8 +31,6 @@ def check(file: Path | None) -> None:
     Exits 1 when there is any problem, so CI can run it on every change.
     """
     if file is None:
-        from core.settings import SettingsError, load_settings
-
         try:
             file = load_settings().rules
         except SettingsError as exc:

@@ -8,7 +8,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from detectors.cost import PriceTable
 from llmpulse.cli_common import load_cli_settings
+from storage.costs import recompute_costs
+from storage.engine import Engine, StorageError
+from storage.migrations import migrate as apply
 
 __all__ = ["costs", "migrate"]
 
@@ -19,8 +23,6 @@ out = Console()
 @click.command()
 def migrate() -> None:
     """Apply storage migrations (the worker also does this at start)."""
-    from storage.engine import Engine, StorageError
-    from storage.migrations import migrate as apply
 
     settings = load_cli_settings()
     try:
@@ -48,9 +50,6 @@ def costs() -> None:
 )
 def costs_recompute(since: object) -> None:
     """Recompute stored costs with the current price table (app-reported costs are kept)."""
-    from detectors.cost import PriceTable
-    from storage.costs import recompute_costs
-    from storage.engine import Engine, StorageError
 
     settings = load_cli_settings()
     table = PriceTable.load(settings.prices)

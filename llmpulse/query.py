@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from core.retry import Backoff
 from core.settings import Settings
 from storage.engine import Engine, EngineBusyError, StorageError
 from storage.readonly import READ_ONLY_SETTINGS, check_read_only
@@ -108,6 +109,7 @@ def run_query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult
     if not settings.embedded_engine:
         return _direct(settings, sql)
     deadline = time.monotonic() + wait_s
+    delay = Backoff(first_s=0.1, max_s=1.0).delays()  # a worker starting, a query ending
     while True:
         state = read_worker_state(settings)
         if state is None:
@@ -131,7 +133,7 @@ def run_query(settings: Settings, sql: str, wait_s: float = 30.0) -> QueryResult
                 )
         if time.monotonic() > deadline:
             raise StorageError(problem)
-        time.sleep(0.3)
+        time.sleep(delay())
 
 
 @contextlib.contextmanager

@@ -13,8 +13,11 @@ import urllib.error
 from typing import Any
 
 from core.settings import Settings
+from llmpulse.query import WorkerRefused, post_to_worker
 from processors.references import ReferenceRequest, ReferenceSetError, apply_request
+from storage.drift import DriftStore
 from storage.engine import Engine, StorageError
+from storage.migrations import applied_versions
 
 __all__ = ["send_reference_request"]
 
@@ -34,7 +37,6 @@ def _worker_url(settings: Settings) -> str | None:
 
 
 def _via_worker(url: str, req: ReferenceRequest, token: str) -> dict[str, Any]:
-    from llmpulse.query import WorkerRefused, post_to_worker
 
     try:
         return dict(post_to_worker(url, json.loads(req.to_json()), token, timeout_s=600))
@@ -46,8 +48,6 @@ def _via_worker(url: str, req: ReferenceRequest, token: str) -> dict[str, Any]:
 
 def _direct(settings: Settings, req: ReferenceRequest) -> dict[str, Any]:
     from detectors.redaction import Redactor
-    from storage.drift import DriftStore
-    from storage.migrations import applied_versions
 
     req = req.loaded()
     req.check()

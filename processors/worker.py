@@ -35,11 +35,14 @@ STATE_FILE = "worker.json"
 SERVER_WAIT_S = 120.0  # how long a worker waits at start for a ClickHouse server to answer
 BROKER_WATCH_S = 1.0  # how often the worker reads the broker's cluster id
 REWIND_WINDOW_S = 60.0  # a rebalance this soon after a broker lost its state reads again
+BROKER_POLL = Backoff(first_s=0.5, max_s=4.0)  # a broker still starting
+ENGINE_BUSY_POLL = Backoff(first_s=0.2, max_s=2.0)  # a CLI query holding the embedded engine
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create the llmpulse topics that do not exist yet; return those created."""
     deadline = time.monotonic() + timeout_s
+    delay = BROKER_POLL.delays()
     while True:
         admin = AIOKafkaAdminClient(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -56,7 +59,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
                     f"no Kafka broker answers at {settings.kafka_bootstrap} "
                     f"(LLMPULSE_KAFKA_BOOTSTRAP) after {timeout_s:.0f}s"
                 ) from None
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(delay())
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in settings.topics.all() if t not in existing]
@@ -246,6 +249,7 @@ def _open_engine(
     and how many attempts failed because the server was unreachable."""
     start = time.monotonic()
     delays = Backoff(first_s=1.0, max_s=10.0).delays()
+    busy = ENGINE_BUSY_POLL.delays()
     attempts = 0
     while True:
         try:
@@ -253,7 +257,7 @@ def _open_engine(
         except EngineBusyError:
             if time.monotonic() - start > wait_s:
                 raise
-            time.sleep(0.5)
+            time.sleep(busy())
             continue
         except StorageError as exc:
             waited = time.monotonic() - start
