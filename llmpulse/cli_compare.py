@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analysis.compare import compare as run_compare
+from analysis import compare as comparison
 from core.settings import SettingsError, load_settings
 from detectors.base import DetectorError
 from llmpulse.query import rows_of
@@ -85,7 +85,7 @@ def compare(
         settings = load_settings()
         if fmt == "table":
             console.print(f"comparing {by} {baseline} → {candidate} of {app}…")
-        result = run_compare(
+        result = comparison.compare(
             rows_of(settings), app, baseline, candidate, since, by=by, alpha=alpha,
             max_vectors=max_vectors, seed=seed, device=settings.device,
         )  # fmt: skip
