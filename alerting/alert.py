@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Evidence", "Notification", "Rollback", "alert_identity", "iso"]
+__all__ = ["DeliveryRecord", "Evidence", "Notification", "Rollback", "alert_identity", "iso"]
 
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -101,3 +101,25 @@ class Notification:
             ),
             rollback=Rollback(**rollback) if rollback else None,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRecord:
+    """One attempt's outcome for one receiver: a row of ``alert_log``, whose columns
+    are these fields in this order (storage derives its column list from them)."""
+
+    at: float  # epoch seconds
+    notification_id: str
+    alert_id: str
+    rule: str
+    app: str
+    prompt_version: str
+    reason: str
+    status: str
+    receiver: str
+    channel: str
+    attempt: int
+    outcome: str
+    result: str
+    http_status: int | None
+    detail: str

@@ -15,39 +15,16 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 
-from alerting.alert import Notification
+from alerting.alert import DeliveryRecord, Notification
 from alerting.notifiers.base import Notifier, Outcome
 from alerting.retry import RetryPolicy, deliver
 
-__all__ = ["DeliveryRecord", "Dispatcher"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 
 Finished = Callable[[Sequence[str]], Awaitable[set[tuple[str, str]]]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeliveryRecord:
-    """One attempt's outcome for one receiver: a row of ``alert_log``, whose columns
-    are these fields in this order (storage derives its column list from them)."""
-
-    at: float  # epoch seconds
-    notification_id: str
-    alert_id: str
-    rule: str
-    app: str
-    prompt_version: str
-    reason: str
-    status: str
-    receiver: str
-    channel: str
-    attempt: int
-    outcome: str
-    result: str
-    http_status: int | None
-    detail: str
 
 
 LogRows = Callable[[list[DeliveryRecord]], Awaitable[None]]

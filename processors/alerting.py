@@ -25,9 +25,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-from alerting.alert import Notification
+from alerting.alert import DeliveryRecord, Notification
 from alerting.config import RuleSet
-from alerting.dispatch import DeliveryRecord, Dispatcher
+from alerting.dispatch import Dispatcher
 from alerting.evaluator import Evaluator
 from alerting.notifiers import build_notifier
 from alerting.retry import RetryPolicy

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
-from alerting.dispatch import DeliveryRecord
+from alerting.alert import DeliveryRecord
 from alerting.state import AlertState
 from storage.rows import ALERT_COLUMNS, AlertRow
 

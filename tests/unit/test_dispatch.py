@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from alerting.alert import Notification, Rollback
-from alerting.dispatch import DeliveryRecord, Dispatcher
+from alerting.alert import DeliveryRecord, Notification, Rollback
+from alerting.dispatch import Dispatcher
 from alerting.notifiers.base import Outcome
 from alerting.retry import RetryPolicy
 

@@ -3,7 +3,8 @@
 core (no project imports) <- ingest, detectors, alerting, storage <- processors (the stream)
 and analysis (offline: compare, report, drift of files), which never import each other
 <- llmpulse.
-Within the middle layer only storage may import alerting, for the alert state it stores.
+Within the middle layer only storage may import alerting, for the alert state and the
+delivery record it stores.
 """
 
 from __future__ import annotations
