@@ -13,7 +13,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["DeliveryRecord", "Evidence", "Notification", "Rollback", "alert_identity", "iso"]
+from alerting.config import METRICS
+
+__all__ = [
+    "Comparison",
+    "DeliveryRecord",
+    "Evidence",
+    "Notification",
+    "Rollback",
+    "alert_identity",
+    "iso",
+]
 
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -31,12 +41,56 @@ def iso(ts: float) -> str:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """A baseline rule's evidence: both samples with 95 % intervals, the effect, and the
+    p-value that stays valid however often the rule looked."""
+
+    baseline: str  # the baseline's prompt_version
+    period: str  # "concurrent": its events over the same time; "stored": its last window
+    statistic: str  # "share" for rates; "p95", "p99" or "mean" for distributions
+    baseline_value: float
+    baseline_interval: tuple[float, float]
+    baseline_count: int
+    candidate_value: float
+    candidate_interval: tuple[float, float]
+    candidate_count: int
+    difference: float  # candidate - baseline
+    ratio: float | None  # candidate / baseline (None when the baseline is 0)
+    p_value: float  # always valid: 1 / the mixture likelihood ratio
+    alpha: float
+    min_effect: str  # as written in the rule; "" when none
+    method: str
+    query: str  # the SQL of both samples
+
+    def describe(self, unit: str) -> str:
+        """One line: "16.0% [14.1%, 18.0%] (n=3000) vs 11.5% ... on v6; +4.5pp, p=0.003"."""
+
+        def fmt(v: float) -> str:
+            return f"{v:.1%}" if unit == "ratio" else f"{v:.4g}"
+
+        def side(v: float, ci: tuple[float, float], n: int) -> str:
+            return f"{fmt(v)} [{fmt(ci[0])}, {fmt(ci[1])}] (n={n})"
+
+        pp = unit == "ratio"
+        effect = f"{self.difference * 100:+.1f}pp" if pp else f"{self.difference:+.4g}"
+        if self.ratio is not None:
+            effect += f", x{self.ratio:.2f}"
+        cand = side(self.candidate_value, self.candidate_interval, self.candidate_count)
+        base = side(self.baseline_value, self.baseline_interval, self.baseline_count)
+        return (
+            f"{self.statistic} {cand} vs {base} on baseline {self.baseline} ({self.period}); "
+            f"{effect}; p={self.p_value:.2g} (always valid, alpha {self.alpha:g})"
+        )
+
+
+@dataclass(frozen=True)
 class Evidence:
     """What shows the alert is real: the SQL an analyst runs, and a few examples."""
 
     query: str = ""
     examples: tuple[str, ...] = ()  # already PII-redacted
     link: str | None = None  # LLMPULSE_ALERT_QUERY_URL with the query filled in
+    comparison: Comparison | None = None  # baseline rules: the two samples and the test
 
 
 @dataclass(frozen=True)
@@ -79,6 +133,14 @@ class Notification:
     def prompt_version(self) -> str:
         return self.labels.get("prompt_version", "")
 
+    def comparison_text(self) -> str:
+        """A baseline rule's evidence in one line ("" for a threshold rule)."""
+        c = self.evidence.comparison
+        if c is None:
+            return ""
+        unit = METRICS[self.metric].unit if self.metric in METRICS else ""
+        return c.describe(unit)
+
     @property
     def idempotency_key(self) -> str:
         """One per firing episode: a retried or replayed rollback carries the same key."""
@@ -98,6 +160,7 @@ class Notification:
                 query=evidence.get("query", ""),
                 examples=tuple(evidence.get("examples", ())),
                 link=evidence.get("link"),
+                comparison=_comparison(evidence.get("comparison")),
             ),
             rollback=Rollback(**rollback) if rollback else None,
         )
@@ -123,3 +186,15 @@ class DeliveryRecord:
     result: str
     http_status: int | None
     detail: str
+
+
+def _comparison(data: dict[str, Any] | None) -> Comparison | None:
+    if not data:
+        return None
+    return Comparison(
+        **{
+            **data,
+            "baseline_interval": tuple(data["baseline_interval"]),
+            "candidate_interval": tuple(data["candidate_interval"]),
+        }
+    )

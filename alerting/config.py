@@ -12,11 +12,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alerting.significance import Effect
 from core.errors import LlmpulseError
 from core.thresholds import FLAG_AT
 
 __all__ = [
     "CHANNELS",
+    "COMPARABLE",
     "FILTER_LABELS",
     "METRICS",
     "OPS",
@@ -144,6 +146,16 @@ METRICS: dict[str, MetricSpec] = {
 }  # fmt: skip
 
 
+# Metrics a baseline rule can compare: rates by a two-proportion test, the others
+# (a distribution's quantile, or cost per call) by a rank test of the whole distribution.
+COMPARABLE = {
+    "error_rate": "rate", "toxicity_rate": "rate", "hallucination_rate": "rate",
+    "pii_rate": "rate", "injection_rate": "rate", "negative_feedback_rate": "rate",
+    "latency_p95": "distribution", "latency_p99": "distribution", "ttft_p95": "distribution",
+    "cost_usd": "distribution",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Rule:
     """One alert rule. Alerts are per app|prompt_version (per app for app-scoped
@@ -165,11 +177,18 @@ class Rule:
     budget_period_s: float = 86_400.0
     repeat_interval_s: float = 4 * 3600.0
     summary: str = ""  # optional format string: {app} {prompt_version} {value} {threshold} ...
+    compare_to: str | None = None  # "baseline" (the app's last healthy version) or a version
+    min_effect: Effect | None = None  # the smallest change worth an alert (baseline rules)
+    alpha: float = 0.05  # baseline rules: false-alarm bound over a deploy's life
     line: int = 0
 
     @property
     def spec(self) -> MetricSpec:
         return METRICS[self.metric]
+
+    @property
+    def higher_is_worse(self) -> bool:
+        return self.op in (">", ">=")
 
     def breaches(self, value: float) -> bool:
         t = self.threshold

@@ -20,7 +20,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote as urlquote
 
-from alerting.alert import Evidence, Notification, Rollback, alert_identity
+from alerting.alert import Comparison, Evidence, Notification, Rollback, alert_identity
+from alerting.comparison import Version, choose_baseline, judge, versions_seen_query
 from alerting.config import Rule, RuleSet
 from alerting.metrics import evidence_query, metric_query, versions_query
 from alerting.rules_yaml import format_duration
@@ -43,6 +44,9 @@ Query = Callable[[str], Awaitable[list[tuple]]]  # runs SQL on the engine thread
 Send = Callable[[Notification], Awaitable[None]]  # produces to llm.alerts, waits for the ack
 Save = Callable[[list[AlertState]], Awaitable[None]]
 Owns = Callable[[str, str | None], bool]  # (app, prompt_version or None for app scope)
+# alert id -> (labels, value, count, verdict): verdict is a baseline rule's decision
+# (worse or not), None for a threshold rule, whose value is compared with the threshold.
+Observed = dict[str, tuple[dict[str, str], float | None, int, bool | None]]
 
 EXAMPLES = 3
 EXAMPLE_CHARS = 500
@@ -97,6 +101,7 @@ class Evaluator:
         # worker keeps up); None: always now.
         self.pending_since = pending_since or clock
         self.states: dict[str, AlertState] = {}
+        self._compared: dict[str, Comparison] = {}  # this tick's baseline comparisons
         self._loaded_at = clock()
         self._loaded: set[str] = set()  # alerts restored by the last load()
         self._refreshing = {
@@ -123,13 +128,14 @@ class Evaluator:
         behind_s = max(0.0, now - self.pending_since())
         decisions: list[tuple[Rule, AlertState, str]] = []
         changed: list[AlertState] = []
+        self._compared = {}
         for rule in self.rules.rules:
             try:
                 observed = await self._observe(rule, now)
             except Exception as exc:  # one broken rule must not silence the others
                 log.warning("rule %s: metric query failed: %s", rule.name, str(exc)[:300])
                 continue
-            for alert_id, (labels, value, count) in observed.items():
+            for alert_id, (labels, value, count, verdict) in observed.items():
                 if not self.owns(labels["app"], labels.get("prompt_version")):
                     continue
                 prev = self.states.get(alert_id) or AlertState(alert_id, rule.name, labels)
@@ -146,7 +152,10 @@ class Evaluator:
                     #   half the window are not stored yet. Until they are.
                     continue
                 breaching = value is not None and count >= rule.min_events
-                breaching = breaching and rule.breaches(float(value))  # type: ignore[arg-type]
+                if verdict is not None:
+                    breaching = breaching and verdict
+                else:
+                    breaching = breaching and rule.breaches(float(value))  # type: ignore[arg-type]
                 nxt = step(prev, breaching, now, rule.for_s).observe(value, count)
                 if (nxt.state, nxt.active_at, nxt.fired_at, nxt.resolved_at) != (
                     prev.state, prev.active_at, prev.fired_at, prev.resolved_at,
@@ -176,24 +185,57 @@ class Evaluator:
             await self.save(told_states)
         return sent
 
-    async def _observe(
-        self, rule: Rule, now: float
-    ) -> dict[str, tuple[dict[str, str], float | None, int]]:
-        q = metric_query(self.db, rule, now)
-        out: dict[str, tuple[dict[str, str], float | None, int]] = {}
-        for row in await self.query(q.sql):
-            if q.scope == "app":
-                app, version, value, n = row[0], None, row[1], row[2]
-            else:
-                app, version, value, n = row
-            labels = alert_labels(rule, app, version)
-            out[alert_identity(rule.name, labels)] = (labels, value, int(n))
+    async def _observe(self, rule: Rule, now: float) -> Observed:
+        out: Observed = {}
+        if rule.compare_to is not None:
+            out = await self._observe_baseline(rule, now)
+        else:
+            q = metric_query(self.db, rule, now)
+            for row in await self.query(q.sql):
+                if q.scope == "app":
+                    app, version, value, n = row[0], None, row[1], row[2]
+                else:
+                    app, version, value, n = row
+                labels = alert_labels(rule, app, version)
+                out[alert_identity(rule.name, labels)] = (labels, value, int(n), None)
         # Live alerts of this rule with no events in the window: "no data", which
         # resolves a firing alert and cancels a pending one.
         for alert_id, st in self.states.items():
             if st.rule == rule.name and alert_id not in out and st.state != INACTIVE:
-                out[alert_id] = (st.labels, None, 0)
+                out[alert_id] = (st.labels, None, 0, None)
         return out
+
+    async def _observe_baseline(self, rule: Rule, now: float) -> Observed:
+        """Each version with events in the window, tested against its baseline."""
+        rows = await self.query(versions_seen_query(self.db, rule, now))
+        versions = [Version(str(a), str(v), float(f), float(last)) for a, v, f, last in rows]
+        out: Observed = {}
+        for cand in versions:
+            pinned = rule.filters.get("prompt_version")
+            if cand.last_seen <= now - rule.window_s or pinned not in (None, cand.prompt_version):
+                continue
+            if not self.owns(cand.app, cand.prompt_version):
+                continue  # another worker's key: not even queried
+            base = choose_baseline(rule, cand, versions, self._firing_versions(cand.app))
+            if base is None:
+                continue  # the app's first version, or the pinned one itself
+            labels = alert_labels(rule, cand.app, cand.prompt_version)
+            alert_id = alert_identity(rule.name, labels)
+            judged = await judge(self.db, rule, cand, base, now, self.query)
+            if judged is None:  # a sample below min_events: as a thin window
+                out[alert_id] = (labels, None, 0, False)
+                continue
+            c = judged.comparison
+            self._compared[alert_id] = c
+            out[alert_id] = (labels, c.candidate_value, c.candidate_count, judged.worse)
+        return out
+
+    def _firing_versions(self, app: str) -> set[str]:
+        return {
+            str(s.labels.get("prompt_version"))
+            for s in self.states.values()
+            if s.state == FIRING and s.labels.get("app") == app
+        }
 
     async def _notification(
         self, rule: Rule, st: AlertState, reason: str, now: float
@@ -206,11 +248,15 @@ class Evaluator:
         examples: tuple[str, ...] = ()
         if status == FIRING and reason != "refresh":
             examples = await self._examples(rule, sql)
+        comparison = self._compared.get(st.alert_id)
         rollback = None
         if reason == "first":
             for action in rule.actions:
                 if action.kind == "rollback":
-                    target = await self._rollback_to(rule, app, version, now)
+                    if rule.compare_to is not None:  # the baseline it was found worse than
+                        target = comparison.baseline if comparison else None
+                    else:
+                        target = await self._rollback_to(rule, app, version, now)
                     rollback = Rollback(action.receiver, app, version, target)
         values = {
             "rule": rule.name, "app": app, "prompt_version": version, "metric": rule.metric,
@@ -220,6 +266,12 @@ class Evaluator:
         }  # fmt: skip
         if rule.summary:
             summary = rule.summary.format(**values)
+        elif comparison is not None:
+            where = f"{app} {version}".strip()
+            summary = (
+                f"{rule.name}: {rule.metric} on {where} is worse than baseline "
+                f"{comparison.baseline}: {comparison.describe(rule.spec.unit)}"
+            )
         else:
             where = f"{app} {version}".strip()
             summary = (
@@ -249,7 +301,7 @@ class Evaluator:
             evaluated_at=now,
             summary=summary,
             receivers=rule.receivers,
-            evidence=Evidence(sql, examples, link),
+            evidence=Evidence(sql, examples, link, comparison),
             rollback=rollback,
         )
 
@@ -267,11 +319,7 @@ class Evaluator:
     async def _rollback_to(self, rule: Rule, app: str, bad: str, now: float) -> str | None:
         """The most recently seen other version of ``app`` that looks healthy: no alert
         firing on it and, for event metrics, the rule not breached over its last window."""
-        firing = {
-            s.labels.get("prompt_version")
-            for s in self.states.values()
-            if s.state == FIRING and s.labels.get("app") == app
-        }
+        firing = self._firing_versions(app)
         for version, last_seen in await self.query(versions_query(self.db, app, bad, now)):
             if version in firing:
                 continue

@@ -27,13 +27,13 @@ from alerting.config import (
     METRICS,
     OPS,
     SEVERITIES,
-    Action,
     MetricSpec,
     ReceiverConfig,
     Rule,
     RuleSet,
 )
-from alerting.rules_receivers import RECEIVER_KEYS, read_receiver
+from alerting.rules_baseline import BASELINE_KEYS, read_baseline
+from alerting.rules_receivers import RECEIVER_KEYS, read_actions, read_receiver
 from alerting.rules_yaml import (
     DurationError,
     Mapping,
@@ -72,7 +72,7 @@ _TOP_KEYS = ("receivers", "defaults", "rules")
 _DEFAULT_KEYS = ("receivers", "severity", "for", "min_events", "repeat_interval")
 _RULE_KEYS = ("name", "metric", "filters", "window", "op", "threshold", "for", "min_events",
               "severity", "receivers", "actions", "score_threshold", "budget_usd",
-              "budget_period", "repeat_interval", "summary")  # fmt: skip
+              "budget_period", "repeat_interval", "summary", *BASELINE_KEYS)  # fmt: skip
 _BUILTIN = {"receivers": (), "severity": "error", "for": 0.0, "min_events": 1,
             "repeat_interval": 4 * 3600.0}  # fmt: skip
 
@@ -269,7 +269,8 @@ class _Builder:
             m.error("op", f"unknown op {op!r}; expected one of {', '.join(OPS)} "
                           f"(or {', '.join(OP_WORDS)})")  # fmt: skip
             op = None
-        threshold = m.number("threshold", required=True)
+        baseline = read_baseline(m, metric)  # compare_to: no threshold
+        threshold = m.number("threshold", required="compare_to" not in m)
         if spec is not None and threshold is not None:
             if spec.unit in BOUNDED_UNITS and not 0 <= threshold <= 1:
                 m.error("threshold", f"{metric} is a {spec.unit} between 0 and 1")
@@ -292,7 +293,7 @@ class _Builder:
         common = {k: self._common(m, k) if k in m else self.defaults[k] for k in _DEFAULT_KEYS}
         broken = {k for k in _DEFAULT_KEYS if (k in m and common[k] is None)
                   or (k not in m and k in self.bad_defaults)}  # fmt: skip
-        actions = self._actions(m, spec)
+        actions = read_actions(m, spec, self.receivers, self.problems)
         if (
             actions is not None
             and not actions
@@ -318,19 +319,20 @@ class _Builder:
             m.error("summary", err)
         if len(self.problems.items) > before or broken:
             return None  # reported (here or in defaults): the RuleSet is discarded anyway
-        if not (
-            name and metric and op and threshold is not None and window and actions is not None
+        if not (name and metric and op and window and actions is not None and baseline) or (
+            threshold is None and baseline.compare_to is None
         ):
             return None  # a problem elsewhere (a receiver) made this rule unusable
         return Rule(
-            name=name, metric=metric, op=OP_WORDS.get(op, op), threshold=threshold,
+            name=name, metric=metric, op=OP_WORDS.get(op, op), threshold=threshold or 0.0,
             window_s=window, for_s=float(common["for"]),  # type: ignore[arg-type]
             min_events=int(common["min_events"]),  # type: ignore[call-overload]
             severity=str(common["severity"]), receivers=tuple(common["receivers"]),  # type: ignore[arg-type]
             actions=tuple(actions), filters=filters, score_threshold=score or 0.5,
             budget_usd=budget, budget_period_s=period or 86_400.0,
             repeat_interval_s=float(common["repeat_interval"]),  # type: ignore[arg-type]
-            summary=summary or "", line=m.line,
+            summary=summary or "", compare_to=baseline.compare_to,
+            min_effect=baseline.min_effect, alpha=baseline.alpha, line=m.line,
         )  # fmt: skip
 
     def _only_for(self, m: Mapping, key: str, spec: MetricSpec | None, flag: str) -> float | None:
@@ -340,50 +342,6 @@ class _Builder:
             users = ", ".join(n for n, s in METRICS.items() if getattr(s, flag))
             m.error(key, f"only applies to {users}")
         return value
-
-    def _actions(self, m: Mapping, spec: MetricSpec | None) -> list[Action] | None:
-        items = m.sequence("actions")
-        if items is None:
-            return None if "actions" in m else []
-        rollbacks = [n for n, r in self.receivers.items() if r.channel == "rollback"]
-        out: list[Action] = []
-        where = m.at("actions")
-        for item in items:
-            target: str | None = None
-            if is_tag(item, "str") and item.value == "rollback":
-                if len(rollbacks) != 1:
-                    found = f"there are {len(rollbacks)}" if rollbacks else "there is none"
-                    self.problems.add(
-                        item,
-                        where,
-                        "'rollback' needs exactly one receiver of "
-                        f"type rollback ({found}); write {{rollback: NAME}}",
-                    )
-                    continue
-                target = rollbacks[0]
-            elif isinstance(item, MappingNode) and len(item.value) == 1 and is_tag(
-                item.value[0][0], "str") and item.value[0][0].value == "rollback":  # fmt: skip
-                value = item.value[0][1]
-                target = str(value.value) if is_tag(value, "str") else ""
-                if target not in rollbacks:
-                    bad_type = target in self.receivers and not self.receivers[target].channel
-                    if not bad_type:  # a receiver whose type is wrong is reported already
-                        hint = suggest(target, rollbacks)
-                        self.problems.add(value, where, f"{target or 'this'} is not a "
-                                          f"receiver of type rollback{hint}")  # fmt: skip
-                    continue
-            else:
-                self.problems.add(item, where, "unknown action: expected rollback or "
-                                               "{rollback: RECEIVER}")  # fmt: skip
-                continue
-            if spec is not None and spec.scope != "version":
-                self.problems.add(item, where, "rollback needs a per-version metric; this "
-                                               "metric is per app")  # fmt: skip
-            elif any(a.receiver == target for a in out):
-                self.problems.add(item, where, "duplicate action")
-            else:
-                out.append(Action("rollback", target))
-        return out if len(out) == len(items) else None
 
 
 def _summary_error(template: str) -> str | None:

@@ -12,10 +12,12 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from alerting.config import CHANNELS, ReceiverConfig, Secret
-from alerting.rules_yaml import Mapping, suggest
+from yaml.nodes import MappingNode
 
-__all__ = ["RECEIVER_KEYS", "read_receiver"]
+from alerting.config import CHANNELS, Action, MetricSpec, ReceiverConfig, Secret
+from alerting.rules_yaml import Mapping, Problems, is_tag, suggest
+
+__all__ = ["RECEIVER_KEYS", "read_actions", "read_receiver"]
 
 RECEIVER_KEYS = ("name", "type", "url", "url_env", "url_file", "routing_key",
                  "routing_key_env", "routing_key_file", "secret", "secret_env", "secret_file",
@@ -132,3 +134,51 @@ def _headers(m: Mapping) -> dict[str, str]:
         else:
             out[name] = value
     return out
+
+
+def read_actions(
+    m: Mapping, spec: MetricSpec | None, receivers: dict[str, ReceiverConfig], problems: Problems
+) -> list[Action] | None:
+    """A rule's actions (``rollback`` or ``{rollback: RECEIVER}``); ``None`` after a problem."""
+    items = m.sequence("actions")
+    if items is None:
+        return None if "actions" in m else []
+    rollbacks = [n for n, r in receivers.items() if r.channel == "rollback"]
+    out: list[Action] = []
+    where = m.at("actions")
+    for item in items:
+        target: str | None = None
+        if is_tag(item, "str") and item.value == "rollback":
+            if len(rollbacks) != 1:
+                found = f"there are {len(rollbacks)}" if rollbacks else "there is none"
+                problems.add(
+                    item,
+                    where,
+                    "'rollback' needs exactly one receiver of "
+                    f"type rollback ({found}); write {{rollback: NAME}}",
+                )
+                continue
+            target = rollbacks[0]
+        elif isinstance(item, MappingNode) and len(item.value) == 1 and is_tag(
+            item.value[0][0], "str") and item.value[0][0].value == "rollback":  # fmt: skip
+            value = item.value[0][1]
+            target = str(value.value) if is_tag(value, "str") else ""
+            if target not in rollbacks:
+                bad_type = target in receivers and not receivers[target].channel
+                if not bad_type:  # a receiver whose type is wrong is reported already
+                    hint = suggest(target, rollbacks)
+                    problems.add(value, where, f"{target or 'this'} is not a "
+                                      f"receiver of type rollback{hint}")  # fmt: skip
+                continue
+        else:
+            problems.add(item, where, "unknown action: expected rollback or "
+                                           "{rollback: RECEIVER}")  # fmt: skip
+            continue
+        if spec is not None and spec.scope != "version":
+            problems.add(item, where, "rollback needs a per-version metric; this "
+                                           "metric is per app")  # fmt: skip
+        elif any(a.receiver == target for a in out):
+            problems.add(item, where, "duplicate action")
+        else:
+            out.append(Action("rollback", target))
+    return out if len(out) == len(items) else None

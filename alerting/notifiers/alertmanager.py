@@ -44,6 +44,8 @@ def _name(key: str) -> str:
 
 
 def _description(alert: Notification) -> str:
+    if alert.evidence.comparison is not None and alert.status != RESOLVED:
+        return alert.comparison_text()
     rule = f"{alert.op} {alert.threshold:g} over {format_duration(alert.window_s)}"
     seen = f"{alert.metric} = {_number(alert.value)}" if alert.value is not None else alert.metric
     if alert.status == RESOLVED:
@@ -85,6 +87,12 @@ def alertmanager_alert(alert: Notification) -> dict[str, Any]:
         "query": alert.evidence.query,
         "examples": _examples(alert.evidence.examples),
     }
+    if (c := alert.evidence.comparison) is not None:  # a baseline rule: no threshold
+        del annotations["threshold"]
+        annotations.update(
+            baseline=c.baseline, baseline_value=_number(c.baseline_value),
+            p_value=f"{c.p_value:.3g}", comparison_query=c.query,
+        )  # fmt: skip
     if alert.status == RESOLVED:
         ends_at = alert.ends_at if alert.ends_at is not None else alert.evaluated_at
     else:

@@ -8,6 +8,7 @@ the dedup key: PagerDuty ignores everything else on it.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 import aiohttp
@@ -60,6 +61,11 @@ def pagerduty_body(alert: Notification, routing_key: str) -> dict[str, Any]:
             },
         },
     }
+    if ev.comparison is not None:  # a baseline rule: both samples, the effect, the test
+        details = body["payload"]["custom_details"]
+        details["comparison"] = alert.comparison_text()
+        details["baseline"] = asdict(ev.comparison)
+        del details["threshold"], details["op"]
     if ev.link:
         body["client_url"] = ev.link
         body["links"] = [{"href": ev.link, "text": "Evidence query"}]

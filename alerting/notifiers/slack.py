@@ -68,6 +68,9 @@ def _evidence(alert: Notification) -> list[dict[str, Any]]:
     if ev.examples and alert.status != RESOLVED:
         lines = ["• " + _md(x, MAX_EXAMPLE) for x in ev.examples[:MAX_EXAMPLES]]
         blocks.append({"type": "section", "text": _mrkdwn("*Examples*\n" + "\n".join(lines))})
+    if ev.comparison is not None and alert.status != RESOLVED:
+        text = "*Compared with the baseline*\n" + _md(alert.comparison_text(), MAX_EXAMPLE)
+        blocks.append({"type": "section", "text": _mrkdwn(text)})
     context = []
     if ev.query:
         query = _md(ev.query.replace("`", "'"), MAX_QUERY)  # a backtick would end the span
@@ -86,6 +89,8 @@ def slack_body(alert: Notification) -> dict[str, Any]:
     icon, word = (":large_green_circle:", "RESOLVED") if resolved else (":red_circle:", "FIRING")
     where = f"{alert.app}/{alert.prompt_version}"
     measure = f"{alert.metric} = {_num(alert.value)} ({alert.op} {alert.threshold:g})"
+    if alert.evidence.comparison is not None:
+        measure = f"{alert.metric} vs baseline {alert.evidence.comparison.baseline}"
     if resolved:
         at = iso(alert.ends_at if alert.ends_at is not None else alert.evaluated_at)
         last = f"; last value {_num(alert.value)}" if alert.value is not None else ""

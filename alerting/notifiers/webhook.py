@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import aiohttp
@@ -31,7 +32,7 @@ def rollback_body(alert: Notification) -> dict[str, Any]:
     if alert.rollback is None:
         raise ValueError(f"alert {alert.alert_id} carries no rollback")
     ev = alert.evidence
-    return {
+    body: dict[str, Any] = {
         "type": ROLLBACK_TYPE,
         "app": alert.rollback.app,
         "prompt_version": alert.rollback.prompt_version,
@@ -47,6 +48,9 @@ def rollback_body(alert: Notification) -> dict[str, Any]:
         "fired_at": iso(alert.starts_at),
         "evidence": {"query": ev.query, "examples": list(ev.examples), "link": ev.link},
     }
+    if ev.comparison is not None:  # a baseline rule: both samples, the effect, the test
+        body["evidence"]["comparison"] = asdict(ev.comparison)
+    return body
 
 
 class _SignedPost:

@@ -1,0 +1,71 @@
+"""A baseline alert's evidence reaches every channel: both rates with intervals, both
+counts, the effect, the always-valid p-value and the SQL of both samples."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from alerting.alert import Comparison, Evidence, Notification, Rollback
+from alerting.notifiers.alertmanager import alertmanager_alert
+from alerting.notifiers.pagerduty import pagerduty_body
+from alerting.notifiers.slack import slack_body
+from alerting.notifiers.webhook import rollback_body
+
+COMPARISON = Comparison(
+    baseline="v6", period="concurrent", statistic="share",
+    baseline_value=0.115, baseline_interval=(0.101, 0.130), baseline_count=2000,
+    candidate_value=0.16, candidate_interval=(0.140, 0.182), candidate_count=1200,
+    difference=0.045, ratio=0.16 / 0.115, p_value=0.0031, alpha=0.05, min_effect="+2pp",
+    method="two-proportion mSPRT, one-sided", query="SELECT 1 UNION ALL SELECT 2",
+)  # fmt: skip
+ALERT = Notification(
+    notification_id="n-1", alert_id="a1", reason="first", status="firing", rule="worse_tox",
+    labels={"alertname": "worse_tox", "app": "chat", "prompt_version": "v7"},
+    severity="critical", metric="toxicity_rate", op=">", threshold=0.0, value=0.16,
+    count=1200, window_s=21600, for_s=0, starts_at=1_700_000_000.0, ends_at=None,
+    evaluated_at=1_700_000_000.0, summary="worse_tox: toxicity_rate on chat v7 is worse",
+    receivers=("pager",), evidence=Evidence(query="SELECT ...", comparison=COMPARISON),
+    rollback=Rollback("deployer", "chat", "v7", "v6"),
+)  # fmt: skip
+LINE = (
+    "share 16.0% [14.0%, 18.2%] (n=1200) vs 11.5% [10.1%, 13.0%] (n=2000) on baseline v6 "
+    "(concurrent); +4.5pp, x1.39; p=0.0031 (always valid, alpha 0.05)"
+)
+
+
+def test_the_comparison_reads_as_one_line() -> None:
+    assert ALERT.comparison_text() == LINE
+
+
+def test_the_comparison_survives_the_alerts_topic() -> None:
+    assert Notification.from_json(ALERT.to_json()) == ALERT
+
+
+def test_pagerduty_details_carry_both_samples_instead_of_a_threshold() -> None:
+    details = pagerduty_body(ALERT, "key")["payload"]["custom_details"]
+    assert details["comparison"] == LINE
+    assert details["baseline"]["baseline_count"] == 2000
+    assert details["baseline"]["query"] == "SELECT 1 UNION ALL SELECT 2"
+    assert "threshold" not in details
+
+
+def test_slack_shows_the_comparison_while_firing() -> None:
+    text = json.dumps(slack_body(ALERT))
+    assert "Compared with the baseline" in text and "p=0.0031" in text
+    assert "toxicity_rate vs baseline v6" in text
+    resolved = dataclasses.replace(ALERT, status="resolved", reason="resolved", ends_at=1.7e9)
+    assert "Compared with the baseline" not in json.dumps(slack_body(resolved))
+
+
+def test_alertmanager_annotations_name_the_baseline_and_p_value() -> None:
+    notes = alertmanager_alert(ALERT)["annotations"]
+    assert (notes["baseline"], notes["p_value"], notes["description"]) == ("v6", "0.0031", LINE)
+    assert notes["comparison_query"] == COMPARISON.query and "threshold" not in notes
+
+
+def test_the_rollback_names_the_baseline_and_carries_the_comparison() -> None:
+    body = rollback_body(ALERT)
+    assert body["rollback_to"] == "v6"
+    assert body["evidence"]["comparison"]["candidate_interval"] == (0.140, 0.182)
+    assert json.loads(json.dumps(body))["evidence"]["comparison"]["p_value"] == 0.0031
