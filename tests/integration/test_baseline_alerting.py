@@ -1,0 +1,89 @@
+"""A baseline rule on real parts: Tansu, a worker, chdb, real HTTP receivers on 127.0.0.1.
+
+support-bot runs v6 (1 answer in 10 rude), then v7 (1 in 2 rude), then v8, which
+answers exactly as v6 did (the same seeded events: an A/A deploy). The rule has no
+threshold: it fires when a version is significantly ruder than its baseline. v7 must
+page once and be rolled back to v6 once, with a valid signature and the comparison in
+the evidence; v8, tested against v6 while v7's alert still fires, must page no one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from alerting.signing import verify
+from tests.integration.alerting_traffic import APP, traffic
+from tests.integration.conftest import Stack
+from tests.integration.receivers import Receivers
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SECRET = "rollback-test-secret-baseline"
+RULES = """
+receivers:
+  - name: sre-pager
+    type: pagerduty
+    url: {pd}
+    routing_key_env: TEST_PD_KEY
+  - name: deployer
+    type: rollback
+    url: {rollback}
+    secret_env: TEST_ROLLBACK_SECRET
+rules:
+  - name: ruder-than-baseline
+    metric: toxicity_rate
+    filters: {{app: support-bot}}
+    compare_to: baseline
+    op: ">"
+    min_effect: +10pp
+    alpha: 0.01
+    window: 5m
+    min_events: 30
+    receivers: [sre-pager]
+    actions: [rollback]
+"""
+
+
+@pytest.fixture
+def alerting(stack: Stack, receivers: Receivers, tmp_path: Path) -> Stack:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.format(pd=receivers.url("/pd"), rollback=receivers.url("/rollback")))
+    stack.extra_env.update({
+        "LLMPULSE_RULES": str(rules),
+        "LLMPULSE_ALERT_EVAL_S": "0.5",
+        "TEST_PD_KEY": "pd-key",
+        "TEST_ROLLBACK_SECRET": SECRET,
+    })  # fmt: skip
+    return stack
+
+
+def test_a_ruder_version_is_rolled_back_to_its_baseline_and_an_equal_one_is_left_alone(
+    alerting: Stack, receivers: Receivers
+) -> None:
+    alerting.start_worker()
+    traffic(alerting, "v6", 0.1, lambda: False, 10.0, "base")
+    traffic(alerting, "v7", 0.5, lambda: bool(receivers.at("/rollback")), 120.0, "bad")
+    sent = traffic(alerting, "v8", 0.1, lambda: False, 10.0, "same")
+    stored = "SELECT count() AS n FROM llmpulse.llm_events FINAL WHERE prompt_version = 'v8'"
+    assert alerting.wait_for(stored, sent, timeout=120) == sent
+    time.sleep(5.0)  # ten more evaluations of v8 against v6, all of its events stored
+
+    (page,) = [r.json for r in receivers.at("/pd")]
+    assert page["event_action"] == "trigger" and page["payload"]["group"] == "v7"
+    details = page["payload"]["custom_details"]
+    assert details["baseline"]["baseline"] == "v6" and details["baseline"]["p_value"] <= 0.01
+    assert details["baseline"]["candidate_count"] >= 30
+    assert details["baseline"]["difference"] >= 0.10
+    assert "on baseline v6" in details["comparison"]
+
+    (call,) = receivers.at("/rollback")
+    verify(SECRET, call.headers, call.body, now=time.time())  # raises if invalid
+    body = call.json
+    assert (body["app"], body["prompt_version"], body["rollback_to"]) == (APP, "v7", "v6")
+    assert body["evidence"]["comparison"]["baseline"] == "v6"
+
+    states = alerting.sql("SELECT labels['prompt_version'] AS v, state FROM llmpulse.alerts FINAL")
+    assert [(s["v"], s["state"]) for s in states] == [("v7", "firing")]  # none for v8
