@@ -124,6 +124,7 @@ class Notification:
     receivers: tuple[str, ...] = ()
     evidence: Evidence = field(default_factory=Evidence)
     rollback: Rollback | None = None
+    compare_to: str = ""  # a baseline rule's compare_to; "" for a threshold rule
 
     @property
     def app(self) -> str:

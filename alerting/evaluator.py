@@ -303,6 +303,7 @@ class Evaluator:
             receivers=rule.receivers,
             evidence=Evidence(sql, examples, link, comparison),
             rollback=rollback,
+            compare_to=rule.compare_to or "",
         )
 
     async def _examples(self, rule: Rule, sql: str) -> tuple[str, ...]:

@@ -58,7 +58,12 @@ def _summary(ruleset: RuleSet) -> None:
         table.add_column(column)
     for r in ruleset.rules:
         actions = ", ".join(f"{a.kind}:{a.receiver}" for a in r.actions)
-        cells = (r.name, r.metric, f"{r.op} {r.threshold:g}", format_duration(r.window_s),
+        condition = f"{r.op} {r.threshold:g}"
+        if r.compare_to is not None:  # a baseline rule: worse than, beyond chance
+            worse = "higher" if r.higher_is_worse else "lower"
+            effect = f" by {r.min_effect.text}" if r.min_effect else ""
+            condition = f"{worse}{effect} than {r.compare_to} (alpha {r.alpha:g})"
+        cells = (r.name, r.metric, condition, format_duration(r.window_s),
                  format_duration(r.for_s), ", ".join(r.receivers), actions)  # fmt: skip
         table.add_row(*(Text(c) for c in cells))
     # piped (CI logs): do not squeeze the table into 80 columns

@@ -47,6 +47,8 @@ def _description(alert: Notification) -> str:
     if alert.evidence.comparison is not None and alert.status != RESOLVED:
         return alert.comparison_text()
     rule = f"{alert.op} {alert.threshold:g} over {format_duration(alert.window_s)}"
+    if alert.compare_to:
+        rule = f"worse than {alert.compare_to} over {format_duration(alert.window_s)}"
     seen = f"{alert.metric} = {_number(alert.value)}" if alert.value is not None else alert.metric
     if alert.status == RESOLVED:
         return f"{seen}: no longer {rule}" + (f" ({alert.count} events)" if alert.count else "")
@@ -87,8 +89,9 @@ def alertmanager_alert(alert: Notification) -> dict[str, Any]:
         "query": alert.evidence.query,
         "examples": _examples(alert.evidence.examples),
     }
-    if (c := alert.evidence.comparison) is not None:  # a baseline rule: no threshold
+    if alert.compare_to:  # a baseline rule: no threshold
         del annotations["threshold"]
+    if (c := alert.evidence.comparison) is not None:
         annotations.update(
             baseline=c.baseline, baseline_value=_number(c.baseline_value),
             p_value=f"{c.p_value:.3g}", comparison_query=c.query,

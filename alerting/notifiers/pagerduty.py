@@ -61,11 +61,13 @@ def pagerduty_body(alert: Notification, routing_key: str) -> dict[str, Any]:
             },
         },
     }
-    if ev.comparison is not None:  # a baseline rule: both samples, the effect, the test
-        details = body["payload"]["custom_details"]
+    details = body["payload"]["custom_details"]
+    if alert.compare_to:  # a baseline rule: no threshold
+        details["compare_to"] = alert.compare_to
+        del details["threshold"]
+    if ev.comparison is not None:  # both samples, the effect, the test
         details["comparison"] = alert.comparison_text()
         details["baseline"] = asdict(ev.comparison)
-        del details["threshold"], details["op"]
     if ev.link:
         body["client_url"] = ev.link
         body["links"] = [{"href": ev.link, "text": "Evidence query"}]

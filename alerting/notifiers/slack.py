@@ -91,6 +91,8 @@ def slack_body(alert: Notification) -> dict[str, Any]:
     measure = f"{alert.metric} = {_num(alert.value)} ({alert.op} {alert.threshold:g})"
     if alert.evidence.comparison is not None:
         measure = f"{alert.metric} vs baseline {alert.evidence.comparison.baseline}"
+    elif alert.compare_to:
+        measure = f"{alert.metric} = {_num(alert.value)} (compared with {alert.compare_to})"
     if resolved:
         at = iso(alert.ends_at if alert.ends_at is not None else alert.evaluated_at)
         last = f"; last value {_num(alert.value)}" if alert.value is not None else ""

@@ -26,7 +26,7 @@ ALERT = Notification(
     count=1200, window_s=21600, for_s=0, starts_at=1_700_000_000.0, ends_at=None,
     evaluated_at=1_700_000_000.0, summary="worse_tox: toxicity_rate on chat v7 is worse",
     receivers=("pager",), evidence=Evidence(query="SELECT ...", comparison=COMPARISON),
-    rollback=Rollback("deployer", "chat", "v7", "v6"),
+    rollback=Rollback("deployer", "chat", "v7", "v6"), compare_to="baseline",
 )  # fmt: skip
 LINE = (
     "share 16.0% [14.0%, 18.2%] (n=1200) vs 11.5% [10.1%, 13.0%] (n=2000) on baseline v6 "
@@ -56,6 +56,16 @@ def test_slack_shows_the_comparison_while_firing() -> None:
     assert "toxicity_rate vs baseline v6" in text
     resolved = dataclasses.replace(ALERT, status="resolved", reason="resolved", ends_at=1.7e9)
     assert "Compared with the baseline" not in json.dumps(slack_body(resolved))
+
+
+def test_a_resolved_baseline_alert_says_what_it_was_compared_with() -> None:
+    resolved = dataclasses.replace(
+        ALERT, status="resolved", reason="resolved", value=None, count=0, ends_at=1.7e9,
+        evidence=Evidence(query="SELECT ..."),
+    )  # fmt: skip
+    notes = alertmanager_alert(resolved)["annotations"]
+    assert notes["description"] == "toxicity_rate: no longer worse than baseline over 6h"
+    assert "threshold" not in notes
 
 
 def test_alertmanager_annotations_name_the_baseline_and_p_value() -> None:

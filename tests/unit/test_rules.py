@@ -94,6 +94,10 @@ def test_example_loads_into_the_expected_rules_and_receivers() -> None:
     drift = rules["traffic-drift"]
     assert drift.receivers == ("llm-channel", "audit")  # from defaults
     assert (drift.severity, drift.min_events, drift.repeat_interval_s) == ("warning", 1, 14_400)
+    gate = rules["worse-than-baseline"]
+    assert (gate.compare_to, gate.op, gate.alpha) == ("baseline", ">", 0.05)
+    assert gate.min_effect is not None and gate.min_effect.size == 0.03
+    assert gate.actions == (Action("rollback", "deployer"),)
     burn = rules["cost-burn"]
     assert (burn.budget_usd, burn.budget_period_s, burn.repeat_interval_s) == (50, 86_400, 43_200)
     assert burn.budget_usd is not None and rules["toxic-output"].budget_usd is None
@@ -382,7 +386,8 @@ def test_duration_error_names_the_units() -> None:
 def test_cli_check_passes_the_example() -> None:
     result = CliRunner().invoke(main, ["rules", "check", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("OK: 8 rules, 5 receivers\n")
+    assert result.stdout.startswith("OK: 9 rules, 5 receivers\n")
+    assert "higher by +3pp than baseline (alpha 0.05)" in result.stdout
     assert "toxic-output" in result.stdout and "rollback:deployer" in result.stdout
     assert result.stderr == ""
 
@@ -403,4 +408,4 @@ def test_cli_check_lists_every_problem_and_fails(tmp_path: Path) -> None:
 def test_cli_check_reads_llmpulse_rules_without_a_file() -> None:
     result = CliRunner().invoke(main, ["rules", "check"], env={"LLMPULSE_RULES": str(EXAMPLE)})
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("OK: 8 rules")
+    assert result.stdout.startswith("OK: 9 rules")
