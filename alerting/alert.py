@@ -43,20 +43,28 @@ def iso(ts: float) -> str:
 @dataclass(frozen=True)
 class Comparison:
     """A baseline rule's evidence: both samples with 95 % intervals, the effect, and the
-    p-value that stays valid however often the rule looked."""
+    p-value that stays valid however often the rule looked.
+
+    For a rate the shares are the flagged shares and ``statistic`` is "share". For a
+    distribution the shares are of events beyond ``cutoff``, the baseline's quantile
+    (``statistic``: p95, p99 or median), and the values are each sample's quantile."""
 
     baseline: str  # the baseline's prompt_version
     period: str  # "concurrent": its events over the same time; "stored": its last window
-    statistic: str  # "share" for rates; "p95", "p99" or "mean" for distributions
+    statistic: str
     baseline_value: float
-    baseline_interval: tuple[float, float]
-    baseline_count: int
     candidate_value: float
+    cutoff: float | None
+    baseline_share: float
+    baseline_interval: tuple[float, float]  # 95 % Wilson interval of the share
+    baseline_count: int
+    candidate_share: float
     candidate_interval: tuple[float, float]
     candidate_count: int
-    difference: float  # candidate - baseline
-    ratio: float | None  # candidate / baseline (None when the baseline is 0)
+    difference: float  # candidate value - baseline value
+    ratio: float | None  # candidate value / baseline value (None when that is 0)
     p_value: float  # always valid: 1 / the mixture likelihood ratio
+    judged: bool  # False: too few flagged events expected yet (p_value is 1)
     alpha: float
     min_effect: str  # as written in the rule; "" when none
     method: str
@@ -65,21 +73,26 @@ class Comparison:
     def describe(self, unit: str) -> str:
         """One line: "16.0% [14.1%, 18.0%] (n=3000) vs 11.5% ... on v6; +4.5pp, p=0.003"."""
 
-        def fmt(v: float) -> str:
-            return f"{v:.1%}" if unit == "ratio" else f"{v:.4g}"
+        def pct(v: float) -> str:
+            return f"{v:.1%}"
 
         def side(v: float, ci: tuple[float, float], n: int) -> str:
-            return f"{fmt(v)} [{fmt(ci[0])}, {fmt(ci[1])}] (n={n})"
+            return f"{pct(v)} [{pct(ci[0])}, {pct(ci[1])}] (n={n})"
 
-        pp = unit == "ratio"
-        effect = f"{self.difference * 100:+.1f}pp" if pp else f"{self.difference:+.4g}"
-        if self.ratio is not None:
-            effect += f", x{self.ratio:.2f}"
-        cand = side(self.candidate_value, self.candidate_interval, self.candidate_count)
-        base = side(self.baseline_value, self.baseline_interval, self.baseline_count)
+        cand = side(self.candidate_share, self.candidate_interval, self.candidate_count)
+        base = side(self.baseline_share, self.baseline_interval, self.baseline_count)
+        ratio = f", x{self.ratio:.2f}" if self.ratio is not None else ""
+        test = f"p={self.p_value:.2g} (always valid, alpha {self.alpha:g})"
+        if not self.judged:
+            test = "not judged yet (too few flagged events expected)"
+        where = f"on baseline {self.baseline} ({self.period})"
+        if self.statistic == "share":
+            effect = f"{self.difference * 100:+.1f}pp" if unit == "ratio" else ""
+            return f"share {cand} vs {base} {where}; {effect}{ratio}; {test}"
         return (
-            f"{self.statistic} {cand} vs {base} on baseline {self.baseline} ({self.period}); "
-            f"{effect}; p={self.p_value:.2g} (always valid, alpha {self.alpha:g})"
+            f"{self.statistic} {self.candidate_value:.4g} vs {self.baseline_value:.4g} "
+            f"({self.difference:+.4g}{ratio}); beyond the baseline's {self.statistic} "
+            f"{self.cutoff:.4g}: {cand} vs {base} {where}; {test}"
         )
 
 

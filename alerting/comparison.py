@@ -1,12 +1,17 @@
 """Baseline rules: which version a candidate is compared with, the SQL of both samples,
 and the decision (see :mod:`alerting.significance` for why repeated looks are safe).
 
-The candidate's sample is its events since it was first seen, within the rule's
-window. The baseline's is its events over the same time when it still has traffic (a
-canary, an A/B split: ``concurrent``), else the last window of traffic it had before
-it stopped (a full rollout: ``stored``). With a window longer than a deploy takes to
-judge, the candidate's sample only grows, which is the setting of the sequential
-guarantee; once the window slides, each window is judged afresh.
+A candidate is judged for ``window`` from its first stored event (the rule's
+horizon), on all its events so far: the sample only grows, which is what the
+sequential bound needs, so it holds over the whole horizon. Its baseline is the
+version deployed just before it (or a pinned one). The baseline's sample is its
+last ``window`` of traffic before the candidate appeared, and whatever it served since
+beside the candidate (a canary, an A/B split: ``concurrent``); a baseline that had
+stopped before (a full rollout: ``stored``) contributes its last ``window``. One
+definition for both, so a sample never jumps when a rollout ends, and events stored
+out of order around the switch do not matter. Rates compare flagged shares; latency, TTFT and cost
+compare the shares of events above the baseline's own quantile (its p95 for
+``latency_p95``, its median cost per call for ``cost_usd``).
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from dataclasses import dataclass
 from alerting.alert import Comparison
 from alerting.config import COMPARABLE, Rule
 from alerting.metrics import at
-from alerting.significance import Z95, TestResult, proportion_test, rank_test, wilson_interval
+from alerting.significance import proportion_test, wilson_interval
 from core.sql import quote
 
-__all__ = ["Judged", "Version", "choose_baseline", "judge", "versions_seen_query"]
+__all__ = ["MIN_SAMPLE", "Judged", "Version", "choose_baseline", "judge", "versions_seen_query"]
 
 Query = Callable[[str], Awaitable[list[tuple]]]
 LOOKBACK_S = 30 * 86_400  # versions seen this long ago can still be a baseline
+MIN_SAMPLE = 30  # events each sample needs before it is judged, whatever min_events says
+OVERLAP_S = 60.0  # a baseline serving this long after the candidate came is "concurrent"
 
 # rate metric -> (events counted, events flagged)
 _RATES = {
@@ -33,12 +40,12 @@ _RATES = {
     "pii_rate": ("count()", "countIf(notEmpty(pii_input) OR notEmpty(pii_output))"),
     "injection_rate": ("count()", "countIf(injection >= {st})"),
 }
-# distribution metric -> (column, quantile; None: the mean per call)
+# distribution metric -> (column, the quantile the metric names; cost: the median call)
 _DISTRIBUTIONS = {
     "latency_p95": ("latency_ms", 0.95),
     "latency_p99": ("latency_ms", 0.99),
     "ttft_p95": ("ttft_ms", 0.95),
-    "cost_usd": ("cost_usd", None),
+    "cost_usd": ("cost_usd", 0.5),
 }
 
 
@@ -75,8 +82,9 @@ def versions_seen_query(db: str, rule: Rule, now: float) -> str:
 def choose_baseline(
     rule: Rule, candidate: Version, versions: list[Version], unhealthy: set[str]
 ) -> Version | None:
-    """The pinned version, or the app's last healthy version from before the candidate
-    (most recently seen, with no alert firing): the rollback target."""
+    """The pinned version, or the version of the app first stored just before the
+    candidate with no alert firing on it (the one it replaced): the rollback target.
+    First-stored times do not move, so the choice is stable while versions serve."""
     others = [
         v for v in versions
         if v.app == candidate.app and v.prompt_version != candidate.prompt_version
@@ -87,22 +95,18 @@ def choose_baseline(
         v for v in others
         if v.first_seen < candidate.first_seen and v.prompt_version not in unhealthy
     ]  # fmt: skip
-    return max(older, key=lambda v: v.last_seen, default=None)
+    return max(older, key=lambda v: v.first_seen, default=None)
 
 
 async def judge(
     db: str, rule: Rule, candidate: Version, baseline: Version, now: float, query: Query
 ) -> Judged | None:
     """Test the candidate against the baseline; ``None`` while either sample is smaller
-    than ``min_events``."""
-    start = max(candidate.first_seen - 0.001, now - rule.window_s)
-    ranges = {"candidate": (start, now), "baseline": (start, now)}
-    period = "concurrent"
-    if await _count(db, rule, baseline.app, baseline.prompt_version, start, now, query) < max(
-        rule.min_events, 2
-    ):
-        period = "stored"  # no traffic now: its last window before it stopped
-        ranges["baseline"] = (baseline.last_seen - rule.window_s, baseline.last_seen + 0.001)
+    than ``min_events`` (at least ``MIN_SAMPLE``)."""
+    since = min(candidate.first_seen, baseline.last_seen) - rule.window_s
+    ranges = {"candidate": (candidate.first_seen - 0.001, now), "baseline": (since, now)}
+    serving = baseline.last_seen > candidate.first_seen + OVERLAP_S
+    period = "concurrent" if serving else "stored"
     if COMPARABLE[rule.metric] == "rate":
         return await _judge_rate(db, rule, candidate, baseline, ranges, period, query)
     return await _judge_distribution(db, rule, candidate, baseline, ranges, period, query)
@@ -135,17 +139,6 @@ def _rate_sql(db: str, rule: Rule, app: str, version: str, span: tuple[float, fl
     return f"SELECT {n} AS n, {k.format(st=st)} AS k {_where(db, rule, app, version, span)}"
 
 
-async def _count(
-    db: str, rule: Rule, app: str, version: str, start: float, end: float, query: Query
-) -> int:
-    if COMPARABLE[rule.metric] == "rate":
-        rows = await query(_rate_sql(db, rule, app, version, (start, end)))
-    else:
-        column, _ = _DISTRIBUTIONS[rule.metric]
-        rows = await query(f"SELECT count({column}) {_where(db, rule, app, version, (start, end))}")
-    return int(rows[0][0]) if rows else 0
-
-
 async def _judge_rate(
     db: str, rule: Rule, cand: Version, base: Version,
     ranges: dict[str, tuple[float, float]], period: str, query: Query,
@@ -159,14 +152,10 @@ async def _judge_rate(
         rows = await query(sql)
         counts[side] = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
     (nb, kb), (nc, kc) = counts["baseline"], counts["candidate"]
-    if min(nb, nc) < rule.min_events:
+    if min(nb, nc) < max(rule.min_events, MIN_SAMPLE):
         return None
-    test = proportion_test(nb, kb, nc, kc, rule.higher_is_worse)
     both = f"{sqls['candidate']}\nUNION ALL\n{sqls['baseline']}"
-    return _decide(
-        rule, base, period, "share", (kb / nb, wilson_interval(nb, kb), nb),
-        (kc / nc, wilson_interval(nc, kc), nc), test, both,
-    )  # fmt: skip
+    return _decide(rule, base, period, (nb, kb), (nc, kc), both)
 
 
 async def _judge_distribution(
@@ -174,60 +163,56 @@ async def _judge_distribution(
     ranges: dict[str, tuple[float, float]], period: str, query: Query,
 ) -> Judged | None:  # fmt: skip
     column, q = _DISTRIBUTIONS[rule.metric]
-    parts = [
-        f"SELECT toFloat64({column}) AS v, {g} AS g "
-        f"{_where(db, rule, v.app, v.prompt_version, ranges[side])} AND {column} IS NOT NULL"
-        for g, side, v in ((0, "candidate", cand), (1, "baseline", base))
-    ]
-    sample = " UNION ALL ".join(parts)
-    rows = await query(f"SELECT countIf(g = 0), countIf(g = 1) FROM ({sample})")
-    nc, nb = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
-    if min(nb, nc) < rule.min_events:
+    level = q if rule.higher_is_worse else 1 - q
+    where = {
+        side: f"{_where(db, rule, v.app, v.prompt_version, ranges[side])} AND {column} IS NOT NULL"
+        for side, v in (("candidate", cand), ("baseline", base))
+    }
+    rows = await query(f"SELECT count(), quantileExact({level!r})({column}) {where['baseline']}")
+    nb, cutoff = (int(rows[0][0]), float(rows[0][1])) if rows and rows[0][0] else (0, 0.0)
+    if nb < max(rule.min_events, MIN_SAMPLE):
         return None
-    if q is None:
-        stat, name = "avgIf(v, g = {g}), stddevSampIf(v, g = {g}), 0", "mean"
-    else:
-        half = {g: Z95 * (q * (1 - q) / n) ** 0.5 for g, n in ((0, nc), (1, nb))}
-        stat = (
-            "quantileExactIf(" + repr(q) + ")(v, g = {g}), "
-            "quantileExactIf({lo})(v, g = {g}), quantileExactIf({hi})(v, g = {g})"
-        )
-        name = f"p{round(q * 100)}"
-    cols = [
-        stat.format(g=g, lo=repr(max(0.0, q - half[g])), hi=repr(min(1.0, q + half[g])))
-        if q is not None else stat.format(g=g)
-        for g in (0, 1)
-    ]  # fmt: skip
-    sql = f"SELECT (mannWhitneyUTest('two-sided')(v, g)).1, {cols[0]}, {cols[1]} FROM ({sample})"
-    row = (await query(sql))[0]
-    u, c, b = float(row[0]), [float(x) for x in row[1:4]], [float(x) for x in row[4:7]]
-    test = rank_test(nb, nc, u, rule.higher_is_worse)
-
-    def side(values: list[float], n: int) -> tuple[float, tuple[float, float], int]:
-        if q is None:  # mean: normal interval from the standard deviation
-            half = Z95 * values[1] / n**0.5
-            return values[0], (values[0] - half, values[0] + half), n
-        return values[0], (values[1], values[2]), n
-
-    return _decide(rule, base, period, name, side(b, nb), side(c, nc), test, sql)
+    beyond = f"{column} > {cutoff!r}" if rule.higher_is_worse else f"{column} < {cutoff!r}"
+    sqls = {
+        side: f"SELECT count(), countIf({beyond}), quantileExact({q!r})({column}) {where[side]}"
+        for side in ("candidate", "baseline")
+    }
+    found = {}
+    for side, sql in sqls.items():
+        r = (await query(sql))[0]
+        found[side] = (int(r[0]), int(r[1]), float(r[2]) if r[0] else 0.0)
+    (nb, kb, stat_b), (nc, kc, stat_c) = found["baseline"], found["candidate"]
+    if min(nb, nc) < max(rule.min_events, MIN_SAMPLE):
+        return None
+    both = f"{sqls['candidate']}\nUNION ALL\n{sqls['baseline']}"
+    name = "median" if q == 0.5 else f"p{round(q * 100)}"
+    return _decide(rule, base, period, (nb, kb), (nc, kc), both, (name, stat_b, stat_c, cutoff))
 
 
 def _decide(
-    rule: Rule, base: Version, period: str, statistic: str,
-    baseline: tuple[float, tuple[float, float], int],
-    candidate: tuple[float, tuple[float, float], int],
-    test: TestResult, sql: str,
+    rule: Rule, base: Version, period: str, baseline: tuple[int, int],
+    candidate: tuple[int, int], sql: str,
+    distribution: tuple[str, float, float, float] | None = None,
 ) -> Judged:  # fmt: skip
-    b, c = baseline[0], candidate[0]
-    worse = test.estimate > 0 and test.p_value <= rule.alpha
+    """``distribution``: (statistic, its baseline and candidate values, the cutoff)."""
+    (nb, kb), (nc, kc) = baseline, candidate
+    # A rate: flagged shares, worse in the rule's direction. A distribution: shares
+    # beyond the baseline's quantile, already taken in the worse direction.
+    higher = rule.higher_is_worse if distribution is None else True
+    test = proportion_test(nb, kb, nc, kc, higher)
+    worse = test.judged and test.estimate > 0 and test.p_value <= rule.alpha
+    b, c = kb / nb, kc / nc
+    stat, stat_b, stat_c, cutoff = distribution or ("share", b, c, None)
     if worse and rule.min_effect is not None:
-        worse = rule.min_effect.met(b, c, rule.higher_is_worse)
+        worse = rule.min_effect.met(stat_b, stat_c, rule.higher_is_worse)
     comparison = Comparison(
-        baseline=base.prompt_version, period=period, statistic=statistic,
-        baseline_value=b, baseline_interval=baseline[1], baseline_count=baseline[2],
-        candidate_value=c, candidate_interval=candidate[1], candidate_count=candidate[2],
-        difference=c - b, ratio=(c / b) if b else None, p_value=test.p_value,
-        alpha=rule.alpha, min_effect=rule.min_effect.text if rule.min_effect else "",
-        method=test.method, query=sql,
+        baseline=base.prompt_version, period=period, statistic=stat,
+        baseline_value=stat_b, candidate_value=stat_c, cutoff=cutoff,
+        baseline_share=b, baseline_interval=wilson_interval(nb, kb), baseline_count=nb,
+        candidate_share=c, candidate_interval=wilson_interval(nc, kc), candidate_count=nc,
+        difference=stat_c - stat_b, ratio=(stat_c / stat_b) if stat_b else None,
+        p_value=test.p_value, judged=test.judged, alpha=rule.alpha,
+        min_effect=rule.min_effect.text if rule.min_effect else "", method=test.method,
+        query=sql,
     )  # fmt: skip
     return Judged(worse, comparison)

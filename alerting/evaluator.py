@@ -102,6 +102,9 @@ class Evaluator:
         self.pending_since = pending_since or clock
         self.states: dict[str, AlertState] = {}
         self._compared: dict[str, Comparison] = {}  # this tick's baseline comparisons
+        # (rule, app, candidate) -> the baseline chosen when it was first judged: kept, so
+        # an alert firing elsewhere later does not start the candidate's test over.
+        self._baselines: dict[tuple[str, str, str], str] = {}
         self._loaded_at = clock()
         self._loaded: set[str] = set()  # alerts restored by the last load()
         self._refreshing = {
@@ -206,22 +209,28 @@ class Evaluator:
         return out
 
     async def _observe_baseline(self, rule: Rule, now: float) -> Observed:
-        """Each version with events in the window, tested against its baseline."""
+        """Each version younger than the rule's window, tested against its baseline."""
         rows = await self.query(versions_seen_query(self.db, rule, now))
         versions = [Version(str(a), str(v), float(f), float(last)) for a, v, f, last in rows]
         out: Observed = {}
         for cand in versions:
             pinned = rule.filters.get("prompt_version")
-            if cand.last_seen <= now - rule.window_s or pinned not in (None, cand.prompt_version):
-                continue
+            if now - cand.first_seen > rule.window_s or pinned not in (None, cand.prompt_version):
+                continue  # judged for `window` from its first event; then it passed
             if not self.owns(cand.app, cand.prompt_version):
                 continue  # another worker's key: not even queried
-            base = choose_baseline(rule, cand, versions, self._firing_versions(cand.app))
+            base = self._baseline_of(rule, cand, versions)
             if base is None:
                 continue  # the app's first version, or the pinned one itself
             labels = alert_labels(rule, cand.app, cand.prompt_version)
             alert_id = alert_identity(rule.name, labels)
-            judged = await judge(self.db, rule, cand, base, now, self.query)
+            try:
+                judged = await judge(self.db, rule, cand, base, now, self.query)
+            except Exception as exc:  # one version's failure must not skip the others
+                log.warning("rule %s: judging %s %s against %s failed: %s", rule.name,
+                            cand.app, cand.prompt_version, base.prompt_version,
+                            str(exc)[:300])  # fmt: skip
+                continue
             if judged is None:  # a sample below min_events: as a thin window
                 out[alert_id] = (labels, None, 0, False)
                 continue
@@ -229,6 +238,19 @@ class Evaluator:
             self._compared[alert_id] = c
             out[alert_id] = (labels, c.candidate_value, c.candidate_count, judged.worse)
         return out
+
+    def _baseline_of(self, rule: Rule, cand: Version, versions: list[Version]) -> Version | None:
+        key = (rule.name, cand.app, cand.prompt_version)
+        by_name = {v.prompt_version: v for v in versions if v.app == cand.app}
+        kept = self._baselines.get(key)
+        if kept in by_name:
+            return by_name[kept]
+        base = choose_baseline(rule, cand, versions, self._firing_versions(cand.app))
+        if base is not None:
+            self._baselines[key] = base.prompt_version
+            log.info("rule %s: judging %s %s against %s", rule.name, cand.app,
+                     cand.prompt_version, base.prompt_version)  # fmt: skip
+        return base
 
     def _firing_versions(self, app: str) -> set[str]:
         return {

@@ -20,16 +20,20 @@ def now_stamped(event: dict) -> bytes:
 
 
 def traffic(
-    stack: Stack, version: str, toxic: float, until: Callable[[], bool], timeout: float, tag: str
-) -> int:
+    stack: Stack, version: str, toxic: float, until: Callable[[], bool], timeout: float, tag: str,
+    first_seed: int = 0,
+) -> int:  # fmt: skip
     """Publish 10 events of ``version`` every 0.5 s, stamped now, until ``until()``.
 
-    Event ids start with ``{tag}-`` so a test can count each phase's events.
+    Event ids start with ``{tag}-`` so a test can count each phase's events. Batch i
+    is seeded ``first_seed + i``: two phases with the same first seed publish the
+    same answers.
     """
     deadline, i = time.monotonic() + timeout, 0
     while time.monotonic() < deadline and not until():
         events = synthetic_events(
-            10, seed=i, prefix=f"{tag}-{version}-{i}", app=APP, prompt_version=version,
+            10, seed=first_seed + i, prefix=f"{tag}-{version}-{i}", app=APP,
+            prompt_version=version,
             toxic_share=toxic,
         )  # fmt: skip
         publish(stack.bootstrap, ((None, now_stamped(e)) for e in events))

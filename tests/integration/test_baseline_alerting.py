@@ -1,10 +1,12 @@
 """A baseline rule on real parts: Tansu, a worker, chdb, real HTTP receivers on 127.0.0.1.
 
-support-bot runs v6 (1 answer in 10 rude), then v7 (1 in 2 rude), then v8, which
-answers exactly as v6 did (the same seeded events: an A/A deploy). The rule has no
-threshold: it fires when a version is significantly ruder than its baseline. v7 must
-page once and be rolled back to v6 once, with a valid signature and the comparison in
-the evidence; v8, tested against v6 while v7's alert still fires, must page no one.
+support-bot runs v6 (1 answer in 10 rude), then v7 (1 in 2 rude), then v8, which is
+as rude as v6 by design but answers other seeded events (33 rude in 300 against v6's
+20 in 200: an A/A deploy; its lowest p-value over every prefix of those events is
+0.44, far from the rule's alpha of 0.01). The rule has no threshold: it fires when a
+version is significantly ruder than its baseline. v7 must page once and be rolled
+back to v6 once, with a valid signature and the comparison in the evidence; v8,
+judged against v6 while v7's alert still fires, must page no one.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ rules:
     filters: {{app: support-bot}}
     compare_to: baseline
     op: ">"
-    min_effect: +10pp
     alpha: 0.01
     window: 5m
     min_events: 30
@@ -66,17 +67,19 @@ def test_a_ruder_version_is_rolled_back_to_its_baseline_and_an_equal_one_is_left
     alerting.start_worker()
     traffic(alerting, "v6", 0.1, lambda: False, 10.0, "base")
     traffic(alerting, "v7", 0.5, lambda: bool(receivers.at("/rollback")), 120.0, "bad")
-    sent = traffic(alerting, "v8", 0.1, lambda: False, 10.0, "same")
+    sent = traffic(alerting, "v8", 0.1, lambda: False, 15.0, "same", first_seed=1000)
     stored = "SELECT count() AS n FROM llmpulse.llm_events FINAL WHERE prompt_version = 'v8'"
     assert alerting.wait_for(stored, sent, timeout=120) == sent
-    time.sleep(5.0)  # ten more evaluations of v8 against v6, all of its events stored
+    log = alerting.home / "logs" / "worker.log"
+    assert "judging support-bot v8 against v6" in log.read_text()
+    time.sleep(3.0)  # six more evaluations of v8, every event of it stored
 
     (page,) = [r.json for r in receivers.at("/pd")]
     assert page["event_action"] == "trigger" and page["payload"]["group"] == "v7"
     details = page["payload"]["custom_details"]
     assert details["baseline"]["baseline"] == "v6" and details["baseline"]["p_value"] <= 0.01
     assert details["baseline"]["candidate_count"] >= 30
-    assert details["baseline"]["difference"] >= 0.10
+    assert details["baseline"]["candidate_share"] > details["baseline"]["baseline_share"]
     assert "on baseline v6" in details["comparison"]
 
     (call,) = receivers.at("/rollback")

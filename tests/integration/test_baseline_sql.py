@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from scipy.stats import mannwhitneyu
 
-from alerting.significance import proportion_test, rank_test
+from alerting.significance import proportion_test
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +62,7 @@ async def run(engine):
     out["baseline_of_v7_with_v6_firing"] = baseline("v7", {"v6"})
     j = await judge(DB, rate, by["v7"], by["v6"], now, query)
     out["rate"] = {"worse": j.worse, **{k: getattr(j.comparison, k) for k in (
-        "period", "baseline_count", "baseline_value", "candidate_count", "candidate_value",
+        "period", "baseline_count", "baseline_share", "candidate_count", "candidate_share",
         "p_value", "baseline_interval")}}
     j = await judge(DB, rate, by["v8"], by["v6"], now, query)
     out["aa"] = {"worse": j.worse, "p_value": j.comparison.p_value,
@@ -79,8 +78,9 @@ async def run(engine):
                compare_to="baseline")
     j = await judge(DB, lat, by["v7"], by["v6"], now, query)
     c = j.comparison
-    out["latency"] = {"worse": j.worse, "p_value": c.p_value, "baseline_value": c.baseline_value,
-                      "candidate_value": c.candidate_value, "candidate_count": c.candidate_count}
+    out["latency"] = {"worse": j.worse, **{k: getattr(c, k) for k in (
+        "p_value", "baseline_value", "candidate_value", "cutoff", "statistic", "baseline_count",
+        "baseline_share", "candidate_count", "candidate_share")}}
     sent = []
     async def save(states): pass
     async def send(note): sent.append(note)
@@ -118,24 +118,25 @@ def test_a_version_with_an_alert_firing_is_passed_over(found: dict) -> None:
     assert found["baseline_of_v7_with_v6_firing"] == "v5"
 
 
-def test_a_concurrent_baseline_is_counted_over_the_candidates_time_only(found: dict) -> None:
+def test_a_serving_baseline_counts_its_window_before_the_candidate_and_since(
+    found: dict,
+) -> None:
     r = found["rate"]
-    # v6's events in v7's ten minutes: 1200 spread over an hour, 1 in 10 toxic
-    v6_recent = [i for i in range(1200) if 3600 - 3599 * i / 1200 <= 600]
-    assert r["period"] == "concurrent" and r["baseline_count"] == len(v6_recent)
-    toxic = sum(i % 10 == 0 for i in v6_recent)
-    assert r["baseline_value"] == pytest.approx(toxic / len(v6_recent))
-    assert (r["candidate_count"], r["candidate_value"]) == (300, pytest.approx(100 / 300))
+    # v6 served for the hour before v7 came 10 minutes ago, and beside it since; the
+    # window (2 h) reaches back past v6's first event, so all 1,200 count, 1 in 10 toxic
+    assert (r["period"], r["baseline_count"]) == ("concurrent", 1200)
+    assert r["baseline_share"] == pytest.approx(120 / 1200)
+    assert (r["candidate_count"], r["candidate_share"]) == (300, pytest.approx(100 / 300))
 
 
 def test_the_p_value_is_the_sequential_tests_on_the_stored_counts(found: dict) -> None:
     r = found["rate"]
     nb, nc = r["baseline_count"], r["candidate_count"]
-    expected = proportion_test(nb, round(r["baseline_value"] * nb), nc, 100)
+    expected = proportion_test(nb, round(r["baseline_share"] * nb), nc, 100)
     assert r["p_value"] == pytest.approx(expected.p_value)
     assert r["worse"] and r["p_value"] < 0.05
     lo, hi = r["baseline_interval"]
-    assert lo < r["baseline_value"] < hi
+    assert lo < r["baseline_share"] < hi
 
 
 def test_an_aa_version_is_not_worse(found: dict) -> None:
@@ -150,14 +151,22 @@ def test_a_baseline_without_recent_traffic_is_read_from_its_stored_period(found:
     assert found["stored"] == {"period": "stored", "baseline_count": 120}
 
 
-def test_latency_is_ranked_against_the_baseline_over_the_same_time(found: dict) -> None:
+def test_latency_counts_the_candidates_calls_beyond_the_baselines_p95(found: dict) -> None:
+    """v6's latencies sit in 500-600 ms, v7's in 540-640 ms."""
     lat = found["latency"]
-    v6 = [500.0 + (i * 37) % 100 + i * 1e-4 for i in range(1200) if 3600 - 3599 * i / 1200 <= 600]
+    v6 = sorted(500.0 + (i * 37) % 100 + i * 1e-4 for i in range(1200))
     v7 = [540.0 + (i * 41) % 100 + i * 1e-4 for i in range(300)]
-    u = mannwhitneyu(v7, v6).statistic  # the candidate's U
-    assert lat["p_value"] == pytest.approx(rank_test(len(v6), len(v7), float(u)).p_value)
-    assert lat["worse"] and lat["candidate_count"] == 300
-    assert lat["candidate_value"] > lat["baseline_value"]
+    assert lat["statistic"] == "p95" and lat["cutoff"] == lat["baseline_value"]
+    assert v6[int(0.94 * len(v6))] <= lat["cutoff"] <= v6[-1]
+    beyond = sum(v > lat["cutoff"] for v in v7)
+    assert lat["candidate_share"] == pytest.approx(beyond / 300)
+    assert lat["baseline_share"] == pytest.approx(
+        sum(v > lat["cutoff"] for v in v6) / len(v6)
+    )  # about 5 %, by construction
+    nb = lat["baseline_count"]
+    expected = proportion_test(nb, round(lat["baseline_share"] * nb), 300, beyond)
+    assert lat["p_value"] == pytest.approx(expected.p_value)
+    assert lat["worse"] and lat["candidate_value"] > lat["baseline_value"]
 
 
 def test_the_evaluator_alerts_on_the_worse_version_only_and_names_its_baseline(

@@ -2,7 +2,8 @@
 
 Each simulated deploy runs an hour of traffic at one event a second, with the rule
 looking every 5 seconds (720 looks) once both samples hold 100 events, as the
-evaluator does. Seeds are fixed, so the figures are the same on every machine.
+evaluator does. Seeds are fixed; the assertions are ranges around the measured
+figures, far from where one look's rounding could move them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.integrate import quad
 
 from alerting.significance import (
     Effect,
@@ -18,7 +20,6 @@ from alerting.significance import (
     msprt_p_value,
     parse_effect,
     proportion_test,
-    rank_test,
     wilson_interval,
 )
 
@@ -34,13 +35,17 @@ def observed(bad_share: float) -> float:
 
 
 def first_alarm(rng: np.random.Generator, p_base: float, p_cand: float, concurrent: bool) -> int:
-    """Events of the candidate when the rule first fires; 0 when it never does."""
+    """Events of the candidate when the rule first fires; 0 when it never does.
+
+    The baseline's sample is its last hour before the deploy (3,600 events) and, when
+    it keeps serving beside the candidate (concurrent), what it serves since."""
     cand = np.cumsum(rng.random(HOUR) < p_cand)
-    base = np.cumsum(rng.random(HOUR) < p_base)
+    before = int((rng.random(HOUR) < p_base).sum())
+    since = np.cumsum(rng.random(HOUR) < p_base)
     for t in range(LOOK_EVERY, HOUR + 1, LOOK_EVERY):
         if t < MIN_EVENTS:
             continue
-        nb, kb = (t, base[t - 1]) if concurrent else (HOUR, base[-1])  # stored: fixed sample
+        nb, kb = (HOUR + t, before + since[t - 1]) if concurrent else (HOUR, before)
         if proportion_test(nb, int(kb), t, int(cand[t - 1])).p_value <= ALPHA:
             return t
     return 0
@@ -63,11 +68,21 @@ def test_aa_deploys_fire_within_alphas_binomial_interval_over_an_hour_of_looks(
     p = observed(0.10)
     fired = sum(first_alarm(rng, p, p, concurrent) > 0 for _ in range(DEPLOYS)) / DEPLOYS
     lo, hi = binomial_99(DEPLOYS, ALPHA)
-    assert fired <= hi  # never more false alarms than alpha allows
-    # Measured with these seeds: 0.025 (concurrent) and 0.055 (stored baseline), in the
-    # interval [0.015, 0.095]. The bound is conservative by design, so only the upper
-    # end is a requirement; the lower one guards against a test that never fires.
-    assert fired >= lo
+    # The issue's acceptance: within alpha's binomial 99 % interval, [0.015, 0.095] for
+    # 200 deploys. Measured with these seeds: 0.04 (concurrent) and 0.05 (stored);
+    # bench/regression_alerts.py runs 1,000 per row (2.8 and 3.0 per 100).
+    assert lo <= fired <= hi
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.001])
+def test_rare_rates_against_a_stored_baseline_do_not_fire_on_aa_deploys_either(
+    rate: float,
+) -> None:
+    """Where the normal approximation is worst: few flagged events, a fixed baseline.
+    Without the expected-count rule 0.1 % fired on about 10 % of them."""
+    rng = np.random.default_rng(5)
+    fired = sum(first_alarm(rng, rate, rate, False) > 0 for _ in range(DEPLOYS)) / DEPLOYS
+    assert fired <= ALPHA  # measured with this seed: 0.005 (1 %) and 0 (0.1 %)
 
 
 def test_a_fixed_level_test_repeated_at_every_look_would_not_hold_alpha() -> None:
@@ -94,7 +109,7 @@ def test_a_version_that_quadruples_the_bad_answers_is_caught_through_a_noisy_det
     delays = [first_alarm(rng, observed(0.10), observed(0.40), True) for _ in range(DEPLOYS)]
     caught = [d for d in delays if d]
     assert len(caught) / DEPLOYS >= 0.95
-    assert 300 <= float(np.median(caught)) <= 1200  # measured with this seed: 762.5 events
+    assert 200 <= float(np.median(caught)) <= 1000  # measured with this seed: 342.5 events
 
 
 def test_the_p_value_is_one_when_the_candidate_looks_better() -> None:
@@ -113,20 +128,28 @@ def test_more_evidence_of_the_same_shift_gives_a_smaller_p_value() -> None:
     assert ps[0] > ps[1] > ps[2] and ps[2] < 1e-6
 
 
-def test_the_mixture_matches_its_closed_form() -> None:
-    # half-normal mixture: 2 sqrt(V/(V+t2)) exp(e^2 t2 / (2V(V+t2))) Phi(e tau / sqrt(V(V+t2)))
-    e, v, tau = 0.03, 1e-4, 0.05
-    t2 = tau * tau
-    phi = 0.5 * math.erfc(-(e * tau / math.sqrt(v * (v + t2))) / math.sqrt(2))
-    lam = 2 * math.sqrt(v / (v + t2)) * math.exp(e * e * t2 / (2 * v * (v + t2))) * phi
-    assert msprt_p_value(e, v, tau) == pytest.approx(1 / lam)
+@pytest.mark.parametrize(("estimate", "variance"), [(0.03, 1e-4), (0.01, 4e-4), (0.2, 1e-3)])
+def test_the_mixture_is_the_likelihood_ratio_averaged_over_the_half_normal_prior(
+    estimate: float, variance: float
+) -> None:
+    """Checked against numerical integration, not the closed form the code uses."""
+    tau = 0.05
+
+    def weighted_ratio(theta: float) -> float:
+        ratio = math.exp((theta * estimate - theta * theta / 2) / variance)
+        prior = 2 * math.exp(-theta * theta / (2 * tau * tau)) / (tau * math.sqrt(2 * math.pi))
+        return ratio * prior
+
+    lam, _ = quad(weighted_ratio, 0, 20 * tau, limit=200)
+    assert msprt_p_value(estimate, variance, tau) == pytest.approx(min(1.0, 1 / lam), rel=1e-6)
 
 
-def test_the_rank_test_reads_u_as_the_candidates_share_of_wins() -> None:
-    n = 400
-    assert rank_test(n, n, 0.5 * n * n).p_value == 1.0  # no shift
-    assert rank_test(n, n, 0.62 * n * n).p_value < 1e-3  # wins 62 % of pairs
-    assert rank_test(n, n, 0.38 * n * n, higher_is_worse=False).p_value < 1e-3
+def test_too_few_flagged_events_expected_are_not_judged() -> None:
+    """One flagged event among 30 against a baseline at 0.1 % is not evidence."""
+    early = proportion_test(3600, 4, 30, 1)
+    assert (early.judged, early.p_value) == (False, 1.0)
+    later = proportion_test(3600, 360, 300, 60)  # 10 % vs 20 %: plenty expected
+    assert later.judged and later.p_value < 0.05
 
 
 def test_wilson_interval_covers_the_share_and_stays_in_0_1() -> None:
