@@ -31,6 +31,7 @@ __all__ = ["ENV_FIELDS", "ENV_PREFIX", "Settings", "SettingsError", "Topics", "l
 
 ENV_PREFIX = "LLMPULSE_"
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 REDACTIONS = ("keep", "mask", "hash")
 NEW_VERSION_REFERENCES = ("inherit", "first")
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     clickhouse_verify: bool = True
     rules: Path | None = None
     device: str = "auto"
+    precision: str = "auto"  # model precision: auto (per device) | fp32 | bf16 | fp16
     partitions: int = Field(4, ge=1)
     batch_max: int = Field(2000, ge=1)
     batch_within_s: float = Field(0.5, gt=0)
@@ -258,6 +260,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
 def _validate(s: Settings) -> None:
     if s.device not in DEVICES:
         raise SettingsError(f"{ENV_PREFIX}DEVICE={s.device!r}: expected one of {DEVICES}")
+    if s.precision not in PRECISIONS:
+        raise SettingsError(f"{ENV_PREFIX}PRECISION={s.precision!r}: expected one of {PRECISIONS}")
     if s.redaction not in REDACTIONS:
         raise SettingsError(f"{ENV_PREFIX}REDACTION={s.redaction!r}: expected one of {REDACTIONS}")
     if s.drift_new_version not in NEW_VERSION_REFERENCES:

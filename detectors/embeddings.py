@@ -7,16 +7,18 @@ configured instead (``LLMPULSE_EMBEDDING_MODEL``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from detectors.base import DetectorError, TextBatch
-from detectors.device import resolve_device
+from detectors.device import resolve_device, resolve_precision
 
 __all__ = ["EmbeddingModel", "Embeddings", "EmbeddingsDetector", "default_model_path"]
 
@@ -36,7 +38,10 @@ class EmbeddingModel:
         device: str = "auto",
         batch_size: int = 64,
         cache_size: int = 20_000,
+        precision: str = "fp32",
     ) -> None:
+        """``precision`` is LLMPULSE_PRECISION (``auto`` picks per device, see
+        :func:`resolve_precision`); vectors come back float32 whatever it is."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -56,7 +61,8 @@ class EmbeddingModel:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(self.path), device=self.device)
-        if self.device.startswith("cuda"):
+        self.precision = resolve_precision(precision, self.device)
+        if self.precision == "fp16":
             self.model.half()
         dim = self.model.get_embedding_dimension()
         if dim is None:
@@ -80,13 +86,14 @@ class EmbeddingModel:
         self.hits += len(texts) - len(missing)
         found: dict[str, np.ndarray] = {}
         if missing:
-            vectors = self.model.encode(
-                missing,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            ).astype(np.float32, copy=False)
+            with self._autocast():
+                vectors = self.model.encode(
+                    missing,
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                ).astype(np.float32, copy=False)
             found = dict(zip(missing, vectors, strict=True))
             if self.cache_size:
                 cache.update(found)
@@ -97,6 +104,19 @@ class EmbeddingModel:
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
         return result
+
+    def clear_cache(self) -> None:
+        """Forget recent vectors (benchmarks time the model, not the cache)."""
+        self._cache.clear()
+        self.hits = self.misses = 0
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast on a CPU: matmuls in bf16, norms and the pooling in fp32."""
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
 
 
 @dataclass(frozen=True)

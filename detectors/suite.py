@@ -35,6 +35,7 @@ class SuiteConfig:
     """Model paths and modes; ``None`` paths mean the bundled default."""
 
     device: str = "auto"
+    precision: str = "auto"  # LLMPULSE_PRECISION: auto | fp32 | bf16 | fp16
     embedding_model: str | None = None
     toxicity_checkpoint: str | None = None
     toxicity_config: str | None = None
@@ -60,7 +61,7 @@ class DetectorSuite:
     def __init__(self, config: SuiteConfig | None = None) -> None:
         self.config = config or SuiteConfig()
         c = self.config
-        self.embeddings = EmbeddingModel(c.embedding_model, device=c.device)
+        self.embeddings = EmbeddingModel(c.embedding_model, device=c.device, precision=c.precision)
         self.embedder = EmbeddingsDetector(self.embeddings)
         self.toxicity = load_toxicity(
             c.toxicity_checkpoint, c.toxicity_config, c.device, self.embeddings

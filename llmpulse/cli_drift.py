@@ -90,7 +90,9 @@ def drift(
         ref_texts, cur_texts = load_samples(ref, cur, kind, max_rows=test.max_rows, seed=seed,
                                             notify=_plain)  # fmt: skip
         console.print("loading embedding model…")
-        model = EmbeddingModel(settings.embedding_model, device=settings.device)
+        model = EmbeddingModel(
+            settings.embedding_model, device=settings.device, precision=settings.precision
+        )
     except (DriftInputError, DetectorError) as exc:
         raise click.ClickException(str(exc)) from None
     columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),

@@ -58,7 +58,9 @@ def _direct(settings: Settings, req: ReferenceRequest) -> dict[str, Any]:
     if req.action == "file":
         from detectors.embeddings import EmbeddingModel
 
-        model = EmbeddingModel(settings.embedding_model, device=settings.device)
+        model = EmbeddingModel(
+            settings.embedding_model, device=settings.device, precision=settings.precision
+        )
         model_name = model.name
         vectors = (model.encode(req.inputs), model.encode(req.outputs))
     with Engine(settings.dsn, settings.clickhouse_database, settings.clickhouse_auth) as engine:

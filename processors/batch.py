@@ -199,6 +199,7 @@ def suite_config(settings: Settings) -> SuiteConfig:
 
     return SuiteConfig(
         device=settings.device,
+        precision=settings.precision,
         embedding_model=path(settings.embedding_model),
         toxicity_checkpoint=path(settings.toxicity_checkpoint),
         toxicity_config=path(settings.toxicity_config),

@@ -286,8 +286,12 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     if settings.rules is not None:
         load_rules(settings.rules)  # RulesError lists every problem, before models load
     # Models first: a wrong model path fails here, before anything is held.
-    log.info("loading detectors (device=%s)", settings.device)
+    log.info("loading detectors (device=%s, precision=%s)", settings.device, settings.precision)
     scorer = build_scorer(settings)
+    model = scorer.suite.embeddings
+    log.info("embedding model %s on %s at %s%s", model.name, model.device, model.precision,
+             " (auto: native bf16 on this CPU)" if settings.precision == "auto"
+             and model.precision == "bf16" else "")  # fmt: skip
     state = _state_path(settings)
     # Announce first, so `llmpulse sql` waits for this worker's endpoint instead of
     # racing it for the embedded engine.
