@@ -105,6 +105,7 @@ class Evaluator:
         # (rule, app, candidate) -> the baseline chosen when it was first judged: kept, so
         # an alert firing elsewhere later does not start the candidate's test over.
         self._baselines: dict[tuple[str, str, str], str] = {}
+        self._unpinned: set[tuple[str, str, str]] = set()
         self._loaded_at = clock()
         self._loaded: set[str] = set()  # alerts restored by the last load()
         self._refreshing = {
@@ -246,6 +247,12 @@ class Evaluator:
         if kept in by_name:
             return by_name[kept]
         base = choose_baseline(rule, cand, versions, self._firing_versions(cand.app))
+        missing = rule.compare_to not in ("baseline", cand.prompt_version) and base is None
+        if missing and key not in self._unpinned:
+            self._unpinned.add(key)  # said once per version, not every few seconds
+            log.warning("rule %s: %s has no events of the pinned version %s in the last "
+                        "30 days: %s %s is not judged", rule.name, cand.app, rule.compare_to,
+                        cand.app, cand.prompt_version)  # fmt: skip
         if base is not None:
             self._baselines[key] = base.prompt_version
             log.info("rule %s: judging %s %s against %s", rule.name, cand.app,
