@@ -225,7 +225,9 @@ def pii_devsets(rows: dict, scored: dict) -> dict[str, Any]:
 def run_score(events: list[dict[str, Any]], workdir: Path) -> tuple[dict[str, dict], float]:
     src, dst = workdir / "events.jsonl", workdir / "scored.jsonl"
     src.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMPULSE_HOME": str(workdir / "home")}
+    # fp32 unless asked: the reference figures must not depend on the CPU's bf16 support.
+    env = {"LLMPULSE_PRECISION": "fp32", **os.environ, "HF_HUB_OFFLINE": "1",
+           "LLMPULSE_HOME": str(workdir / "home")}  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "llmpulse.cli", "score", str(src), "-o", str(dst)],
                    env=env, check=True)  # fmt: skip

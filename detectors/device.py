@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.settings import PRECISIONS
 from detectors.base import DetectorError
 
 __all__ = ["PRECISIONS", "cpu_has_bf16", "resolve_device", "resolve_precision"]
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 matmuls
 
 

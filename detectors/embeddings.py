@@ -111,7 +111,7 @@ class EmbeddingModel:
         self.hits = self.misses = 0
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast on a CPU: matmuls in bf16, norms and the pooling in fp32."""
+        """bf16 autocast on a CPU: the layers run in bf16; the vectors come back as fp32."""
         if self.precision != "bf16":
             return contextlib.nullcontext()
         import torch

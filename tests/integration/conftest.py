@@ -57,6 +57,8 @@ class Stack:
             "LLMPULSE_SQL_PORT": str(self.sql_port),
             "LLMPULSE_BATCH_MAX": "1000",
             "LLMPULSE_BATCH_WITHIN_S": "0.2",
+            # The same scores on every CPU (auto would pick bf16 only where it is native).
+            "LLMPULSE_PRECISION": "fp32",
             **self.extra_env,
         }
 

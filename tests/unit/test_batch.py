@@ -19,7 +19,7 @@ def records(payloads: list[bytes]) -> list[Record]:
 
 @pytest.fixture(scope="module")
 def scorer() -> Scorer:
-    return build_scorer(load_settings({}))
+    return build_scorer(load_settings({"LLMPULSE_PRECISION": "fp32"}))  # the same on any CPU
 
 
 def test_rows_follow_the_column_contract_and_carry_offsets(scorer: Scorer) -> None:
