@@ -205,8 +205,12 @@ class DeliveryRecord:
 def _comparison(data: dict[str, Any] | None) -> Comparison | None:
     if not data:
         return None
+    # Messages produced before cutoff, the shares and judged existed read as rates.
+    known = {"cutoff": None, "baseline_share": data.get("baseline_value", 0.0),
+             "candidate_share": data.get("candidate_value", 0.0), "judged": True}  # fmt: skip
     return Comparison(
         **{
+            **known,
             **data,
             "baseline_interval": tuple(data["baseline_interval"]),
             "candidate_interval": tuple(data["candidate_interval"]),

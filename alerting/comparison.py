@@ -25,7 +25,16 @@ from alerting.metrics import at
 from alerting.significance import proportion_test, wilson_interval
 from core.sql import quote
 
-__all__ = ["MIN_SAMPLE", "Judged", "Version", "choose_baseline", "judge", "versions_seen_query"]
+__all__ = [
+    "MIN_SAMPLE",
+    "Baseline",
+    "Judged",
+    "Version",
+    "choose_baseline",
+    "judge",
+    "served_before_query",
+    "versions_seen_query",
+]
 
 Query = Callable[[str], Awaitable[list[tuple]]]
 LOOKBACK_S = 30 * 86_400  # versions seen this long ago can still be a baseline
@@ -58,6 +67,15 @@ class Version:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The version a candidate is compared with, and its last event before the
+    candidate appeared: the end of its reference period, fixed once chosen."""
+
+    version: Version
+    until: float
+
+
+@dataclass(frozen=True)
 class Judged:
     """One candidate's decision: worse (significant, and by at least min_effect)?"""
 
@@ -79,31 +97,59 @@ def versions_seen_query(db: str, rule: Rule, now: float) -> str:
     )
 
 
+def served_before_query(db: str, rule: Rule, app: str, before: float) -> str:
+    """Each version's last event before ``before`` (the candidate's first), and how many
+    it served in the ``OVERLAP_S`` before it."""
+    filters = "".join(
+        f" AND {k} = {quote(v)}" for k, v in sorted(rule.filters.items())
+        if k not in ("app", "prompt_version")
+    )  # fmt: skip
+    return (
+        "SELECT prompt_version, toUnixTimestamp64Milli(max(ingested_at)) / 1000, "
+        f"countIf(ingested_at > {at(before - OVERLAP_S)}) "
+        f"FROM {db}.llm_events WHERE app = {quote(app)} "
+        f"AND ingested_at > {at(before - LOOKBACK_S)} AND ingested_at < {at(before)}{filters} "
+        "GROUP BY prompt_version"
+    )
+
+
 def choose_baseline(
-    rule: Rule, candidate: Version, versions: list[Version], unhealthy: set[str]
-) -> Version | None:
-    """The pinned version, or the version of the app first stored just before the
-    candidate with no alert firing on it (the one it replaced): the rollback target.
-    First-stored times do not move, so the choice is stable while versions serve."""
-    others = [
-        v for v in versions
+    rule: Rule, candidate: Version, versions: list[Version], unhealthy: set[str],
+    served_before: dict[str, tuple[float, int]],
+) -> Baseline | None:  # fmt: skip
+    """The pinned version, or the version that was serving when the candidate came,
+    with no alert firing on it: the one it replaced, and the rollback target. Serving
+    means the most events in the minute before the candidate's first (the main version
+    beside a canary), else the latest event. ``served_before`` is version -> (last
+    event before the candidate, events in that minute). A version rolled back earlier
+    served earlier, so it is not chosen; the choice is made once and kept."""
+    others = {
+        v.prompt_version: v for v in versions
         if v.app == candidate.app and v.prompt_version != candidate.prompt_version
-    ]  # fmt: skip
+    }  # fmt: skip
     if rule.compare_to != "baseline":
-        return next((v for v in others if v.prompt_version == rule.compare_to), None)
-    older = [
-        v for v in others
-        if v.first_seen < candidate.first_seen and v.prompt_version not in unhealthy
+        pinned = others.get(str(rule.compare_to))
+        if pinned is None:
+            return None
+        until = served_before.get(pinned.prompt_version, (pinned.last_seen, 0))[0]
+        return Baseline(pinned, until)
+    serving = [
+        (recent, until, name) for name, (until, recent) in served_before.items()
+        if name in others and name not in unhealthy
     ]  # fmt: skip
-    return max(older, key=lambda v: v.first_seen, default=None)
+    if not serving:
+        return None
+    _, until, name = max(serving)
+    return Baseline(others[name], until)
 
 
 async def judge(
-    db: str, rule: Rule, candidate: Version, baseline: Version, now: float, query: Query
+    db: str, rule: Rule, candidate: Version, chosen: Baseline, now: float, query: Query
 ) -> Judged | None:
     """Test the candidate against the baseline; ``None`` while either sample is smaller
     than ``min_events`` (at least ``MIN_SAMPLE``)."""
-    since = min(candidate.first_seen, baseline.last_seen) - rule.window_s
+    baseline = chosen.version
+    since = min(candidate.first_seen, chosen.until) - rule.window_s
     ranges = {"candidate": (candidate.first_seen - 0.001, now), "baseline": (since, now)}
     serving = baseline.last_seen > candidate.first_seen + OVERLAP_S
     period = "concurrent" if serving else "stored"
@@ -163,16 +209,15 @@ async def _judge_distribution(
     ranges: dict[str, tuple[float, float]], period: str, query: Query,
 ) -> Judged | None:  # fmt: skip
     column, q = _DISTRIBUTIONS[rule.metric]
-    level = q if rule.higher_is_worse else 1 - q
     where = {
         side: f"{_where(db, rule, v.app, v.prompt_version, ranges[side])} AND {column} IS NOT NULL"
         for side, v in (("candidate", cand), ("baseline", base))
     }
-    rows = await query(f"SELECT count(), quantileExact({level!r})({column}) {where['baseline']}")
+    rows = await query(f"SELECT count(), quantileExact({q!r})({column}) {where['baseline']}")
     nb, cutoff = (int(rows[0][0]), float(rows[0][1])) if rows and rows[0][0] else (0, 0.0)
     if nb < max(rule.min_events, MIN_SAMPLE):
         return None
-    beyond = f"{column} > {cutoff!r}" if rule.higher_is_worse else f"{column} < {cutoff!r}"
+    beyond = f"{column} > {cutoff!r}"  # a larger share above it is worse for op >, better for <
     sqls = {
         side: f"SELECT count(), countIf({beyond}), quantileExact({q!r})({column}) {where[side]}"
         for side in ("candidate", "baseline")
@@ -196,10 +241,8 @@ def _decide(
 ) -> Judged:  # fmt: skip
     """``distribution``: (statistic, its baseline and candidate values, the cutoff)."""
     (nb, kb), (nc, kc) = baseline, candidate
-    # A rate: flagged shares, worse in the rule's direction. A distribution: shares
-    # beyond the baseline's quantile, already taken in the worse direction.
-    higher = rule.higher_is_worse if distribution is None else True
-    test = proportion_test(nb, kb, nc, kc, higher)
+    # Flagged shares, or shares above the baseline's quantile: worse in the rule's direction.
+    test = proportion_test(nb, kb, nc, kc, rule.higher_is_worse)
     worse = test.judged and test.estimate > 0 and test.p_value <= rule.alpha
     b, c = kb / nb, kc / nc
     stat, stat_b, stat_c, cutoff = distribution or ("share", b, c, None)

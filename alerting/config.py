@@ -146,8 +146,8 @@ METRICS: dict[str, MetricSpec] = {
 }  # fmt: skip
 
 
-# Metrics a baseline rule can compare: rates by a two-proportion test, the others
-# (a distribution's quantile, or cost per call) by a rank test of the whole distribution.
+# Metrics a baseline rule can compare: rates by their flagged shares, the others by the
+# shares of events beyond the baseline's own quantile (p95, p99; cost: the median call).
 COMPARABLE = {
     "error_rate": "rate", "toxicity_rate": "rate", "hallucination_rate": "rate",
     "pii_rate": "rate", "injection_rate": "rate", "negative_feedback_rate": "rate",
@@ -179,7 +179,7 @@ class Rule:
     summary: str = ""  # optional format string: {app} {prompt_version} {value} {threshold} ...
     compare_to: str | None = None  # "baseline" (the app's last healthy version) or a version
     min_effect: Effect | None = None  # the smallest change worth an alert (baseline rules)
-    alpha: float = 0.05  # baseline rules: false-alarm bound over a deploy's life
+    alpha: float = 0.05  # baseline rules: false-alarm bound while a version is judged
     line: int = 0
 
     @property

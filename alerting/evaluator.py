@@ -21,7 +21,14 @@ from typing import Any
 from urllib.parse import quote as urlquote
 
 from alerting.alert import Comparison, Evidence, Notification, Rollback, alert_identity
-from alerting.comparison import Version, choose_baseline, judge, versions_seen_query
+from alerting.comparison import (
+    Baseline,
+    Version,
+    choose_baseline,
+    judge,
+    served_before_query,
+    versions_seen_query,
+)
 from alerting.config import Rule, RuleSet
 from alerting.metrics import evidence_query, metric_query, versions_query
 from alerting.rules_yaml import format_duration
@@ -104,7 +111,8 @@ class Evaluator:
         self._compared: dict[str, Comparison] = {}  # this tick's baseline comparisons
         # (rule, app, candidate) -> the baseline chosen when it was first judged: kept, so
         # an alert firing elsewhere later does not start the candidate's test over.
-        self._baselines: dict[tuple[str, str, str], str] = {}
+        self._baselines: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._untouched: set[str] = set()  # this tick's alerts whose judgement failed
         self._unpinned: set[tuple[str, str, str]] = set()
         self._loaded_at = clock()
         self._loaded: set[str] = set()  # alerts restored by the last load()
@@ -133,6 +141,7 @@ class Evaluator:
         decisions: list[tuple[Rule, AlertState, str]] = []
         changed: list[AlertState] = []
         self._compared = {}
+        self._untouched = set()
         for rule in self.rules.rules:
             try:
                 observed = await self._observe(rule, now)
@@ -205,8 +214,9 @@ class Evaluator:
         # Live alerts of this rule with no events in the window: "no data", which
         # resolves a firing alert and cancels a pending one.
         for alert_id, st in self.states.items():
-            if st.rule == rule.name and alert_id not in out and st.state != INACTIVE:
-                out[alert_id] = (st.labels, None, 0, None)
+            live = st.rule == rule.name and st.state != INACTIVE
+            if live and alert_id not in out and alert_id not in self._untouched:
+                out[alert_id] = (st.labels, None, 0, None)  # (a failed judgement is not)
         return out
 
     async def _observe_baseline(self, rule: Rule, now: float) -> Observed:
@@ -220,17 +230,17 @@ class Evaluator:
                 continue  # judged for `window` from its first event; then it passed
             if not self.owns(cand.app, cand.prompt_version):
                 continue  # another worker's key: not even queried
-            base = self._baseline_of(rule, cand, versions)
-            if base is None:
-                continue  # the app's first version, or the pinned one itself
             labels = alert_labels(rule, cand.app, cand.prompt_version)
             alert_id = alert_identity(rule.name, labels)
             try:
+                base = await self._baseline_of(rule, cand, versions)
+                if base is None:
+                    continue  # the app's first version, or the pinned one itself
                 judged = await judge(self.db, rule, cand, base, now, self.query)
-            except Exception as exc:  # one version's failure must not skip the others
-                log.warning("rule %s: judging %s %s against %s failed: %s", rule.name,
-                            cand.app, cand.prompt_version, base.prompt_version,
-                            str(exc)[:300])  # fmt: skip
+            except Exception as exc:  # one version's failure must not skip the others,
+                self._untouched.add(alert_id)  # nor resolve its alert as "no data"
+                log.warning("rule %s: judging %s %s failed: %s", rule.name, cand.app,
+                            cand.prompt_version, str(exc)[:300])  # fmt: skip
                 continue
             if judged is None:  # a sample below min_events: as a thin window
                 out[alert_id] = (labels, None, 0, False)
@@ -240,13 +250,19 @@ class Evaluator:
             out[alert_id] = (labels, c.candidate_value, c.candidate_count, judged.worse)
         return out
 
-    def _baseline_of(self, rule: Rule, cand: Version, versions: list[Version]) -> Version | None:
+    async def _baseline_of(
+        self, rule: Rule, cand: Version, versions: list[Version]
+    ) -> Baseline | None:
         key = (rule.name, cand.app, cand.prompt_version)
         by_name = {v.prompt_version: v for v in versions if v.app == cand.app}
         kept = self._baselines.get(key)
-        if kept in by_name:
-            return by_name[kept]
-        base = choose_baseline(rule, cand, versions, self._firing_versions(cand.app))
+        if kept is not None and kept[0] in by_name:
+            return Baseline(by_name[kept[0]], kept[1])
+        served: dict[str, tuple[float, int]] = {}
+        if rule.compare_to == "baseline" or rule.compare_to in by_name:
+            sql = served_before_query(self.db, rule, cand.app, cand.first_seen)
+            served = {str(v): (float(t), int(n)) for v, t, n in await self.query(sql)}
+        base = choose_baseline(rule, cand, versions, self._firing_versions(cand.app), served)
         missing = rule.compare_to not in ("baseline", cand.prompt_version) and base is None
         if missing and key not in self._unpinned:
             self._unpinned.add(key)  # said once per version, not every few seconds
@@ -254,9 +270,9 @@ class Evaluator:
                         "30 days: %s %s is not judged", rule.name, cand.app, rule.compare_to,
                         cand.app, cand.prompt_version)  # fmt: skip
         if base is not None:
-            self._baselines[key] = base.prompt_version
+            self._baselines[key] = (base.version.prompt_version, base.until)
             log.info("rule %s: judging %s %s against %s", rule.name, cand.app,
-                     cand.prompt_version, base.prompt_version)  # fmt: skip
+                     cand.prompt_version, base.version.prompt_version)  # fmt: skip
         return base
 
     def _firing_versions(self, app: str) -> set[str]:

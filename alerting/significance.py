@@ -9,9 +9,9 @@ some θ > 0" against "no worse", averaged over a half-normal prior on θ of scal
 Under the null Λ is a nonnegative (super)martingale with mean 1, so by Ville's
 inequality the chance that it *ever* reaches 1/alpha is at most alpha: 1/Λ is a p-value
 that
-stays valid under continuous monitoring. The estimate is asymptotically normal (the
-difference of two shares, or the rank statistic's shift from ½), which is the
-setting in which the mixture has this closed form.
+stays valid under continuous monitoring. The estimate (the difference of two shares)
+is asymptotically normal, which is the setting in which the mixture has this closed
+form.
 
 One test, one-sided in the direction the rule calls worse (:func:`proportion_test`):
 the difference of two shares, with the pooled null variance p̄(1-p̄)(1/n₁+1/n₂). A

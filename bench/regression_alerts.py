@@ -16,11 +16,13 @@ realistic traffic; the baseline version answers 10 % badly.
   the new version's events when the rule first fires.
 
 Baseline rules run against a ``concurrent`` baseline (it keeps serving beside the
-candidate, as in a canary) and a ``stored`` one (it stopped; its last hour, 3,600
-events, is the reference). The absolute rule is "flagged share over the last 10
-minutes > T, for 1 minute, at least 100 events", with T tuned on separate A/A
-deploys to the baseline rule's false-alarm rate over the same hour: generous to it,
-since a real absolute rule is set without knowing each app's own flagged share.
+candidate, as in a canary) and a ``stored`` one (it stopped), as the evaluator samples
+them: the baseline's last ``window`` before the candidate (3,600 events for a 1-hour
+window, 21,600 for 6 hours), plus what it serves since when it keeps serving. The
+absolute rule is "flagged share over the last 10 minutes > T, for 1 minute, at least
+100 events", with T tuned on separate A/A deploys to the baseline rule's false-alarm
+rate over the same hour: generous to it, since a real absolute rule is set without
+knowing each app's own flagged share.
 
 Usage: ``.venv/bin/python bench/regression_alerts.py [--deploys 1000] [--seed 1]``
 Writes ``bench/results/regression_alerts.json`` and prints a table.
@@ -83,7 +85,7 @@ def baseline_rule(
     rng: np.random.Generator, deploys: int, p_base: float, p_cand: float, mode: str, hours: int
 ) -> list[int]:
     """The candidate's events when the baseline rule first fires per deploy; 0: never."""
-    horizon = HOUR * hours
+    horizon = HOUR * hours  # the rule's window: how long the candidate is judged
     looks = np.arange(LOOK_EVERY, horizon + 1, LOOK_EVERY)
     looks = looks[looks >= MIN_EVENTS]
     out: list[int] = []
@@ -91,13 +93,14 @@ def baseline_rule(
         d = min(CHUNK, deploys - start)
         cand = np.cumsum(rng.random((d, horizon)) < p_cand, axis=1)[:, looks - 1]
         nc = np.broadcast_to(looks, cand.shape).astype(float)
-        if mode == "concurrent":  # its last hour before, and what it serves since
-            before = (rng.random((d, HOUR)) < p_base).sum(axis=1)[:, None]
+        # its last window before the candidate (one event a second), and what it serves since
+        before = (rng.random((d, horizon)) < p_base).sum(axis=1)[:, None]
+        if mode == "concurrent":
             since = np.cumsum(rng.random((d, horizon)) < p_base, axis=1)[:, looks - 1]
-            kb, nb = before + since, HOUR + nc
+            kb, nb = before + since, horizon + nc
         else:
-            kb = np.broadcast_to((rng.random((d, HOUR)) < p_base).sum(axis=1)[:, None], cand.shape)
-            nb = np.full(cand.shape, float(HOUR))
+            kb = np.broadcast_to(before, cand.shape)
+            nb = np.full(cand.shape, float(horizon))
         hit = p_values(nb, kb.astype(float), nc, cand.astype(float)) <= ALPHA
         out.extend(np.where(hit.any(axis=1), looks[hit.argmax(axis=1)], 0).tolist())
     return out
@@ -149,6 +152,7 @@ def run(deploys: int, seed: int) -> dict[str, Any]:
         row = {f"aa_{h}h": summary(baseline_rule(rng, deploys, p0, p0, mode, h)) for h in (1, 6)}
         for rate in (0.01, 0.001):
             row[f"aa_rare_{rate:g}"] = summary(baseline_rule(rng, deploys, rate, rate, mode, 1))
+            row[f"doubled_{rate:g}"] = summary(baseline_rule(rng, deploys, rate, 2 * rate, mode, 1))
         for name, p1 in shifts.items():
             row[name] = summary(baseline_rule(rng, deploys, p0, p1, mode, 1))
         rows[f"baseline rule, {mode} baseline"] = row
@@ -168,7 +172,7 @@ def run(deploys: int, seed: int) -> dict[str, Any]:
 
 def table(rows: dict[str, Any]) -> str:
     head = ("rule", "A/A 1 h", "A/A 6 h", "A/A 1 %", "A/A 0.1 %", "40 % bad: caught, median",
-            "25 % bad: caught, median")  # fmt: skip
+            "25 % bad: caught, median", "1 % doubled", "0.1 % doubled")  # fmt: skip
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
 
     def aa(r: dict[str, Any], key: str) -> str:
@@ -178,8 +182,8 @@ def table(rows: dict[str, Any]) -> str:
         return f"{r[key]['fired_per_100']} [{lo}, {hi}]"
 
     for name, r in rows.items():
-        shift = [f"{r[k]['fired_per_100']}, {r[k]['median_delay_events']}" for k in
-                 ("40% bad", "25% bad")]  # fmt: skip
+        shift = [f"{r[k]['fired_per_100']}, {r[k]['median_delay_events']}" if k in r else "-"
+                 for k in ("40% bad", "25% bad", "doubled_0.01", "doubled_0.001")]  # fmt: skip
         label = name + (f" (T={r['threshold']})" if "threshold" in r else "")
         lines.append(" | ".join([label, aa(r, "aa_1h"), aa(r, "aa_6h"), aa(r, "aa_rare_0.01"),
                                  aa(r, "aa_rare_0.001"), *shift]))  # fmt: skip

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 SCRIPT = r"""
 import asyncio, json, sys, time
 from datetime import UTC, datetime
-from alerting.comparison import Version, choose_baseline, judge, versions_seen_query
+from alerting.comparison import (Baseline, Version, choose_baseline, judge,
+                                 served_before_query, versions_seen_query)
 from alerting.config import Rule, RuleSet
 from alerting.evaluator import Evaluator
 from alerting.significance import parse_effect
@@ -55,28 +56,33 @@ async def run(engine):
     by = {v.prompt_version: v for v in versions}
     out["first_seen_order"] = [v.prompt_version
                                for v in sorted(versions, key=lambda v: v.first_seen)]
-    def baseline(v, firing):
-        b = choose_baseline(rate, by[v], versions, firing)
-        return b.prompt_version if b else None
-    out["baseline_of"] = {v: baseline(v, set()) for v in by}
-    out["baseline_of_v7_with_v6_firing"] = baseline("v7", {"v6"})
-    j = await judge(DB, rate, by["v7"], by["v6"], now, query)
+    async def chosen(v, firing):
+        rows = await query(served_before_query(DB, rate, "bot", by[v].first_seen))
+        served = {str(n): (float(t), int(c)) for n, t, c in rows}
+        return choose_baseline(rate, by[v], versions, firing, served)
+    async def baseline(v, firing):
+        b = await chosen(v, firing)
+        return b.version.prompt_version if b else None
+    out["baseline_of"] = {v: await baseline(v, set()) for v in by}
+    out["baseline_of_v7_with_v6_firing"] = await baseline("v7", {"v6"})
+    v6_for_v7 = await chosen("v7", set())
+    j = await judge(DB, rate, by["v7"], v6_for_v7, now, query)
     out["rate"] = {"worse": j.worse, **{k: getattr(j.comparison, k) for k in (
         "period", "baseline_count", "baseline_share", "candidate_count", "candidate_share",
         "p_value", "baseline_interval")}}
-    j = await judge(DB, rate, by["v8"], by["v6"], now, query)
+    j = await judge(DB, rate, by["v8"], v6_for_v7, now, query)
     out["aa"] = {"worse": j.worse, "p_value": j.comparison.p_value,
                  "baseline_count": j.comparison.baseline_count}
     big = Rule("tox", "toxicity_rate", ">", 0.0, window_s=7200.0, min_events=30,
                compare_to="baseline", min_effect=parse_effect("+30pp", True))
-    out["below_min_effect"] = (await judge(DB, big, by["v7"], by["v6"], now, query)).worse
+    out["below_min_effect"] = (await judge(DB, big, by["v7"], v6_for_v7, now, query)).worse
     stored = Rule("tox", "toxicity_rate", ">", 0.0, window_s=7200.0, min_events=30,
                   compare_to="v5")
-    j = await judge(DB, stored, by["v7"], by["v5"], now, query)
+    j = await judge(DB, stored, by["v7"], Baseline(by["v5"], by["v5"].last_seen), now, query)
     out["stored"] = {"period": j.comparison.period, "baseline_count": j.comparison.baseline_count}
     lat = Rule("slow", "latency_p95", ">", 0.0, window_s=7200.0, min_events=30,
                compare_to="baseline")
-    j = await judge(DB, lat, by["v7"], by["v6"], now, query)
+    j = await judge(DB, lat, by["v7"], v6_for_v7, now, query)
     c = j.comparison
     out["latency"] = {"worse": j.worse, **{k: getattr(c, k) for k in (
         "p_value", "baseline_value", "candidate_value", "cutoff", "statistic", "baseline_count",

@@ -73,3 +73,25 @@ def test_each_baseline_mistake_is_reported_at_its_line(body: str, expected: str)
     ruleset, found = rules(body)
     assert ruleset is None
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_the_baseline_is_the_version_serving_when_the_candidate_came_not_one_rolled_back() -> None:
+    """v7 was rolled back to v6 an hour before v8 came: v8 is compared with v6."""
+    from alerting.comparison import Version, choose_baseline
+    from alerting.config import Rule
+
+    rule = Rule("r", "toxicity_rate", ">", 0.0, window_s=3600.0, compare_to="baseline")
+    now = 1_800_000_000.0
+    v6 = Version("bot", "v6", now - 90_000, now)
+    v7 = Version("bot", "v7", now - 10_000, now - 7200)  # rolled back 2 h ago
+    v8 = Version("bot", "v8", now - 3600, now)
+    served = {"v6": (now - 3601, 60), "v7": (now - 7200, 0)}
+    chosen = choose_baseline(rule, v8, [v6, v7, v8], set(), served)
+    assert chosen is not None and (chosen.version.prompt_version, chosen.until) == (
+        "v6",
+        now - 3601,
+    )
+    canary = {"v6": (now - 3601, 54), "v7": (now - 3600.5, 6)}  # v7 a canary beside v6
+    chosen = choose_baseline(rule, v8, [v6, v7, v8], set(), canary)
+    assert chosen is not None and chosen.version.prompt_version == "v6"
+    assert choose_baseline(rule, v8, [v6, v7, v8], {"v6"}, canary).version.prompt_version == "v7"
