@@ -289,9 +289,11 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     log.info("loading detectors (device=%s, precision=%s)", settings.device, settings.precision)
     scorer = build_scorer(settings)
     model = scorer.suite.embeddings
-    log.info("embedding model %s on %s at %s%s", model.name, model.device, model.precision,
-             " (auto: native bf16 on this CPU)" if settings.precision == "auto"
-             and model.precision == "bf16" else "")  # fmt: skip
+    chosen = (
+        f"embedding model {model.name} on {model.device} at {model.precision}"
+        + (" (auto: native bf16 on this CPU)" if settings.precision == "auto"
+           and model.precision == "bf16" else "")
+    )  # fmt: skip
     state = _state_path(settings)
     # Announce first, so `llmpulse sql` waits for this worker's endpoint instead of
     # racing it for the embedded engine.
@@ -332,6 +334,10 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         @app.task
         async def watch_broker() -> None:
             await watch.run()
+
+        @app.task
+        async def report_models() -> None:  # once Faust's log (worker.log) is set up
+            log.info("%s", chosen)
 
         @app.timer(interval=60.0)
         async def report_unknown_models() -> None:

@@ -72,6 +72,7 @@ def test_a_ruder_version_is_rolled_back_to_its_baseline_and_an_equal_one_is_left
     assert alerting.wait_for(stored, sent, timeout=120) == sent
     log = alerting.home / "logs" / "worker.log"
     assert "judging support-bot v8 against v6" in log.read_text()
+    assert "embedding model all-MiniLM-L6-v2 on cpu at fp32" in log.read_text()  # pinned
     time.sleep(3.0)  # six more evaluations of v8, every event of it stored
 
     (page,) = [r.json for r in receivers.at("/pd")]
