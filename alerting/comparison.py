@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from alerting.alert import Comparison
 from alerting.config import COMPARABLE, Rule
-from alerting.metrics import at
+from alerting.metrics import RATE_EVENTS, at
 from alerting.significance import proportion_test, wilson_interval
 from core.sql import quote
 
@@ -41,14 +41,6 @@ LOOKBACK_S = 30 * 86_400  # versions seen this long ago can still be a baseline
 MIN_SAMPLE = 30  # events each sample needs before it is judged, whatever min_events says
 OVERLAP_S = 60.0  # a baseline serving this long after the candidate came is "concurrent"
 
-# rate metric -> (events counted, events flagged)
-_RATES = {
-    "error_rate": ("count()", "countIf(status = 'error')"),
-    "toxicity_rate": ("count()", "countIf(toxicity >= {st})"),
-    "hallucination_rate": ("count(hallucination)", "countIf(hallucination >= {st})"),
-    "pii_rate": ("count()", "countIf(notEmpty(pii_input) OR notEmpty(pii_output))"),
-    "injection_rate": ("count()", "countIf(injection >= {st})"),
-}
 # distribution metric -> (column, the quantile the metric names; cost: the median call)
 _DISTRIBUTIONS = {
     "latency_p95": ("latency_ms", 0.95),
@@ -181,8 +173,11 @@ def _rate_sql(db: str, rule: Rule, app: str, version: str, span: tuple[float, fl
             f"{_where(db, rule, app, version, (span[0] - LOOKBACK_S, span[1]))}) AS e "
             "ON e.event_id = f.event_id"
         )
-    n, k = _RATES[rule.metric]
-    return f"SELECT {n} AS n, {k.format(st=st)} AS k {_where(db, rule, app, version, span)}"
+    n, flag = RATE_EVENTS[rule.metric]
+    return (
+        f"SELECT {n} AS n, countIf({flag.format(st=st)}) AS k "
+        f"{_where(db, rule, app, version, span)}"
+    )
 
 
 async def _judge_rate(

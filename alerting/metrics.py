@@ -14,25 +14,28 @@ from dataclasses import dataclass
 from alerting.config import Rule
 from core.sql import quote
 
-__all__ = ["MetricQuery", "evidence_query", "metric_query", "versions_query"]
+__all__ = ["RATE_EVENTS", "MetricQuery", "evidence_query", "metric_query", "versions_query"]
 
 
 def at(ts: float) -> str:
     return f"fromUnixTimestamp64Milli({int(ts * 1000)}, 'UTC')"
 
 
+# rate metric -> (the events it counts, the condition that flags one): threshold rules,
+# their evidence and baseline rules all read these.
+RATE_EVENTS = {
+    "error_rate": ("count()", "status = 'error'"),
+    "toxicity_rate": ("count()", "toxicity >= {st}"),
+    "hallucination_rate": ("count(hallucination)", "hallucination >= {st}"),
+    "pii_rate": ("count()", "notEmpty(pii_input) OR notEmpty(pii_output)"),
+    "injection_rate": ("count()", "injection >= {st}"),
+}
+
 # metric -> (value expression, count expression); rates are NULL on no data.
 _EVENT_EXPR = {
     "event_count": ("toFloat64(count())", "count()"),
-    "error_rate": ("countIf(status = 'error') / count()", "count()"),
-    "toxicity_rate": ("countIf(toxicity >= {st}) / count()", "count()"),
     "toxicity_max": ("toFloat64(max(toxicity))", "count()"),
-    "hallucination_rate": (
-        "if(count(hallucination) = 0, NULL, countIf(hallucination >= {st}) / count(hallucination))",
-        "count(hallucination)",
-    ),
-    "pii_rate": ("countIf(notEmpty(pii_input) OR notEmpty(pii_output)) / count()", "count()"),
-    "injection_rate": ("countIf(injection >= {st}) / count()", "count()"),
+    **{m: (f"if({n} = 0, NULL, countIf({flag}) / {n})", n) for m, (n, flag) in RATE_EVENTS.items()},
     "latency_p95": ("quantileExact(0.95)(latency_ms)", "count(latency_ms)"),
     "latency_p99": ("quantileExact(0.99)(latency_ms)", "count(latency_ms)"),
     "ttft_p95": ("quantileExact(0.95)(ttft_ms)", "count(ttft_ms)"),
@@ -43,12 +46,12 @@ _EVENT_EXPR = {
 # metric -> (order by, example text column, extra condition) for the evidence query
 _EVIDENCE = {
     "event_count": ("ts DESC", "input", ""),
-    "error_rate": ("ts DESC", "concat(error_type, ': ', output)", "status = 'error'"),
-    "toxicity_rate": ("toxicity DESC", "output", "toxicity >= {st}"),
+    "error_rate": ("ts DESC", "concat(error_type, ': ', output)", RATE_EVENTS["error_rate"][1]),
+    "toxicity_rate": ("toxicity DESC", "output", RATE_EVENTS["toxicity_rate"][1]),
     "toxicity_max": ("toxicity DESC", "output", ""),
-    "hallucination_rate": ("hallucination DESC", "output", "hallucination >= {st}"),
-    "pii_rate": ("ts DESC", "input", "notEmpty(pii_input) OR notEmpty(pii_output)"),
-    "injection_rate": ("injection DESC", "input", "injection >= {st}"),
+    "hallucination_rate": ("hallucination DESC", "output", RATE_EVENTS["hallucination_rate"][1]),
+    "pii_rate": ("ts DESC", "input", RATE_EVENTS["pii_rate"][1]),
+    "injection_rate": ("injection DESC", "input", RATE_EVENTS["injection_rate"][1]),
     "latency_p95": ("latency_ms DESC", "input", ""),
     "latency_p99": ("latency_ms DESC", "input", ""),
     "ttft_p95": ("ttft_ms DESC", "input", ""),

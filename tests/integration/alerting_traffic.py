@@ -6,11 +6,19 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ingest.synthetic import synthetic_events
 from tests.integration.conftest import Stack, publish
 
 APP = "support-bot"
+
+
+def with_rules(stack: Stack, rules: Path, text: str, env: dict[str, str]) -> Stack:
+    """The stack's worker will run these rules, evaluated every 0.5 s, with ``env``."""
+    rules.write_text(text)
+    stack.extra_env.update({"LLMPULSE_RULES": str(rules), "LLMPULSE_ALERT_EVAL_S": "0.5", **env})
+    return stack
 
 
 def now_stamped(event: dict) -> bytes:

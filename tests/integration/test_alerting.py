@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from alerting.signing import verify
-from tests.integration.alerting_traffic import APP, traffic
+from tests.integration.alerting_traffic import APP, traffic, with_rules
 from tests.integration.conftest import Stack
 from tests.integration.receivers import Receivers
 
@@ -54,16 +54,10 @@ rules:
 
 @pytest.fixture
 def alerting(stack: Stack, receivers: Receivers, tmp_path: Path) -> Stack:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(pd=receivers.url("/pd"), rollback=receivers.url("/rollback")))
-    stack.extra_env.update({
-        "LLMPULSE_RULES": str(rules),
-        "LLMPULSE_ALERT_EVAL_S": "0.5",
-        "TEST_PD_KEY": PD_KEY,
-        "TEST_SLACK_URL": receivers.url("/slack"),
-        "TEST_ROLLBACK_SECRET": SECRET,
-    })  # fmt: skip
-    return stack
+    text = RULES.format(pd=receivers.url("/pd"), rollback=receivers.url("/rollback"))
+    env = {"TEST_PD_KEY": PD_KEY, "TEST_SLACK_URL": receivers.url("/slack"),
+           "TEST_ROLLBACK_SECRET": SECRET}  # fmt: skip
+    return with_rules(stack, tmp_path / "rules.yaml", text, env)
 
 
 def test_a_toxic_prompt_version_pages_once_rolls_back_once_and_resolves_once(

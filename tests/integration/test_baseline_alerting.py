@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from alerting.signing import verify
-from tests.integration.alerting_traffic import APP, traffic
+from tests.integration.alerting_traffic import APP, traffic, with_rules
 from tests.integration.conftest import Stack
 from tests.integration.receivers import Receivers
 
@@ -50,15 +50,9 @@ rules:
 
 @pytest.fixture
 def alerting(stack: Stack, receivers: Receivers, tmp_path: Path) -> Stack:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(pd=receivers.url("/pd"), rollback=receivers.url("/rollback")))
-    stack.extra_env.update({
-        "LLMPULSE_RULES": str(rules),
-        "LLMPULSE_ALERT_EVAL_S": "0.5",
-        "TEST_PD_KEY": "pd-key",
-        "TEST_ROLLBACK_SECRET": SECRET,
-    })  # fmt: skip
-    return stack
+    text = RULES.format(pd=receivers.url("/pd"), rollback=receivers.url("/rollback"))
+    env = {"TEST_PD_KEY": "pd-key", "TEST_ROLLBACK_SECRET": SECRET}
+    return with_rules(stack, tmp_path / "rules.yaml", text, env)
 
 
 def test_a_ruder_version_is_rolled_back_to_its_baseline_and_an_equal_one_is_left_alone(
