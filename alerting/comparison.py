@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from alerting.alert import Comparison
 from alerting.config import COMPARABLE, Rule
-from alerting.metrics import RATE_EVENTS, at
+from alerting.metrics import RATE_EVENTS, at, filters_sql
 from alerting.significance import proportion_test, wilson_interval
 from core.sql import quote
 
@@ -78,9 +78,7 @@ class Judged:
 def versions_seen_query(db: str, rule: Rule, now: float) -> str:
     """When each version of each app was first and last seen (the rule's filters apply,
     except on the version itself)."""
-    filters = "".join(
-        f" AND {k} = {quote(v)}" for k, v in sorted(rule.filters.items()) if k != "prompt_version"
-    )
+    filters = filters_sql(rule, skip=("prompt_version",))
     return (
         "SELECT app, prompt_version, toUnixTimestamp64Milli(min(ingested_at)) / 1000, "
         f"toUnixTimestamp64Milli(max(ingested_at)) / 1000 FROM {db}.llm_events "
@@ -92,10 +90,7 @@ def versions_seen_query(db: str, rule: Rule, now: float) -> str:
 def served_before_query(db: str, rule: Rule, app: str, before: float) -> str:
     """Each version's last event before ``before`` (the candidate's first), and how many
     it served in the ``OVERLAP_S`` before it."""
-    filters = "".join(
-        f" AND {k} = {quote(v)}" for k, v in sorted(rule.filters.items())
-        if k not in ("app", "prompt_version")
-    )  # fmt: skip
+    filters = filters_sql(rule, skip=("app", "prompt_version"))
     return (
         "SELECT prompt_version, toUnixTimestamp64Milli(max(ingested_at)) / 1000, "
         f"countIf(ingested_at > {at(before - OVERLAP_S)}) "
@@ -151,10 +146,7 @@ async def judge(
 
 
 def _where(db: str, rule: Rule, app: str, version: str, span: tuple[float, float]) -> str:
-    filters = "".join(
-        f" AND {k} = {quote(v)}" for k, v in sorted(rule.filters.items())
-        if k not in ("app", "prompt_version")
-    )  # fmt: skip
+    filters = filters_sql(rule, skip=("app", "prompt_version"))
     return (
         f"FROM {db}.llm_events FINAL WHERE app = {quote(app)} "
         f"AND prompt_version = {quote(version)} AND ingested_at > {at(span[0])} "

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from alerting.config import Rule
 from core.sql import quote
 
-__all__ = ["RATE_EVENTS", "MetricQuery", "evidence_query", "metric_query", "versions_query"]
+__all__ = [
+    "RATE_EVENTS",
+    "MetricQuery",
+    "evidence_query",
+    "filters_sql",
+    "metric_query",
+    "versions_query",
+]
 
 
 def at(ts: float) -> str:
@@ -67,9 +74,12 @@ class MetricQuery:
     scope: str  # "version": rows are (app, prompt_version, value, n); "app": (app, value, n)
 
 
-def _filters(rule: Rule, table_alias: str = "") -> str:
-    p = f"{table_alias}." if table_alias else ""
-    return "".join(f" AND {p}{k} = {quote(v)}" for k, v in sorted(rule.filters.items()))
+def filters_sql(rule: Rule, skip: tuple[str, ...] = ()) -> str:
+    """The rule's filters as `` AND label = 'value'`` terms, except the labels in ``skip``
+    (a baseline rule names app and version itself)."""
+    return "".join(
+        f" AND {k} = {quote(v)}" for k, v in sorted(rule.filters.items()) if k not in skip
+    )
 
 
 def _expr(template: str, rule: Rule) -> str:
@@ -90,7 +100,7 @@ def metric_query(db: str, rule: Rule, now: float) -> MetricQuery:
         return MetricQuery(
             f"SELECT app, prompt_version, {value} AS value, count() AS n "
             f"FROM {db}.llm_drift FINAL WHERE tested_at > {start} AND tested_at <= {end}"
-            f"{_filters(rule)} GROUP BY app, prompt_version",
+            f"{filters_sql(rule)} GROUP BY app, prompt_version",
             "version",
         )
     if m == "negative_feedback_rate":
@@ -102,14 +112,15 @@ def metric_query(db: str, rule: Rule, now: float) -> MetricQuery:
             f"INNER JOIN (SELECT event_id, app, prompt_version FROM {db}.llm_events FINAL "
             f"WHERE event_id IN (SELECT event_id FROM {db}.llm_feedback "
             f"WHERE ingested_at > {start})"
-            f"{_filters(rule)}) AS e ON e.event_id = f.event_id GROUP BY e.app, e.prompt_version",
+            f"{filters_sql(rule)}) AS e ON e.event_id = f.event_id "
+            "GROUP BY e.app, e.prompt_version",
             "version",
         )
     value, n = (_expr(t, rule) for t in _EVENT_EXPR[m])
     keys = "app" if rule.spec.scope == "app" else "app, prompt_version"
     return MetricQuery(
         f"SELECT {keys}, {value} AS value, {n} AS n FROM {db}.llm_events FINAL "
-        f"WHERE ingested_at > {start} AND ingested_at <= {end}{_filters(rule)} GROUP BY {keys}",
+        f"WHERE ingested_at > {start} AND ingested_at <= {end}{filters_sql(rule)} GROUP BY {keys}",
         rule.spec.scope,
     )
 
@@ -147,6 +158,6 @@ def evidence_query(db: str, rule: Rule, labels: dict[str, str], start: float, en
     return (
         f"SELECT ts, event_id, model, {text} AS text FROM {db}.llm_events FINAL "
         f"WHERE ingested_at > {at(start)} AND ingested_at <= {at(end)}"
-        f"{where}{_filters(rule)}{extra} "
+        f"{where}{filters_sql(rule)}{extra} "
         f"ORDER BY {order} LIMIT 20"
     )
