@@ -33,14 +33,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from throughput import batches, realistic_events  # noqa: E402
+from throughput import batches, compare_scores, realistic_events, score_all  # noqa: E402
 
 from detectors.suite import DetectorSuite, SuiteConfig  # noqa: E402
 
@@ -49,29 +47,14 @@ SCORE_DIFF_MAX = 0.05  # any detector's score
 FLIPS_MAX = 0.01  # share of events changing side of 0.5, per detector
 
 
-def scores_of(results: list[Any]) -> dict[str, list[float | None]]:
-    return {
-        "toxicity": [r.toxicity.scores["toxicity"] for r in results],
-        "hallucination": [r.hallucination.score for r in results],
-        "injection": [r.injection.score for r in results],
-    }
-
-
 def agreement(cpu: list[Any], dev: list[Any]) -> dict[str, Any]:
-    a = np.stack([r.output_vector for r in cpu] + [r.input_vector for r in cpu])
-    b = np.stack([r.output_vector for r in dev] + [r.input_vector for r in dev])
-    cosine = (a * b).sum(axis=1)
-    out: dict[str, Any] = {"cosine_min": round(float(cosine.min()), 6)}
-    ok = bool(cosine.min() >= COSINE_MIN)
-    cpu_scores, dev_scores = scores_of(cpu), scores_of(dev)
-    for name, xs in cpu_scores.items():
-        ys = dev_scores[name]
-        pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None and y is not None]
-        diff = max((abs(x - y) for x, y in pairs), default=0.0)
-        flips = sum((x >= 0.5) != (y >= 0.5) for x, y in pairs)
-        out[name] = {"events": len(pairs), "max_abs_diff": round(diff, 5), "flipped": flips}
-        ok = ok and diff <= SCORE_DIFF_MAX and flips <= FLIPS_MAX * max(1, len(pairs))
-    out["within_tolerance"] = ok
+    """``compare_scores`` of the device against the CPU, judged by the tolerances."""
+    out = compare_scores(cpu, dev)
+    ok = out["cosine_min"] >= COSINE_MIN
+    for s in out["scores"].values():
+        ok = ok and s["max_abs_diff"] <= SCORE_DIFF_MAX
+        ok = ok and s["flagged_changed"] <= FLIPS_MAX * max(1, s["events"])
+    out["within_tolerance"] = bool(ok)
     return out
 
 
@@ -104,18 +87,13 @@ def main() -> None:
     parts = batches(events, args.batch)
     dev = DetectorSuite(SuiteConfig(device=args.device, precision="auto"))
     dev.score(parts[0])  # warm-up: kernels, allocations
-    dev.embeddings.clear_cache()
     started = time.perf_counter()
-    for part in parts:
-        dev.score(part)
+    score_all(dev, parts)
     models_s = time.perf_counter() - started
 
     sample = batches(events[: args.sample], args.batch)
     cpu = DetectorSuite(SuiteConfig(device="cpu", precision="fp32"))
-    dev.embeddings.clear_cache()
-    cpu_results = [r for b in sample for r in cpu.score(b)]
-    dev_results = [r for b in sample for r in dev.score(b)]
-    agree = agreement(cpu_results, dev_results)
+    agree = agreement(score_all(cpu, sample), score_all(dev, sample))
 
     piped = pipeline(args.device, args.pipeline_events)
     result = {
@@ -138,9 +116,9 @@ def main() -> None:
     print(f"| models-only, {args.events:,} events | {result['models_only_events_per_s']:,} /s |")
     print(f"| vector cosine to CPU fp32 (min) | {agree['cosine_min']} |")
     for name in ("toxicity", "hallucination", "injection"):
-        a = agree[name]
+        a = agree["scores"][name]
         print(f"| {name}: max diff, flipped of {a['events']} | {a['max_abs_diff']}, "
-              f"{a['flipped']} |")  # fmt: skip
+              f"{a['flagged_changed']} |")  # fmt: skip
     print(f"| within tolerance | {agree['within_tolerance']} |")
     if piped:
         print(f"| pipeline, publish -> stored | {piped['pipeline_events_per_s']:,} /s |")

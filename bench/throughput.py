@@ -74,6 +74,37 @@ def distinct_texts(events: list) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
+def score_all(suite: DetectorSuite, parts: list[TextBatch]) -> list[Any]:
+    """Every event's scores, with the vector cache cleared first (time the models)."""
+    suite.embeddings.clear_cache()
+    return [scores for part in parts for scores in suite.score(part)]
+
+
+def compare_scores(reference: list[Any], other: list[Any]) -> dict[str, Any]:
+    """How far ``other`` is from ``reference`` (the same events): the cosine of their
+    input and output vectors, and per detector the largest score difference and how
+    many events change side of 0.5."""
+    a = np.stack([r.output_vector for r in reference] + [r.input_vector for r in reference])
+    b = np.stack([r.output_vector for r in other] + [r.input_vector for r in other])
+    cosine = (a * b).sum(axis=1)
+    getters = {
+        "toxicity": lambda s: s.toxicity.scores["toxicity"],
+        "hallucination": lambda s: s.hallucination.score,
+        "injection": lambda s: s.injection.score,
+    }
+    scores = {}
+    for name, get in getters.items():
+        pairs = [(get(x), get(y)) for x, y in zip(reference, other, strict=True)]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        scores[name] = {
+            "events": len(pairs),
+            "flagged_changed": sum((x >= 0.5) != (y >= 0.5) for x, y in pairs),
+            "max_abs_diff": round(max((abs(x - y) for x, y in pairs), default=0.0), 5),
+        }
+    return {"cosine_min": round(float(cosine.min()), 6),
+            "cosine_mean": round(float(cosine.mean()), 6), "scores": scores}  # fmt: skip
+
+
 def timed(fn: Any) -> float:
     start = time.perf_counter()
     fn()
@@ -95,13 +126,6 @@ def main() -> None:
         suite.score(parts[0])
         suite.embeddings.encode(texts[:64])
 
-    def run_suite(p: str) -> list[Any]:
-        suites[p].embeddings.clear_cache()
-        out: list[Any] = []
-        for b in parts:
-            out.extend(suites[p].score(b))
-        return out
-
     def run_floor(p: str) -> None:
         suites[p].embeddings.clear_cache()
         suites[p].embeddings.encode(texts)
@@ -110,7 +134,7 @@ def main() -> None:
     for r in range(args.rounds):
         row = {}
         for p in ("fp32", "bf16") if r % 2 == 0 else ("bf16", "fp32"):
-            row[f"suite_{p}"] = args.events / timed(lambda p=p: run_suite(p))
+            row[f"suite_{p}"] = args.events / timed(lambda p=p: score_all(suites[p], parts))
             row[f"floor_{p}"] = args.events / timed(lambda p=p: run_floor(p))
         row["bf16_speedup"] = row["suite_bf16"] / row["suite_fp32"]
         row["suite_vs_floor_fp32"] = row["suite_fp32"] / row["floor_fp32"]
@@ -118,31 +142,13 @@ def main() -> None:
         rounds.append({k: round(v, 3) for k, v in row.items()})
         print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in rounds[-1].items()))
 
-    scores = {p: run_suite(p) for p in ("fp32", "bf16")}
-    a = np.stack([s.output_vector for s in scores["fp32"]])
-    b = np.stack([s.output_vector for s in scores["bf16"]])
-    cosine = (a * b).sum(axis=1)
-    getters = {
-        "toxicity": lambda s: s.toxicity.scores["toxicity"],
-        "hallucination": lambda s: s.hallucination.score,
-        "injection": lambda s: s.injection.score,
-    }
-    flips = {}
-    for name, get in getters.items():
-        pairs = [(get(x), get(y)) for x, y in zip(scores["fp32"], scores["bf16"], strict=True)]
-        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-        flips[name] = {
-            "events": len(pairs),
-            "flagged_changed": sum((x >= 0.5) != (y >= 0.5) for x, y in pairs),
-            "max_abs_diff": round(max(abs(x - y) for x, y in pairs), 5),
-        }
+    agreement = compare_scores(score_all(suites["fp32"], parts), score_all(suites["bf16"], parts))
     median = {k: round(float(np.median([r[k] for r in rounds])), 3) for k in rounds[0]}
     result = {
         "what": "models-only events/s beside the embedding floor, fp32 vs bf16 autocast",
         "events": args.events, "batch": args.batch, "distinct_texts": len(texts),
         "rounds": rounds, "median": median,
-        "bf16_vs_fp32": {"cosine_min": round(float(cosine.min()), 6),
-                         "cosine_mean": round(float(cosine.mean()), 6), "scores": flips},
+        "bf16_vs_fp32": agreement,
         "machine": platform.platform(), "cpu_count": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }  # fmt: skip
@@ -153,7 +159,7 @@ def main() -> None:
         print(f"| {k} | {v} |")
     print(f"| bf16 vs fp32 vector cosine (min / mean) | {result['bf16_vs_fp32']['cosine_min']}"
           f" / {result['bf16_vs_fp32']['cosine_mean']} |")  # fmt: skip
-    for name, f in flips.items():
+    for name, f in agreement["scores"].items():
         print(f"| {name}: events changing side of 0.5 (of {f['events']}) | "
               f"{f['flagged_changed']} (max diff {f['max_abs_diff']}) |")  # fmt: skip
     print(f"wrote {args.out}")
