@@ -16,10 +16,12 @@ Pure Python: no model; the caller aligns claims to chunks.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from detectors.quantities import WORD_NUMBERS, Quantity, quantities
 from detectors.text import STOPWORDS, words
@@ -132,6 +134,7 @@ def _tolerance(q: Quantity, approximate: bool) -> float:
     return 0.5 * 10.0**-q.decimals if q.decimals else exact
 
 
+@functools.lru_cache(maxsize=4096)
 def _compatible(a: frozenset[str], b: frozenset[str]) -> bool:
     """Units that may be added or compared: equal keys, one dimension, or one unknown."""
     if not a or not b or a & b:
@@ -154,42 +157,60 @@ def _derivable(
     the claim's own: at most one operand may come from the context alone (two when
     the claim says it adds them up: ``summed``), and implied constants only convert
     units. Sums and differences need compatible units, so "10 days" is not "7 + 3".
+
+    Every ordered pair and triple of the pool is tried at once, as arrays: up to 24³
+    triples a claim, and this was most of the detector's time as a Python loop.
     """
+    n = len(pool)
+    if n < 2:
+        return False
+    v = np.array([o[0] for o in pool], dtype=np.float64)
+    implied = np.array([o[2] == "implied" for o in pool], dtype=np.int8)
+    context = np.array([o[2] == "context" for o in pool], dtype=np.int8)
+    percent = np.array(["%" in o[1] for o in pool])
+    # a figure restated, not computed, is no operand of a derivation of itself
+    scale = np.maximum(np.abs(v), max(abs(value), 1.0))
+    usable = ~((v == value) | (np.abs(value - v) <= 1e-9 * scale))
+    distinct = ~np.eye(n, dtype=bool)
 
-    def close(c: float) -> bool:
-        return abs(value - c) <= tol
+    def close(c: np.ndarray) -> np.ndarray:
+        return np.abs(value - c) <= tol
 
-    def allowed(*ops: _Operand, added: bool = False) -> bool:
-        sources = [o[2] for o in ops]
-        if sources.count("implied") > 1 or sources.count("implied") == len(ops):
-            return False  # one unit conversion a step: 7 days * 24 / 12 is no figure
-        return sources.count("context") <= (2 if added and summed else 1)
-
-    for x, y in itertools.permutations(pool, 2):
-        (a, ua, sa), (b, ub, sb) = x, y
-        if _same(value, a) or _same(value, b):
-            continue  # a figure restated, not computed
-        cands = []
-        if allowed(x, y) and sa != "implied":  # a constant converts a figure: a·k, a/k
-            cands += [a * b] + ([a / b] if b else [])
-            if sb != "implied":
-                cands += [a * b / 100] + ([100 * a / b] if b else [])
-            if "%" in ub and sb != "implied":
-                cands += [a * (1 - b / 100), a * (1 + b / 100)]
-        if _compatible(ua, ub) and _compatible(ua, unit):
-            same = ua == ub and bool(ua) and ua == unit
-            if allowed(x, y, added=same):
-                cands += [a + b, a - b]
-        if any(close(c) for c in cands):
+    a, b = v[:, None], v[None, :]
+    both = distinct & usable[:, None] & usable[None, :]
+    n_implied = implied[:, None] + implied[None, :]
+    n_context = context[:, None] + context[None, :]
+    # one unit conversion a step, and not the constants alone
+    one_step = both & (n_implied <= 1)
+    scaled = one_step & (n_context <= 1) & (implied[:, None] == 0)
+    given_b = scaled & (implied[None, :] == 0)
+    units = [o[1] for o in pool]
+    compatible = np.array(
+        [[_compatible(ua, ub) and _compatible(ua, unit) for ub in units] for ua in units]
+    )
+    same = np.array([[ua == ub and bool(ua) and ua == unit for ub in units] for ua in units])
+    added = one_step & compatible & (n_context <= np.where(same & summed, 2, 1))
+    nonzero_b = b != 0
+    with np.errstate(all="ignore"):
+        found = (
+            (scaled & (close(a * b) | (nonzero_b & close(a / b))))
+            | (given_b & (close(a * b / 100) | (nonzero_b & close(100 * a / b))))
+            | (given_b & percent[None, :] & (close(a * (1 - b / 100)) | close(a * (1 + b / 100))))
+            | (added & (close(a + b) | close(a - b)))
+        )
+        if found.any():
             return True
-    for x, y, z in itertools.permutations(pool, 3):
-        if x[2] == "implied" or not z[0] or not allowed(x, y, z):
-            continue
-        if _same(value, x[0]) or _same(value, y[0]):
-            continue
-        if close(x[0] * y[0] / z[0]) or close(x[0] * y[0] * z[0]):  # pro rata; 2 x £9.90 x 12
-            return True
-    return False
+        if n < 3:
+            return False
+        x, y, z = v[:, None, None], v[None, :, None], v[None, None, :]
+        triple = (
+            both[:, :, None] & distinct[:, None, :] & distinct[None, :, :]
+            & (implied[:, None, None] == 0) & (z != 0)
+            & (implied[:, None, None] + implied[None, :, None] + implied[None, None, :] <= 1)
+            & (context[:, None, None] + context[None, :, None] + context[None, None, :] <= 1)
+        )  # fmt: skip
+        # pro rata (a·b/c), and repeated amounts (2 x £9.90 x 12)
+        return bool((triple & (close(x * y / z) | close(x * y * z))).any())
 
 
 def _pool(local: Sequence[Quantity], given: Sequence[Quantity], text: str) -> list[_Operand]:

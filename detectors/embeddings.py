@@ -8,6 +8,7 @@ configured instead (``LLMPULSE_EMBEDDING_MODEL``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -70,10 +71,13 @@ class EmbeddingModel:
         self.dim = int(dim)
         self.name = "all-MiniLM-L6-v2" if path is None else self.path.name
         # Production traffic repeats itself: system prompts, FAQ questions, the same
-        # retrieved chunks. A bounded LRU of recent vectors (1.5 KB each at 384-d)
-        # skips the model for those; the vectors are the same either way.
+        # retrieved chunks. A bounded LRU of recent vectors (1.5 KB each at 384-d),
+        # keyed by a 16-byte digest of the text so a page-long chunk costs no more
+        # memory than a word, skips the model for those; the vectors are the same
+        # either way. It outlives batches, and the suite relies on it within one: a
+        # batch's texts are encoded in one call, then read back by each detector.
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.hits = self.misses = 0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -81,10 +85,12 @@ class EmbeddingModel:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         cache = self._cache
-        missing = [t for t in dict.fromkeys(texts) if t not in cache]
+        keys = [_digest(t) for t in texts]
+        unique = dict(zip(keys, texts, strict=True))
+        missing = [t for k, t in unique.items() if k not in cache]
         self.misses += len(missing)
         self.hits += len(texts) - len(missing)
-        found: dict[str, np.ndarray] = {}
+        found: dict[bytes, np.ndarray] = {}
         if missing:
             with self._autocast():
                 vectors = self.model.encode(
@@ -94,13 +100,13 @@ class EmbeddingModel:
                     normalize_embeddings=True,
                     show_progress_bar=False,
                 ).astype(np.float32, copy=False)
-            found = dict(zip(missing, vectors, strict=True))
+            found = dict(zip(map(_digest, missing), vectors, strict=True))
             if self.cache_size:
                 cache.update(found)
-        result = np.stack([found[t] if t in found else cache[t] for t in texts])
-        for t in dict.fromkeys(texts):
-            if t in cache:
-                cache.move_to_end(t)
+        result = np.stack([found[k] if k in found else cache[k] for k in keys])
+        for k in unique:
+            if k in cache:
+                cache.move_to_end(k)
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
         return result
@@ -119,6 +125,10 @@ class EmbeddingModel:
         return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 @dataclass(frozen=True)
 class Embeddings:
     input: np.ndarray
@@ -133,10 +143,14 @@ class EmbeddingsDetector:
     def __init__(self, model: EmbeddingModel) -> None:
         self.model = model
 
-    def embed(self, batch: TextBatch) -> TextBatch:
-        vectors = self.model.encode([*batch.inputs, *batch.outputs])
+    def embed(self, batch: TextBatch, also: Sequence[str] = ()) -> TextBatch:
+        """Input and output vectors on the batch; ``also`` (what the other detectors will
+        ask for: answer sentences, context chunks) goes through the same call, so the model
+        sees the batch's texts once, deduplicated and length-sorted together, and the
+        detectors read them back from the cache."""
+        vectors = self.model.encode([*batch.inputs, *batch.outputs, *also])
         n = len(batch)
-        return batch.with_vectors(vectors[:n], vectors[n:])
+        return batch.with_vectors(vectors[:n], vectors[n : 2 * n])
 
     def score(self, batch: TextBatch) -> list[Embeddings]:
         if batch.input_vectors is None or batch.output_vectors is None:

@@ -119,6 +119,15 @@ def _event(output: str, question: str, context: Sequence[str] | None) -> Event |
     return Event(sentences, chunks[:MAX_CHUNKS], parts[:MAX_CHUNKS], q, output, chunks)
 
 
+def _events(batch: TextBatch) -> dict[int, Event]:
+    columns = zip(batch.inputs, batch.outputs, batch.contexts, strict=True)
+    return {i: e for i, (q, o, c) in enumerate(columns) if (e := _event(o, q, c)) is not None}
+
+
+def _texts(events: dict[int, Event]) -> list[str]:
+    return [t for e in events.values() for t in (*e.sentences, *e.chunks)]
+
+
 class HallucinationDetector:
     """Scores answers against their retrieved context; one embedding pass per batch.
 
@@ -212,11 +221,10 @@ class HallucinationDetector:
         ``question_cosine`` needs question and output vectors: taken from the batch
         when it carries them, encoded only ``with_form`` (training), else NaN.
         """
-        columns = zip(batch.inputs, batch.outputs, batch.contexts, strict=True)
-        events = {i: e for i, (q, o, c) in enumerate(columns) if (e := _event(o, q, c)) is not None}
+        events = _events(batch)
         if not events:
             return [None] * len(batch)
-        texts = [t for e in events.values() for t in (*e.sentences, *e.chunks)]
+        texts = _texts(events)
         asked = [i for i, e in events.items() if e.question]
         given = batch.input_vectors is not None and batch.output_vectors is not None
         encode_io = with_form and not given
@@ -244,6 +252,10 @@ class HallucinationDetector:
             found = _claims(e, sims[i])
             out[i] = check(e, sims[i], q_cos[i], entail.get(i), self.threshold, found)
         return out
+
+    def texts(self, batch: TextBatch) -> list[str]:
+        """The sentences and chunks :meth:`align` will encode, for the suite's one pass."""
+        return _texts(_events(batch))
 
     def _entailment(
         self, events: dict[int, Event], sims: dict[int, np.ndarray]

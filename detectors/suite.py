@@ -98,7 +98,10 @@ class DetectorSuite:
     def score(self, batch: TextBatch) -> list[TextScores]:
         if not len(batch):
             return []
-        batch = self._timed("embeddings", self.embedder.embed, batch)
+        # One encode for the batch: inputs, outputs and the hallucination check's
+        # sentences and chunks; the check then finds its vectors in the cache.
+        also = self.hallucination.texts(batch)
+        batch = self._timed("embeddings", self.embedder.embed, batch, also)
         toxicity = self._timed("toxicity", self.toxicity.score, batch)
         grounded = self._timed("hallucination", self.hallucination.score, batch)
         pii = self._timed("pii", self.pii.score, batch)

@@ -51,3 +51,24 @@ def test_inputs_and_outputs_are_embedded_in_order(model: EmbeddingModel) -> None
 def test_a_directory_without_a_model_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(DetectorError, match="LLMPULSE_EMBEDDING_MODEL"):
         EmbeddingModel(tmp_path)
+
+
+def test_the_suite_encodes_a_batch_in_one_model_call() -> None:
+    from detectors.suite import DetectorSuite, SuiteConfig
+
+    suite = DetectorSuite(SuiteConfig(device="cpu", precision="fp32"))
+    calls: list[int] = []
+    encode = suite.embeddings.model.encode
+    suite.embeddings.model.encode = lambda texts, **kw: (
+        calls.append(len(texts)) or encode(texts, **kw)
+    )
+    context = ["Refunds are paid within 14 days.", "Shipping costs $5 per order."]
+    batch = TextBatch.of(
+        ["when is my refund paid?", "hello"],
+        ["Your refund arrives within 14 days. Shipping is free.", "hi there"],
+        [context, None],
+    )
+    scores = suite.score(batch)
+    assert scores[0].hallucination.score is not None
+    # inputs, outputs, the two claim sentences and the two chunk sentences, once each
+    assert calls == [8]
