@@ -147,6 +147,12 @@ class Notification:
     def prompt_version(self) -> str:
         return self.labels.get("prompt_version", "")
 
+    @property
+    def counted(self) -> str:
+        """What ``count`` counts: "scored events" for a model score (only a sample of the
+        events is model-scored while the worker sheds load), "events" for most others."""
+        return METRICS[self.metric].counted if self.metric in METRICS else "events"
+
     def comparison_text(self) -> str:
         """A baseline rule's evidence in one line ("" for a threshold rule)."""
         c = self.evidence.comparison

@@ -108,40 +108,56 @@ class MetricSpec:
     help: str
     needs_budget: bool = False
     uses_score_threshold: bool = False
+    # what a value rests on (the count min_events is compared with): a model score is
+    # only on the events that were model-scored, a sample of them under load
+    counted: str = "events"
 
 
 METRICS: dict[str, MetricSpec] = {
     "event_count": MetricSpec("version", "events", "events in the window"),
     "error_rate": MetricSpec("version", "ratio", "share of events with status=error"),
     "toxicity_rate": MetricSpec(
-        "version", "ratio", "share of outputs with toxicity >= score_threshold",
-        uses_score_threshold=True,
+        "version", "ratio", "share of scored outputs with toxicity >= score_threshold",
+        uses_score_threshold=True, counted="scored events",
     ),
-    "toxicity_max": MetricSpec("version", "score", "highest output toxicity"),
+    "toxicity_max": MetricSpec(
+        "version", "score", "highest output toxicity", counted="scored events"
+    ),
     "hallucination_rate": MetricSpec(
         "version", "ratio",
-        "share of grounded answers (with context) with hallucination >= score_threshold",
-        uses_score_threshold=True,
+        "share of scored grounded answers (with context) with hallucination >= score_threshold",
+        uses_score_threshold=True, counted="scored events",
     ),
     "pii_rate": MetricSpec("version", "ratio", "share of events with PII in input or output"),
     "injection_rate": MetricSpec(
-        "version", "ratio", "share of inputs with injection >= score_threshold",
-        uses_score_threshold=True,
+        "version", "ratio", "share of scored inputs with injection >= score_threshold",
+        uses_score_threshold=True, counted="scored events",
     ),
-    "latency_p95": MetricSpec("version", "ms", "95th percentile of latency_ms"),
-    "latency_p99": MetricSpec("version", "ms", "99th percentile of latency_ms"),
-    "ttft_p95": MetricSpec("version", "ms", "95th percentile of ttft_ms"),
+    "latency_p95": MetricSpec(
+        "version", "ms", "95th percentile of latency_ms", counted="events with latency"
+    ),
+    "latency_p99": MetricSpec(
+        "version", "ms", "99th percentile of latency_ms", counted="events with latency"
+    ),
+    "ttft_p95": MetricSpec(
+        "version", "ms", "95th percentile of ttft_ms", counted="events with TTFT"
+    ),
     "cost_usd": MetricSpec("version", "USD", "spend in the window"),
     "cost_burn_rate": MetricSpec(
         "app", "x budget", "spend rate over the window / the rate the budget allows",
         needs_budget=True,
     ),
     "negative_feedback_rate": MetricSpec(
-        "version", "ratio", "share of events with feedback whose score is < 0"
+        "version", "ratio", "share of events with feedback whose score is < 0",
+        counted="events with feedback",
     ),
-    "drift": MetricSpec("version", "flag", "1 if a drift window tested in the window drifted"),
+    "drift": MetricSpec(
+        "version", "flag", "1 if a drift window tested in the window drifted",
+        counted="drift tests",
+    ),
     "drift_p_value": MetricSpec(
-        "version", "p", "smallest drift p-value of the windows tested in the window"
+        "version", "p", "smallest drift p-value of the windows tested in the window",
+        counted="drift tests",
     ),
 }  # fmt: skip
 

@@ -321,7 +321,8 @@ class Evaluator:
             where = f"{app} {version}".strip()
             summary = (
                 f"{rule.name}: {rule.metric} {_fmt(st.value, rule.spec.unit)} {rule.op} "
-                f"{_fmt(rule.threshold, rule.spec.unit)} over {values['window']} on {where}"
+                f"{_fmt(rule.threshold, rule.spec.unit)} over {values['window']} on {where} "
+                f"({st.count} {rule.spec.counted})"
             )
         if status == "resolved":
             summary = f"RESOLVED {rule.name} on {app} {version}".strip()

@@ -29,19 +29,23 @@ def at(ts: float) -> str:
 
 
 # rate metric -> (the events it counts, the condition that flags one): threshold rules,
-# their evidence and baseline rules all read these.
+# their evidence and baseline rules all read these. A model score is NULL on an event
+# the worker did not model-score (load shedding samples them uniformly), so its rate is
+# over the events that carry the score: count(column) skips NULLs, and the rate stays an
+# unbiased estimate whatever the sample rate.
 RATE_EVENTS = {
     "error_rate": ("count()", "status = 'error'"),
-    "toxicity_rate": ("count()", "toxicity >= {st}"),
+    "toxicity_rate": ("count(toxicity)", "toxicity >= {st}"),
     "hallucination_rate": ("count(hallucination)", "hallucination >= {st}"),
     "pii_rate": ("count()", "notEmpty(pii_input) OR notEmpty(pii_output)"),
-    "injection_rate": ("count()", "injection >= {st}"),
+    "injection_rate": ("count(injection)", "injection >= {st}"),
 }
 
-# metric -> (value expression, count expression); rates are NULL on no data.
+# metric -> (value expression, count expression); rates are NULL on no data, and the
+# count is the events the value rests on (for a model score: the scored ones).
 _EVENT_EXPR = {
     "event_count": ("toFloat64(count())", "count()"),
-    "toxicity_max": ("toFloat64(max(toxicity))", "count()"),
+    "toxicity_max": ("toFloat64(max(toxicity))", "count(toxicity)"),
     **{m: (f"if({n} = 0, NULL, countIf({flag}) / {n})", n) for m, (n, flag) in RATE_EVENTS.items()},
     "latency_p95": ("quantileExact(0.95)(latency_ms)", "count(latency_ms)"),
     "latency_p99": ("quantileExact(0.99)(latency_ms)", "count(latency_ms)"),
@@ -55,7 +59,7 @@ _EVIDENCE = {
     "event_count": ("ts DESC", "input", ""),
     "error_rate": ("ts DESC", "concat(error_type, ': ', output)", RATE_EVENTS["error_rate"][1]),
     "toxicity_rate": ("toxicity DESC", "output", RATE_EVENTS["toxicity_rate"][1]),
-    "toxicity_max": ("toxicity DESC", "output", ""),
+    "toxicity_max": ("toxicity DESC", "output", "toxicity IS NOT NULL"),
     "hallucination_rate": ("hallucination DESC", "output", RATE_EVENTS["hallucination_rate"][1]),
     "pii_rate": ("ts DESC", "input", RATE_EVENTS["pii_rate"][1]),
     "injection_rate": ("injection DESC", "input", RATE_EVENTS["injection_rate"][1]),

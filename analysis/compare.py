@@ -67,13 +67,17 @@ def _flag(column: str) -> Callable[[Row], bool]:
     return lambda r: bool(r.get(column))
 
 
+# A model score (toxicity, hallucination, the injection score) is NULL on an event that
+# was not model-scored (the worker samples them under load), so its rate is over the
+# events that carry it: an unbiased estimate whatever the sample rate.
 RATES = {
-    "toxicity_rate": _Rate(_ge("toxicity"), f"countIf(toxicity >= {FLAG_AT})"),
+    "toxicity_rate": _Rate(_ge("toxicity"), f"countIf(toxicity >= {FLAG_AT})", "toxicity"),
     "hallucination_rate": _Rate(_ge("hallucination"), f"countIf(hallucination >= {FLAG_AT})",
                                 "hallucination"),
     "error_rate": _Rate(_flag("error"), "countIf(error)"),
     "pii_rate": _Rate(_flag("pii"), "countIf(pii)"),
-    "injection_rate": _Rate(_ge("injection"), f"countIf(injection >= {FLAG_AT})"),
+    "injection_rate": _Rate(_ge("injection"), f"countIf(injection >= {FLAG_AT})",
+                            "injection"),
     "negative_feedback_rate": _Rate(lambda r: r["feedback"] < 0, "countIf(feedback < 0)",
                                     "feedback"),
 }  # fmt: skip
@@ -296,8 +300,9 @@ def _rate(name: str, split: dict[str, list[Row]], events_sql: str) -> MetricResu
         x = sum(1 for r in eligible if spec.hit(r))
         sides.append(Sample(len(eligible), x / len(eligible) if eligible else None, x))
     b, c = sides
-    sql = _aggregate_sql(
-        events_sql, f"{spec.sql_hits} AS hits, {spec.sql_n} AS n, hits / n AS rate"
+    sql = _aggregate_sql(  # NULL, not NaN, on a side with no scored events
+        events_sql,
+        f"{spec.sql_hits} AS hits, {spec.sql_n} AS n, if(n = 0, NULL, hits / n) AS rate",
     )
     if min(b.n, c.n) < MIN_EVENTS:
         return MetricResult(name, "two-proportion z", b, c, None, sql=sql)
@@ -385,6 +390,8 @@ def _counts(rows: list[Row]) -> dict[str, int]:
     return {
         "events": int(rows[0].get("side_events") or len(rows)) if rows else 0,
         "sampled": len(rows),
+        "with_toxicity": sum(r.get("toxicity") is not None for r in rows),
+        "with_injection": sum(r.get("injection") is not None for r in rows),
         "with_hallucination": sum(r.get("hallucination") is not None for r in rows),
         "with_feedback": sum(r.get("feedback") is not None for r in rows),
     }

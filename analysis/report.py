@@ -126,15 +126,18 @@ def build_report(
 # Times come out as epoch seconds so the engine and the worker's JSON endpoint give the
 # same values. Columns are qualified (e.x) where an output alias reuses a column name.
 _SQL = {
-    # The expressions of the llm_metrics_1m view (storage/migrations/0006_views.sql), on
+    # The expressions of the llm_metrics_1m view (storage/migrations/0007_sampling.sql), on
     # buckets of any size, per version across models; feedback only for these events.
+    # Model-score rates are over the events that carry the score (NULL: not model-scored,
+    # the worker shedding load), NULL where none does.
     "metrics": "SELECT toUnixTimestamp(toStartOfInterval(e.ts, INTERVAL {step} SECOND)) AS t, "
     "e.app AS app, e.prompt_version AS prompt_version, count() AS events, "
     "countIf(e.status = 'error') AS errors, countIf(e.status = 'error') / count() AS error_rate, "
     "quantileExact(0.5)(e.latency_ms) AS latency_p50, "
     "quantileExact(0.95)(e.latency_ms) AS latency_p95, "
     "quantileExact(0.99)(e.latency_ms) AS latency_p99, "
-    f"countIf(e.toxicity >= {FLAG_AT}) / count() AS toxicity_rate, "
+    f"if(count(e.toxicity) = 0, NULL, countIf(e.toxicity >= {FLAG_AT}) / count(e.toxicity)) "
+    "AS toxicity_rate, "
     f"if(count(e.hallucination) = 0, NULL, countIf(e.hallucination >= {FLAG_AT}) / "
     "count(e.hallucination)) AS hallucination_rate, countIf(f.score IS NOT NULL) AS feedback, "
     "if(countIf(f.score IS NOT NULL) = 0, NULL, countIf(f.score < 0) / "
@@ -148,7 +151,8 @@ _SQL = {
     "totals": "SELECT e.app AS app, e.prompt_version AS prompt_version, count() AS events, "
     "countIf(e.status = 'error') / count() AS error_rate, "
     "quantileExact(0.95)(e.latency_ms) AS latency_p95, "
-    f"countIf(e.toxicity >= {FLAG_AT}) / count() AS toxicity_rate, "
+    f"if(count(e.toxicity) = 0, NULL, countIf(e.toxicity >= {FLAG_AT}) / count(e.toxicity)) "
+    "AS toxicity_rate, count(e.toxicity) AS scored, "
     f"if(count(e.hallucination) = 0, NULL, countIf(e.hallucination >= {FLAG_AT}) / "
     "count(e.hallucination)) AS hallucination_rate, sum(e.cost_usd) AS cost_usd, "
     "toUnixTimestamp64Milli(min(e.ts)) / 1000 AS first_ts, "
@@ -251,6 +255,12 @@ def _fmt_time(when: datetime | None) -> str:
     return "—" if when is None else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _scored(totals: dict[str, Any]) -> str:
+    """Events the model scores rest on: all of them, or a share while the worker shed load."""
+    events, scored = int(totals["events"]), int(totals["scored"])
+    return f"{scored:,}" + (f" ({scored / events:.0%})" if scored < events else "")
+
+
 def _fmt(value: Any, kind: str) -> str:
     if value is None:
         return "—"
@@ -305,7 +315,9 @@ _CAPTIONS = {
     "one is slower for most users; a p99 that drifts away from p95 is a slow tail (timeouts, "
     "retries, long answers).",
     "quality.png": "Share of answers scored toxic (score >= 0.5), share of grounded answers "
-    "scored hallucinated, and share of feedback that was negative, per version. Compare a "
+    "scored hallucinated, and share of feedback that was negative, per version. Toxicity and "
+    "hallucination are shares of the model-scored answers (a uniform sample while the worker "
+    "sheds load; see the totals' model-scored column). Compare a "
     "version with the one before it at the deploy line; a sparse line means little traffic.",
     "drift.png": "One point per drift test window (at its end), per version and kind of text. "
     "Lower is stronger evidence of change. A window drifted when its p-value is at or below "
@@ -372,9 +384,9 @@ def _html(
         5, "No alert fired or resolved in this range.",
     )  # fmt: skip
     totals = _table(
-        ["version", "events", "error rate", "p95 latency", "toxicity rate", "hallucination rate",
-         "cost"],
-        [("", [version(t), f"{int(t['events']):,}", _fmt(t["error_rate"], "pct"),
+        ["version", "events", "model-scored", "error rate", "p95 latency", "toxicity rate",
+         "hallucination rate", "cost"],
+        [("", [version(t), f"{int(t['events']):,}", _scored(t), _fmt(t["error_rate"], "pct"),
                _fmt(t["latency_p95"], "ms"), _fmt(t["toxicity_rate"], "pct"),
                _fmt(t["hallucination_rate"], "pct"), _fmt(t["cost_usd"], "usd")])
          for t in data["totals"]],

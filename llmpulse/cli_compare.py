@@ -109,11 +109,20 @@ def _table(c: Comparison) -> None:
                  _p(m.p_value), _p(m.p_adjusted))  # fmt: skip
         table.add_row(*(Text(x) for x in cells), verdict)
     Console(width=None if out.is_terminal else 160).print(table)
-    counts = ", ".join(f"{s}: {n['events']} events" for s, n in c.counts.items())
+    counts = ", ".join(_counted(s, n) for s, n in c.counts.items())
     out.print(Text(f"{counts}; alpha {c.alpha} (Holm)"))
     for note in c.limits:
         out.print(Text(f"note: {note}"), style="dim")
     out.print(Text(f"verdict: {c.verdict}", style="bold"))
+
+
+def _counted(side: str, n: dict[str, int]) -> str:
+    """``baseline: 400 events``, and how many of those used were model-scored when the
+    worker shed load (the model-score rates rest on those alone)."""
+    text = f"{side}: {n['events']} events"
+    scored = n.get("with_toxicity", n["sampled"])
+    return text + (f" ({scored} of {n['sampled']} used model-scored)"
+                   if scored < n["sampled"] else "")  # fmt: skip
 
 
 def _side(s: Sample) -> str:

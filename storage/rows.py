@@ -69,7 +69,7 @@ class EventRow(_Row):
     cost_usd: float | None
     cost_source: str
     price_version: str
-    toxicity: float
+    toxicity: float | None  # None: not model-scored (shed under load; see sample_rate)
     toxicity_scores: dict[str, float]
     toxicity_model: str
     hallucination: float | None
@@ -77,8 +77,9 @@ class EventRow(_Row):
     hallucination_method: str
     pii_input: list[str]
     pii_output: list[str]
-    injection: float
+    injection: float | None  # None: not model-scored; injection_signals are always set
     injection_signals: list[str]
+    sample_rate: float = 1.0  # the probability this event was model-scored with
     redaction: str
     embedding_model: str
     user_id: str

@@ -51,8 +51,9 @@ def _description(alert: Notification) -> str:
         rule = f"worse than {alert.compare_to} over {format_duration(alert.window_s)}"
     seen = f"{alert.metric} = {_number(alert.value)}" if alert.value is not None else alert.metric
     if alert.status == RESOLVED:
-        return f"{seen}: no longer {rule}" + (f" ({alert.count} events)" if alert.count else "")
-    return f"{seen} {rule} ({alert.count} events)"
+        counted = f" ({alert.count} {alert.counted})" if alert.count else ""
+        return f"{seen}: no longer {rule}{counted}"
+    return f"{seen} {rule} ({alert.count} {alert.counted})"
 
 
 def _link(url: str | None) -> str | None:

@@ -55,6 +55,7 @@ def pagerduty_body(alert: Notification, routing_key: str) -> dict[str, Any]:
                 "window_s": alert.window_s,
                 "for_s": alert.for_s,
                 "count": alert.count,
+                "counted": alert.counted,
                 "labels": alert.labels,
                 "evidence_query": ev.query,
                 "examples": list(ev.examples),

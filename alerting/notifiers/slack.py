@@ -109,7 +109,7 @@ def slack_body(alert: Notification) -> dict[str, Any]:
         _field("Metric", measure),
         _field("Window", window),
         _field("Severity", alert.severity),
-        _field("Events", str(alert.count)),
+        _field(alert.counted.capitalize(), str(alert.count)),
     ]
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": header}},

@@ -37,7 +37,7 @@ def row(event_id: str, model: str = "gpt-4o", tokens: int = 1_000_000, **over) -
         ttft_ms=None, generation_ms=None, output_tokens_per_s=None, cost_usd=0.0,
         cost_source="price_table", tags={}, kafka_partition=0, kafka_offset=0,
         toxicity=0.0, toxicity_scores={}, hallucination=None, unsupported=[], pii_input=[],
-        pii_output=[], injection=0.0, injection_signals=[],
+        pii_output=[], injection=0.0, injection_signals=[], sample_rate=1.0,
     )  # fmt: skip
     values.update(over)
     return [values[c] for c in EVENT_COLUMNS]
@@ -76,6 +76,37 @@ def test_retention_setting_changes_the_table_ttl(engine: Engine) -> None:
                       "AND name='llm_events'")  # fmt: skip
     assert "toIntervalDay(30)" in ddl
     engine.call(migrate, engine.client, DB, ttl_days=90)
+
+
+def test_event_rows_are_the_tables_columns_in_order(engine: Engine) -> None:
+    columns = engine.call(engine.client.query,
+        f"SELECT name FROM system.columns WHERE database = '{DB}' AND table = 'llm_events' "
+        "ORDER BY position").result_rows  # fmt: skip
+    assert [c for (c,) in columns if c != "ingested_at"] == list(EVENT_COLUMNS)
+
+
+def test_an_event_not_model_scored_keeps_null_scores_and_its_sample_rate(engine: Engine) -> None:
+    writer = Writer(engine.client, DB)
+    shed = row("shed-1", toxicity=None, injection=None, injection_signals=["role_play"],
+               sample_rate=0.25)  # fmt: skip
+    engine.call(writer.write_events, [shed, row("kept-1")], "shed")
+    sql = (
+        f"SELECT event_id, toxicity, injection, injection_signals, sample_rate "
+        f"FROM {DB}.llm_events FINAL WHERE event_id IN ('shed-1', 'kept-1') ORDER BY event_id"
+    )
+    assert engine.call(engine.client.query, sql).result_rows == [
+        ("kept-1", 0.0, 0.0, [], 1.0), ("shed-1", None, None, ["role_play"], 0.25),
+    ]  # fmt: skip
+    # rewriting costs reads and writes whole rows: the shed row stays shed
+    no_prices = PriceTable.parse({"version": "v", "models": []})
+    engine.call(recompute_costs, engine.client, DB, no_prices, (TS - timedelta(days=1)).date())
+    assert engine.call(engine.client.query, sql).result_rows[1] == (
+        "shed-1",
+        None,
+        None,
+        ["role_play"],
+        0.25,
+    )
 
 
 def test_costs_recompute_rewrites_table_costs_and_keeps_app_costs(engine: Engine) -> None:

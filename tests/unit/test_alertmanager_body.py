@@ -85,7 +85,7 @@ def test_firing_body_is_one_postable_alert_ending_a_grace_period_ahead() -> None
             },  # empty "variant" left out: an empty label is an absent one
             "annotations": {
                 "summary": "chat v3: 12.5% toxic",
-                "description": "toxicity_rate = 0.125 >= 0.1 over 15m (80 events)",
+                "description": "toxicity_rate = 0.125 >= 0.1 over 15m (80 scored events)",
                 "value": "0.125",
                 "threshold": "0.1",
                 "query": "SELECT 1",
@@ -106,7 +106,7 @@ def test_resolved_body_ends_when_the_alert_ended_and_has_no_value() -> None:
     assert alert["endsAt"] == "2026-01-01T00:10:00.500Z"
     assert "value" not in alert["annotations"]
     assert alert["annotations"]["description"] == (
-        "toxicity_rate: no longer >= 0.1 over 15m (80 events)"
+        "toxicity_rate: no longer >= 0.1 over 15m (80 scored events)"
     )
     assert alert["labels"]["alertname"] == "ToxicityHigh"
 

@@ -17,6 +17,7 @@ from analysis.compare import (
     MIN_EVENTS,
     Comparison,
     NoEventsError,
+    Sample,
     compare,
     holm,
     two_proportion_z,
@@ -200,6 +201,34 @@ def test_drift_of_outputs_is_found_and_named() -> None:
     assert "outputs drifted (MMD adj. p=" in result.verdict
 
 
+def shed(rows: list[Row], scored: int) -> list[Row]:
+    """The worker under load: only the first ``scored`` events got the model scores."""
+    unscored = {"toxicity": None, "injection": None, "hallucination": None}
+    return [r if i < scored else r | unscored for i, r in enumerate(rows)]
+
+
+def test_model_score_rates_are_over_the_scored_events_of_each_side() -> None:
+    # candidate: 40 of 160 events model-scored, 8 of them toxic and 4 injections: 20 %
+    # and 10 %, not 5 % and 2.5 % of all its events
+    cand = [r | {"toxicity": 0.9 if i < 8 else 0.05, "injection": 0.8 if i < 4 else 0.0}
+            for i, r in enumerate(events(160, seed=2))]  # fmt: skip
+    result = run(source(events(100, seed=1), shed(cand, 40)))
+    assert result.metric("toxicity_rate").candidate == Sample(40, pytest.approx(0.2), 8)
+    assert result.metric("injection_rate").candidate == Sample(40, pytest.approx(0.1), 4)
+    assert result.metric("toxicity_rate").baseline.n == 100  # all scored
+    assert result.metric("error_rate").candidate.n == 160  # not a model score: every event
+    counts = result.counts["candidate"]
+    assert (counts["sampled"], counts["with_toxicity"], counts["with_injection"]) == (160, 40, 40)
+    assert "if(n = 0, NULL, hits / n) AS rate" in result.metric("toxicity_rate").sql
+
+
+def test_a_side_with_no_scored_event_has_no_rate_and_no_test() -> None:
+    result = run(source(events(100, seed=1), shed(events(100, seed=2), 0)))
+    m = result.metric("toxicity_rate")
+    assert m.candidate == Sample(0, None, 0)
+    assert (m.p_value, m.verdict) == (None, "not enough data")
+
+
 # --- evidence and errors ----------------------------------------------------------------------
 
 
@@ -254,6 +283,18 @@ def fake_backend(monkeypatch: pytest.MonkeyPatch) -> FakeSource:
 
     monkeypatch.setattr(cmp, "compare", fake)
     return src
+
+
+def test_cli_says_how_many_events_were_model_scored(fake_backend: FakeSource) -> None:
+    cand = [r for r in fake_backend.rows if r["side"] == "candidate"]
+    fake_backend.rows = [r for r in fake_backend.rows if r["side"] == "baseline"]
+    fake_backend.rows += shed(cand, 50)
+    args = ["compare", "--app", "chat", "--baseline", "v6", "--candidate", "v7"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "baseline: 200 events, candidate: 200 events (50 of 200 used model-scored)" in (
+        result.output
+    )
 
 
 @pytest.mark.usefixtures("fake_backend")

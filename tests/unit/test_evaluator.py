@@ -69,6 +69,18 @@ def tick(ev: Evaluator) -> list[Notification]:
     return asyncio.run(ev.tick())
 
 
+def test_a_model_score_alert_says_how_many_scored_events_its_value_rests_on() -> None:
+    w = World(current=[("bot", "v7", 0.4, 50)])  # n: count(toxicity), the scored events
+    ev = w.evaluator()
+    tick(ev)
+    w.now += 30.0
+    (n,) = tick(ev)
+    assert n.count == 50
+    assert n.summary == (
+        "toxic-output: toxicity_rate 40.0% > 10.0% over 1m on bot v7 (50 scored events)"
+    )
+
+
 def test_a_breach_waits_for_the_for_duration_before_anyone_is_told() -> None:
     w = World(current=[("bot", "v7", 0.4, 50)])
     ev = w.evaluator()

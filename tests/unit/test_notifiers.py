@@ -140,6 +140,7 @@ PD_TRIGGER = {
             "window_s": 300,
             "for_s": 60,
             "count": 120,
+            "counted": "events",
             "labels": FIRING.labels,
             "evidence_query": QUERY,
             "examples": ["user <b>x</b> & y", "second"],
@@ -269,6 +270,17 @@ def test_slack_shows_at_most_three_examples_each_cut_near_300_characters() -> No
     lines = examples["text"]["text"].split("\n")[1:]
     assert [line[:3] for line in lines] == ["• &", "• b", "• c"]
     assert len(lines[0]) <= 302 and lines[0].endswith("&amp;…")  # no half-cut entity
+
+
+def test_a_model_score_alert_says_its_count_is_of_scored_events() -> None:
+    # while the worker sheds load only a sample is model-scored: 80 of maybe 320 events
+    alert = dataclasses.replace(FIRING, metric="toxicity_rate", count=80)
+    assert alert.counted == "scored events"
+    assert {"type": "mrkdwn", "text": "*Scored events*\n80"} in slack_body(alert)["blocks"][1][
+        "fields"
+    ]
+    details = pagerduty_body(alert, ROUTING_KEY)["payload"]["custom_details"]
+    assert (details["count"], details["counted"]) == (80, "scored events")
 
 
 def test_slack_text_cannot_forge_a_mention_or_link() -> None:

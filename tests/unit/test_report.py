@@ -52,7 +52,7 @@ class Ev:
     app: str = "support-bot"
     error: bool = False
     latency: float = 800.0
-    toxicity: float = 0.0
+    toxicity: float | None = 0.0  # None: not model-scored (the worker shed load)
     hallucination: float | None = None
     feedback: float | None = None
 
@@ -146,13 +146,14 @@ class FakeStore:
         key = lambda e: (math.floor(e.ts.timestamp() / step) * step, e.app, e.pv)  # noqa: E731
         for (t, app, pv), evs in sorted(self._groups(key).items()):
             n, lat = len(evs), [e.latency for e in evs]
+            tox = [e.toxicity for e in evs if e.toxicity is not None]
             hal = [e.hallucination for e in evs if e.hallucination is not None]
             fb = [e.feedback for e in evs if e.feedback is not None]
             rows.append(dict(
                 t=t, app=app, prompt_version=pv, events=n, errors=sum(e.error for e in evs),
                 error_rate=sum(e.error for e in evs) / n, latency_p50=_q(lat, 0.5),
                 latency_p95=_q(lat, 0.95), latency_p99=_q(lat, 0.99),
-                toxicity_rate=sum(e.toxicity >= 0.5 for e in evs) / n,
+                toxicity_rate=sum(t >= 0.5 for t in tox) / len(tox) if tox else None,
                 hallucination_rate=sum(h >= 0.5 for h in hal) / len(hal) if hal else None,
                 feedback=len(fb), negative_feedback_rate=sum(f < 0 for f in fb) / len(fb) if fb
                 else None))  # fmt: skip
@@ -162,10 +163,12 @@ class FakeStore:
         rows = []
         for (app, pv), evs in self._groups(lambda e: (e.app, e.pv)).items():
             n, hal = len(evs), [e.hallucination for e in evs if e.hallucination is not None]
+            tox = [e.toxicity for e in evs if e.toxicity is not None]
             rows.append(dict(
                 app=app, prompt_version=pv, events=n, error_rate=sum(e.error for e in evs) / n,
                 latency_p95=_q([e.latency for e in evs], 0.95),
-                toxicity_rate=sum(e.toxicity >= 0.5 for e in evs) / n,
+                toxicity_rate=sum(t >= 0.5 for t in tox) / len(tox) if tox else None,
+                scored=len(tox),
                 hallucination_rate=sum(h >= 0.5 for h in hal) / len(hal) if hal else None,
                 cost_usd=n * 0.0005, first_ts=evs[0].ts.timestamp(),
                 last_ts=evs[-1].ts.timestamp()))  # fmt: skip
@@ -240,6 +243,22 @@ def test_report_json_says_what_was_drawn(tmp_path: Path) -> None:
     assert "3 events have no price" in meta["images"]["cost.png"]["note"]
     for name in IMAGES:  # Report.series and report.json agree
         assert report.series[name] == [s["label"] for s in meta["images"][name]["series"]]
+
+
+def test_totals_say_how_many_events_the_model_scores_rest_on(tmp_path: Path) -> None:
+    events = four_hours()
+    for k, e in enumerate(e for e in events if e.pv == "v7"):
+        e.toxicity = e.toxicity if k % 4 == 0 else None  # shed load: a quarter scored
+    for e in events:
+        e.toxicity = None if e.pv == "v6" else e.toxicity  # v6: never scored
+    report = _build(tmp_path, FakeStore(events=events))
+    page = report.html.read_text()
+    assert "<th>model-scored</th>" in page
+    assert '<td class="n">595 (25%)</td>' in page  # 595 of v7's 2,380 events
+    assert '<td class="n">0 (0%)</td>' in page
+    # v6 has no toxicity rate: nothing drawn for it, rather than a line at 0
+    assert "toxicity: v6" not in report.series["quality.png"]
+    assert "toxicity: v7" in report.series["quality.png"]
 
 
 def _versions(series: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage.rows import EMBEDDING_COLUMNS, EmbeddingRow
+from storage.rows import EMBEDDING_COLUMNS, EVENT_COLUMNS, EmbeddingRow, EventRow
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -28,3 +28,14 @@ def test_a_row_cannot_be_filled_by_position_or_changed() -> None:
                        model="m", vector=[0.5])  # fmt: skip
     with pytest.raises(FrozenInstanceError):
         row.app = "b"  # type: ignore[misc]
+
+
+def test_an_event_row_is_model_scored_unless_it_says_otherwise() -> None:
+    values: dict = dict.fromkeys(EVENT_COLUMNS, "")
+    del values["sample_rate"]
+    row = EventRow(**values | {"toxicity": None, "injection": None})
+    assert row.sample_rate == 1.0
+    as_columns = dict(zip(EVENT_COLUMNS, row, strict=True))
+    assert (as_columns["toxicity"], as_columns["injection"]) == (None, None)
+    # the column follows injection_signals, as migration 0007 adds it
+    assert EVENT_COLUMNS.index("sample_rate") == EVENT_COLUMNS.index("injection_signals") + 1
