@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1)
     batch_max: int = Field(2000, ge=1)
     batch_within_s: float = Field(0.5, gt=0)
+    # load shedding: past this lag the models score a sample (0: never shed)
+    max_lag_s: float = Field(30.0, ge=0)
     retention_days: int = Field(90, ge=1)
     kafka_session_timeout_s: float = Field(10.0, gt=0)
     kafka_rebalance_timeout_s: float = Field(6.0, gt=0)

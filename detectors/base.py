@@ -51,6 +51,17 @@ class TextBatch:
         n = len(inputs)
         return cls(inputs, outputs if outputs is not None else [""] * n, contexts or [None] * n)
 
+    def subset(self, rows: Sequence[int]) -> TextBatch:
+        """These rows only, in this order (vectors too, when the batch has them)."""
+        index = list(rows)
+        return TextBatch(
+            [self.inputs[i] for i in index],
+            [self.outputs[i] for i in index],
+            [self.contexts[i] for i in index],
+            None if self.input_vectors is None else self.input_vectors[index],
+            None if self.output_vectors is None else self.output_vectors[index],
+        )
+
     def with_vectors(self, inputs: np.ndarray, outputs: np.ndarray) -> TextBatch:
         return replace(self, input_vectors=inputs, output_vectors=outputs)
 

@@ -41,7 +41,9 @@ _ATTACK_LABEL = re.compile(r"inject|jailbreak|attack|unsafe|malicious")
 
 @dataclass(frozen=True)
 class Injection:
-    score: float  # probability that the input is an injection or jailbreak attempt
+    # probability that the input is an injection or jailbreak attempt; None when the
+    # model did not run (load shedding), while the rule signals always do
+    score: float | None
     signals: list[str]  # rule signals that fired, in SIGNALS order
 
 
@@ -92,10 +94,15 @@ class InjectionDetector:
             scores = self.head.predict(x)
         else:
             scores = rules.max(axis=1)
-        return [
-            Injection(float(s), [n for n, v in zip(SIGNALS, row, strict=True) if v >= FIRES_AT])
-            for s, row in zip(scores, rules, strict=True)
-        ]
+        return [Injection(float(s), _fired(row)) for s, row in zip(scores, rules, strict=True)]
+
+    def signals(self, texts: Sequence[str]) -> list[Injection]:
+        """The rule signals alone, score None: the cheap path for events the models skip."""
+        return [Injection(None, _fired(row)) for row in rule_features(list(texts))] if texts else []
+
+
+def _fired(row: np.ndarray) -> list[str]:
+    return [n for n, v in zip(SIGNALS, row, strict=True) if v >= FIRES_AT]
 
 
 class _Classifier:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -47,12 +47,19 @@ class SuiteConfig:
 
 @dataclass(frozen=True)
 class TextScores:
-    toxicity: Toxicity
-    hallucination: Groundedness
+    """One event's text scores. The model-based ones (toxicity, hallucination, the
+    injection score, the vectors) are None where load shedding skipped the models."""
+
+    toxicity: Toxicity | None
+    hallucination: Groundedness | None
     pii: Pii
     injection: Injection
-    input_vector: np.ndarray
-    output_vector: np.ndarray
+    input_vector: np.ndarray | None
+    output_vector: np.ndarray | None
+
+    @property
+    def modelled(self) -> bool:
+        return self.input_vector is not None
 
 
 class DetectorSuite:
@@ -95,7 +102,23 @@ class DetectorSuite:
         finally:
             self.seconds[name] += time.perf_counter() - started
 
-    def score(self, batch: TextBatch) -> list[TextScores]:
+    def score(self, batch: TextBatch, chosen: Sequence[bool] | None = None) -> list[TextScores]:
+        """Every detector over ``batch``; with ``chosen``, the models only over the chosen
+        events and the cheap detectors (PII, injection rule signals) over the others."""
+        if chosen is None or all(chosen):
+            return self._score(batch)
+        picked = [i for i, c in enumerate(chosen) if c]
+        others = [i for i, c in enumerate(chosen) if not c]
+        full = iter(self._score(batch.subset(picked)) if picked else [])
+        rest = batch.subset(others)
+        pii = iter(self._timed("pii", self.pii.score, rest))
+        signals = iter(self._timed("injection", self.injection.signals, rest.inputs))
+        return [
+            next(full) if c else TextScores(None, None, next(pii), next(signals), None, None)
+            for c in chosen
+        ]
+
+    def _score(self, batch: TextBatch) -> list[TextScores]:
         if not len(batch):
             return []
         # One encode for the batch: inputs, outputs and the hallucination check's

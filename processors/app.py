@@ -21,11 +21,12 @@ from core.kafka_security import faust_credentials
 from core.retry import Backoff
 from core.settings import Settings
 from processors.alerting import install_alerting
-from processors.batch import Record, Scorer, records_of
+from processors.batch import Record, ScoredBatch, Scorer, records_of
 from processors.drift_monitor import DriftMonitor, ScoredMessage
 from processors.feedback import install_feedback
 from processors.handler import BatchHandler
 from processors.http import install_endpoints, open_endpoint_problem
+from processors.shedding import LoadShedder
 from storage.engine import Engine
 
 __all__ = ["APP_ID", "WorkerApp", "create_app"]
@@ -98,14 +99,34 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> WorkerApp:
     async def send_scored(key: bytes, value: bytes) -> Any:
         return await scored.send(key=key, value=value, force=True)
 
-    handler = BatchHandler(scorer, engine, send_dead_letter, scored_sink=send_scored)
+    handler = BatchHandler(
+        scorer, engine, send_dead_letter, scored_sink=send_scored,
+        shedder=LoadShedder(settings.max_lag_s),
+    )  # fmt: skip
 
     @app.agent(events, name="score")
     async def score(stream: faust.StreamT) -> None:
-        async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
-            await handler.handle(records_of(batch))
+        # Batch N is stored (and then acked) while batch N+1 is scored; stores run one
+        # at a time and in order, so offsets still commit only after their batch.
+        async def store_then_ack(batch: list[Any], scored: ScoredBatch) -> None:
+            await handler.finish(scored)
             for event in batch:
                 await stream.ack(event)
+
+        storing: asyncio.Task[None] | None = None
+        try:
+            async for batch in stream.noack_take(
+                settings.batch_max, within=settings.batch_within_s
+            ):
+                scored = await handler.score(records_of(batch))
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(store_then_ack(batch, scored))
+            if storing is not None:
+                await storing
+        finally:
+            if storing is not None and not storing.done():
+                storing.cancel()  # unacked, so replayed: every write is idempotent
 
     monitor = DriftMonitor(settings, engine, scorer.suite.embedding_model, handler.compute)
 

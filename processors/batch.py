@@ -8,6 +8,7 @@ whole batch; text is redacted after scoring and before it becomes a row.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from detectors.cost import Cost, CostDetector, PriceTable
 from detectors.latency import Latency, LatencyDetector
 from detectors.suite import DetectorSuite, SuiteConfig, TextScores
 from ingest.schema import LIMITS, Event, Rejection, parse_event
+from processors.shedding import Sampling
 from storage.rows import DeadLetterRow, EmbeddingRow, EventRow
 
 __all__ = [
@@ -45,6 +47,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: float = 0.0  # Kafka timestamp, epoch seconds (0: unknown)
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,13 @@ class ScoredBatch:
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     rejected: list[tuple[Record, Rejection]] = field(default_factory=list)
     offsets: list[tuple[str, int, int]] = field(default_factory=list)
-    # (key, value) for llm.scored: key app|prompt_version, so each key's windows
-    # live on one partition and so on one worker.
+    # (key, value) for llm.scored, one per model-scored event: key app|prompt_version,
+    # so each key's windows live on one partition and so on one worker.
     summaries: list[tuple[bytes, bytes]] = field(default_factory=list)
+    sample_rate: float = 1.0  # the probability each event had of being model-scored
+    modelled: int = 0  # events the models scored
+    model_seconds: float = 0.0  # time the text detectors took
+    score_seconds: float = 0.0  # time the whole scoring took, parsing included
 
 
 class Scorer:
@@ -79,8 +86,11 @@ class Scorer:
     def price_version(self) -> str:
         return self.cost.table.version
 
-    def score_events(self, events: Sequence[Event]) -> list[EventScores]:
-        """Every detector over valid events; what ``llmpulse score`` prints."""
+    def score_events(
+        self, events: Sequence[Event], chosen: Sequence[bool] | None = None
+    ) -> list[EventScores]:
+        """Every detector over valid events; what ``llmpulse score`` prints. With
+        ``chosen`` (load shedding), the models score only the chosen events."""
         if not events:
             return []
         usage = [e.usage for e in events]
@@ -96,11 +106,18 @@ class Scorer:
         texts = TextBatch(
             [e.input for e in events], [e.output for e in events], [e.context for e in events]
         )
-        text = self.suite.score(texts)
+        text = self.suite.score(texts, chosen)
         return [EventScores(*p) for p in zip(costs, latencies, text, strict=True)]
 
-    def score(self, records: Sequence[Record]) -> ScoredBatch:
-        batch = ScoredBatch(offsets=[(r.topic, r.partition, r.offset) for r in records])
+    def score(self, records: Sequence[Record], sampling: Sampling | None = None) -> ScoredBatch:
+        """The batch's rows; ``sampling`` (one flag per record) says which events the
+        models score, the cheap detectors scoring all of them."""
+        began = time.perf_counter()
+        rate = 1.0 if sampling is None else sampling.rate
+        batch = ScoredBatch(
+            offsets=[(r.topic, r.partition, r.offset) for r in records], sample_rate=rate
+        )
+        chosen_of = dict(zip(map(id, records), sampling.chosen, strict=True)) if sampling else {}
         events: list[tuple[Record, Event]] = []
         redact = self.suite.redactor.redact
         for record in records:
@@ -110,14 +127,18 @@ class Scorer:
                 batch.dead_letters.append(dead_letter_row(record, parsed, redact))
             else:
                 events.append((record, parsed))
-        scores = self.score_events([e for _, e in events])
+        chosen = [chosen_of.get(id(r), True) for r, _ in events]
+        started = time.perf_counter()
+        scores = self.score_events([e for _, e in events], chosen if sampling else None)
+        batch.model_seconds = time.perf_counter() - started
+        batch.modelled = sum(s.text.modelled for s in scores)
         version = self.price_version
         mode = self.suite.config.redaction
         model = self.suite.embedding_model
         for (record, e), sc in zip(events, scores, strict=True):
             cost, lat, text = sc.cost, sc.latency, sc.text
             usage = e.usage
-            tox = text.toxicity
+            tox, grounded = text.toxicity, text.hallucination
             batch.rows.append(EventRow(
                 event_id=e.event_id, ts=e.ts, app=e.app, environment=e.environment or "",
                 provider=e.provider or "", model=e.model, prompt_id=e.prompt_id or "",
@@ -132,12 +153,12 @@ class Scorer:
                 output_tokens_per_s=lat.output_tokens_per_s, cost_usd=cost.usd,
                 cost_source=cost.source,
                 price_version=version if cost.source == "price_table" else "",
-                toxicity=tox.scores.get("toxicity", 0.0), toxicity_scores=tox.scores,
-                toxicity_model=tox.model, hallucination=text.hallucination.score,
-                unsupported=self.suite.redactor.redact_quotes(
-                    e.output, text.hallucination.unsupported
-                ),
-                hallucination_method=text.hallucination.method, pii_input=text.pii.input,
+                toxicity=tox.scores.get("toxicity", 0.0) if tox else None,
+                toxicity_scores=tox.scores if tox else {}, toxicity_model=tox.model if tox else "",
+                hallucination=grounded.score if grounded else None,
+                unsupported=self.suite.redactor.redact_quotes(e.output, grounded.unsupported)
+                if grounded else [],
+                hallucination_method=grounded.method if grounded else "", pii_input=text.pii.input,
                 pii_output=text.pii.output, injection=text.injection.score,
                 injection_signals=text.injection.signals, redaction=mode, embedding_model=model,
                 user_id=e.user_id or "", session_id=e.session_id or "",
@@ -146,21 +167,24 @@ class Scorer:
                 tags={k: redact(v) for k, v in (e.tags or {}).items()},
                 extra=json.dumps(_redact_json(e.extra, redact), ensure_ascii=False)
                 if e.model_extra else "",
-                kafka_partition=record.partition, kafka_offset=record.offset,
+                kafka_partition=record.partition, kafka_offset=record.offset, sample_rate=rate,
             ))  # fmt: skip
+            if text.input_vector is None or text.output_vector is None:
+                continue  # not model-scored: no vectors, so nothing for the drift windows
             batch.summaries.append(scored_summary(e, sc))
             for kind, vector in (("input", text.input_vector), ("output", text.output_vector)):
                 batch.embeddings.append(EmbeddingRow(
                     event_id=e.event_id, ts=e.ts, app=e.app, prompt_version=e.prompt_version or "",
                     kind=kind, model=model, vector=vector.tolist(),
                 ))  # fmt: skip
+        batch.score_seconds = time.perf_counter() - began
         return batch
 
 
 def records_of(events: Sequence[Any]) -> list[Record]:
     """Faust events of one ``take`` as plain records, so handlers stay Faust-free."""
     m = [e.message for e in events]
-    return [Record(x.topic, x.partition, x.offset, x.key, x.value) for x in m]
+    return [Record(x.topic, x.partition, x.offset, x.key, x.value, x.timestamp or 0.0) for x in m]
 
 
 def scored_key(app: str, prompt_version: str) -> bytes:
@@ -174,6 +198,7 @@ def scored_summary(e: Event, s: EventScores) -> tuple[bytes, bytes]:
     the topic keeps it small and the stored rows the one source of truth.
     """
     text = s.text
+    assert text.toxicity is not None and text.hallucination is not None
     value = {
         "event_id": e.event_id,
         "ts": int(e.ts.timestamp() * 1000),
@@ -185,7 +210,7 @@ def scored_summary(e: Event, s: EventScores) -> tuple[bytes, bytes]:
         "hallucination": None
         if text.hallucination.score is None
         else round(float(text.hallucination.score), 6),
-        "injection": round(float(text.injection.score), 6),
+        "injection": None if text.injection.score is None else round(text.injection.score, 6),
         "pii": bool(text.pii.input or text.pii.output),
         "cost_usd": s.cost.usd,
         "latency_ms": e.latency_ms,

@@ -3,13 +3,19 @@
 Commit order (the caller acks offsets only after ``handle`` returns):
 
 1. score the batch (validation splits off dead letters) on the scoring thread,
-   so the event loop keeps Kafka heartbeats and the SQL endpoint going;
+   so the event loop keeps Kafka heartbeats and the SQL endpoint going; the
+   models score every event, or a sample while the worker is behind
+   (:mod:`processors.shedding`);
 2. produce dead letters to ``llm.deadletter`` and wait for the broker's ack;
 3. insert ``dead_letters``, ``llm_embeddings``, then ``llm_events`` rows, each
    with a dedup token (events last: a row there means its batch is complete);
 4. produce one summary per stored event to ``llm.scored`` (keyed app|prompt_version)
    and wait for the broker's acks: the drift windows read vectors of stored rows;
 5. return — the agent acks the batch's offsets, Faust commits them.
+
+Step 1 of the next batch may run while steps 2-5 of this one do (:meth:`score`
+then :meth:`finish`); ``finish`` calls stay in order, so offsets still commit
+only after their batch is stored, and in order.
 
 A crash anywhere before 5 replays the batch: the topics may get a dead letter or
 a summary twice, the tables do not (dedup token, then ReplacingMergeTree). Storage
@@ -30,6 +36,7 @@ from typing import Any, TypeVar
 from core.retry import Backoff
 from ingest.schema import Rejection
 from processors.batch import Record, ScoredBatch, Scorer
+from processors.shedding import LoadShedder
 from storage.engine import Engine
 from storage.writer import Writer, batch_token
 
@@ -107,6 +114,7 @@ class BatchHandler:
         dead_letter_sink: DeadLetterSink,
         backoff: Backoff | None = None,
         scored_sink: ScoredSink | None = None,
+        shedder: LoadShedder | None = None,
     ) -> None:
         self.scorer = scorer
         self.engine = engine
@@ -116,6 +124,7 @@ class BatchHandler:
         self.backoff = backoff or Backoff()
         self.stats = Stats()
         self.stored = StoredOffsets()
+        self.shedder = shedder or LoadShedder(0.0)  # 0: never shed
         # One thread per device: models are not re-entrant and a GPU gains nothing
         # from two batches at once.
         device = scorer.suite.embeddings.device
@@ -130,8 +139,18 @@ class BatchHandler:
         return await loop.run_in_executor(self._scoring, lambda: fn(*args, **kwargs))
 
     async def handle(self, records: Sequence[Record]) -> ScoredBatch:
+        """Score, then store: the whole of one batch, steps 1 to 4."""
+        return await self.finish(await self.score(records))
+
+    async def score(self, records: Sequence[Record]) -> ScoredBatch:
+        """Step 1: validate and score on the scoring thread, sampled if behind."""
+        sampling = self.shedder.plan([r.timestamp for r in records])
         loop = asyncio.get_running_loop()
-        batch = await loop.run_in_executor(self._scoring, self.scorer.score, records)
+        return await loop.run_in_executor(self._scoring, self.scorer.score, records, sampling)
+
+    async def finish(self, batch: ScoredBatch) -> ScoredBatch:
+        """Steps 2 to 4 for a scored batch; the caller acks its offsets afterwards."""
+        started = time.perf_counter()
         await send_dead_letters(self.dead_letter_sink, batch.rejected)
         await self._store(batch)
         self.stored.advance(batch.offsets)
@@ -141,6 +160,11 @@ class BatchHandler:
         self.stats.batches += 1
         self.stats.stored += len(batch.rows)
         self.stats.dead += len(batch.dead_letters)
+        # scoring plus storing: more than the cycle when the two overlap, so the
+        # shedder errs towards sampling a little more than it must
+        elapsed = batch.score_seconds + time.perf_counter() - started
+        events = len(batch.rows) + len(batch.dead_letters)
+        self.shedder.observe(events, batch.modelled, batch.model_seconds, elapsed)
         return batch
 
     async def _store(self, batch: ScoredBatch) -> None:

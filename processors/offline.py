@@ -28,7 +28,9 @@ class ScoreSummary:
 
 def scores_object(s: EventScores) -> dict[str, Any]:
     """The ``scores`` key of an output line (a contract: the README documents it)."""
-    text = s.text
+    text = s.text  # ``llmpulse score`` never sheds: every model ran
+    assert text.toxicity is not None and text.hallucination is not None
+    assert text.injection.score is not None
     return {
         "toxicity": {k: round(float(v), 6) for k, v in text.toxicity.scores.items()},
         "hallucination": None
