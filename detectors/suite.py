@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from detectors.base import TextBatch
+from detectors.base import DetectorError, TextBatch
 from detectors.embeddings import EmbeddingModel, EmbeddingsDetector
 from detectors.hallucination import Groundedness, HallucinationDetector
 from detectors.injection import Injection, InjectionDetector
@@ -24,7 +24,7 @@ from detectors.pii import Pii, PiiDetector
 from detectors.redaction import Redactor
 from detectors.toxicity import Toxicity, load_toxicity
 
-__all__ = ["DetectorSuite", "SuiteConfig", "TextScores"]
+__all__ = ["DetectorSuite", "NoEmbeddings", "SuiteConfig", "TextScores"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +43,7 @@ class SuiteConfig:
     injection_classifier: str | None = None
     redaction: str = "mask"
     redaction_salt: str = field(default="", repr=False)  # a secret
+    models: bool = True  # LLMPULSE_MODELS: False loads no model, only the cheap detectors run
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,37 @@ class TextScores:
         return self.input_vector is not None
 
 
+class NoEmbeddings:
+    """Stands in for the embedding model when the models are off (``SuiteConfig.models``):
+    nothing is loaded, nothing runs on a device, and asking for a vector says why not."""
+
+    name = ""
+    device = "cpu"
+    precision = "off"
+    dim = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        raise DetectorError("the models are off (LLMPULSE_MODELS=off): no embedding model loaded")
+
+
 class DetectorSuite:
-    """Loads every model once; ``score`` runs one batched pass per model."""
+    """Loads every model once; ``score`` runs one batched pass per model.
+
+    With ``config.models`` False no model is loaded: only the cheap detectors (PII,
+    injection rule signals) exist, and callers must pass ``chosen`` all False."""
 
     def __init__(self, config: SuiteConfig | None = None) -> None:
         self.config = config or SuiteConfig()
         c = self.config
+        self.pii = PiiDetector()
+        self.redactor = Redactor(c.redaction, salt=c.redaction_salt)
+        self.seconds: dict[str, float] = defaultdict(float)  # cumulative, per detector
+        if not c.models:
+            self.embeddings: EmbeddingModel | NoEmbeddings = NoEmbeddings()
+            self.injection = InjectionDetector(None)  # its rule signals; no model behind them
+            log.info("detectors ready: models off, cheap detectors only; redaction=%s",
+                     c.redaction)  # fmt: skip
+            return
         self.embeddings = EmbeddingModel(c.embedding_model, device=c.device, precision=c.precision)
         self.embedder = EmbeddingsDetector(self.embeddings)
         self.toxicity = load_toxicity(
@@ -76,12 +102,9 @@ class DetectorSuite:
         self.hallucination = HallucinationDetector(
             self.embeddings, nli_path=c.hallucination_nli, device=c.device
         )
-        self.pii = PiiDetector()
         self.injection = InjectionDetector(
             self.embeddings, classifier_path=c.injection_classifier, device=c.device
         )
-        self.redactor = Redactor(c.redaction, salt=c.redaction_salt)
-        self.seconds: dict[str, float] = defaultdict(float)  # cumulative, per detector
         log.info(
             "detectors ready on %s: embeddings=%s toxicity=%s redaction=%s",
             self.embeddings.device, self.embeddings.name, self.toxicity_model, c.redaction,
