@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     clickhouse_ca_cert: Path | None = None  # None: certifi's CAs
     clickhouse_verify: bool = True
     rules: Path | None = None
+    models: bool = True  # off: no model loads, only the cheap detectors score events
     device: str = "auto"
     precision: str = "auto"  # model precision: auto (per device) | fp32 | bf16 | fp16
     partitions: int = Field(4, ge=1)

@@ -266,7 +266,7 @@ def score(file: Path, output: Path | None, batch_size: int) -> None:
     settings = load_cli_settings()
     try:
         with console.status("loading detectors"):
-            scorer = build_scorer(settings)
+            scorer = build_scorer(settings, models=True)
     except DetectorError as exc:
         raise click.ClickException(str(exc)) from None
     columns = (TextColumn("scoring"), BarColumn(), TextColumn("{task.fields[n]} events"),

@@ -7,6 +7,7 @@ whole batch; text is redacted after scoring and before it becomes a row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -93,6 +94,8 @@ class Scorer:
         ``chosen`` (load shedding), the models score only the chosen events."""
         if not events:
             return []
+        if not self.suite.config.models:
+            chosen = [False] * len(events)  # nothing loaded: the cheap detectors only
         usage = [e.usage for e in events]
         out_tokens = [u.output_tokens if u else None for u in usage]
         costs = self.cost.score(
@@ -114,6 +117,8 @@ class Scorer:
         models score, the cheap detectors scoring all of them."""
         began = time.perf_counter()
         rate = 1.0 if sampling is None else sampling.rate
+        if not self.suite.config.models:
+            rate = 0.0  # the probability a row was model-scored: none is
         batch = ScoredBatch(
             offsets=[(r.topic, r.partition, r.offset) for r in records], sample_rate=rate
         )
@@ -232,12 +237,17 @@ def suite_config(settings: Settings) -> SuiteConfig:
         injection_classifier=path(settings.injection_classifier),
         redaction=settings.redaction,
         redaction_salt=settings.redaction_salt,
+        models=settings.models,
     )
 
 
-def build_scorer(settings: Settings) -> Scorer:
-    """The scorer the worker runs; ``llmpulse score`` builds the same one."""
-    return Scorer(PriceTable.load(settings.prices), DetectorSuite(suite_config(settings)))
+def build_scorer(settings: Settings, *, models: bool | None = None) -> Scorer:
+    """The scorer the worker runs; ``llmpulse score`` builds the same one with
+    ``models=True`` (its output is the model scores, whatever LLMPULSE_MODELS says)."""
+    config = suite_config(settings)
+    if models is not None:
+        config = dataclasses.replace(config, models=models)
+    return Scorer(PriceTable.load(settings.prices), DetectorSuite(config))
 
 
 def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:

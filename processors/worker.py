@@ -293,7 +293,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
         f"embedding model {model.name} on {model.device} at {model.precision}"
         + (" (auto: native bf16 on this CPU)" if settings.precision == "auto"
            and model.precision == "bf16" else "")
-    )  # fmt: skip
+    ) if settings.models else "models off (LLMPULSE_MODELS=off): cheap detectors only"  # fmt: skip
     state = _state_path(settings)
     # Announce first, so `llmpulse sql` waits for this worker's endpoint instead of
     # racing it for the embedded engine.
