@@ -208,6 +208,24 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _parse(payload: bytes | str, model: type[M]) -> M | Rejection:
+    """Valid payloads take pydantic's JSON parser (one pass, no Python dicts in between);
+    anything it refuses, or that nests too deep, goes the way it always went, so every
+    rejection names the same field and rule as before."""
+    if len(payload) > LIMITS.payload_bytes:
+        return Rejection("payload", f"larger than {LIMITS.payload_bytes} bytes")
+    try:
+        parsed = model.model_validate_json(payload)
+    except ValidationError:
+        return _parse_slow(payload, model)
+    # Known fields nest two levels at most; only unknown ones (kept in extra) can go deeper.
+    if parsed.model_extra and _depth_exceeds(parsed.model_extra, LIMITS.json_depth):
+        return _parse_slow(payload, model)
+    return parsed
+
+
+def _parse_slow(payload: bytes | str, model: type[M]) -> M | Rejection:
+    """json.loads, limits, then validation: the reference for :func:`_parse`, which it
+    must agree with on every payload (tests/unit/test_schema_fast.py)."""
     obj = _decode(payload)
     if isinstance(obj, Rejection):
         return obj
