@@ -20,8 +20,9 @@ from alerting.evaluator import Evaluator
 from core.kafka_security import faust_credentials
 from core.retry import Backoff
 from core.settings import Settings
+from ingest.envelope import ENVELOPE_HEADER
 from processors.alerting import install_alerting
-from processors.batch import Record, ScoredBatch, Scorer, records_of
+from processors.batch import Record, ScoredBatch, Scorer, micro_batches
 from processors.drift_monitor import DriftMonitor, ScoredMessage
 from processors.feedback import install_feedback
 from processors.handler import BatchHandler
@@ -89,6 +90,10 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> WorkerApp:
             "llmpulse.field": field.encode(),
             "llmpulse.source": f"{record.topic}/{record.partition}/{record.offset}".encode(),
         }
+        if record.line:  # one bad line of an envelope: the value is that line alone
+            headers["llmpulse.line"] = str(record.line).encode()
+        elif record.envelope is not None:  # an envelope refused whole: replayable as one
+            headers[ENVELOPE_HEADER] = record.envelope
         # force=True: send now, not when the source event is acked (Faust's default).
         return await dead_letters.send(
             key=record.key, value=record.value, headers=headers, force=True
@@ -115,13 +120,16 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> WorkerApp:
 
         storing: asyncio.Task[None] | None = None
         try:
-            async for batch in stream.noack_take(
+            async for taken in stream.noack_take(
                 settings.batch_max, within=settings.batch_within_s
             ):
-                scored = await handler.score(records_of(batch))
-                if storing is not None:
-                    await storing
-                storing = asyncio.create_task(store_then_ack(batch, scored))
+                # Envelopes carry many events per message: a take is cut into batches of
+                # at most batch_max events, each acked once its whole messages are stored.
+                for batch, records in micro_batches(taken, settings.batch_max):
+                    scored = await handler.score(records)
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.create_task(store_then_ack(batch, scored))
             if storing is not None:
                 await storing
         finally:

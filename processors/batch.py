@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from detectors.base import TextBatch
 from detectors.cost import Cost, CostDetector, PriceTable
 from detectors.latency import Latency, LatencyDetector
 from detectors.suite import DetectorSuite, SuiteConfig, TextScores
+from ingest.envelope import envelope_version, split_envelope
 from ingest.schema import LIMITS, Event, Rejection, parse_event
 from processors.shedding import Sampling
 from storage.rows import DeadLetterRow, EmbeddingRow, EventRow
@@ -31,6 +32,8 @@ __all__ = [
     "ScoredBatch",
     "Scorer",
     "build_scorer",
+    "event_records",
+    "micro_batches",
     "records_of",
     "scored_key",
     "scored_summary",
@@ -41,14 +44,19 @@ __all__ = [
 DEAD_LETTER_PAYLOAD_BYTES = 65_536
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
+    """One event to validate: a Kafka message, or one line of an envelope (``line``)."""
+
     topic: str
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes  # the event's bytes as sent (one line, for an envelope)
     timestamp: float = 0.0  # Kafka timestamp, epoch seconds (0: unknown)
+    line: int = 0  # 1-based line of the envelope this event came in; 0: not an envelope
+    envelope: bytes | None = None  # the llmpulse.envelope header, for envelope records
+    refused: Rejection | None = None  # an envelope refused as a whole: its record is one
 
 
 @dataclass(frozen=True)
@@ -119,14 +127,15 @@ class Scorer:
         rate = 1.0 if sampling is None else sampling.rate
         if not self.suite.config.models:
             rate = 0.0  # the probability a row was model-scored: none is
-        batch = ScoredBatch(
-            offsets=[(r.topic, r.partition, r.offset) for r in records], sample_rate=rate
-        )
+        # The Kafka messages the batch holds, once each (an envelope's lines share one):
+        # their set makes the batch's dedup tokens, and envelopes are never split.
+        offsets = dict.fromkeys((r.topic, r.partition, r.offset) for r in records)
+        batch = ScoredBatch(offsets=list(offsets), sample_rate=rate)
         chosen_of = dict(zip(map(id, records), sampling.chosen, strict=True)) if sampling else {}
         events: list[tuple[Record, Event]] = []
         redact = self.suite.redactor.redact
         for record in records:
-            parsed = parse_event(record.value)
+            parsed = record.refused or parse_event(record.value)
             if isinstance(parsed, Rejection):
                 batch.rejected.append((record, parsed))
                 batch.dead_letters.append(dead_letter_row(record, parsed, redact))
@@ -172,7 +181,8 @@ class Scorer:
                 tags={k: redact(v) for k, v in (e.tags or {}).items()},
                 extra=json.dumps(_redact_json(e.extra, redact), ensure_ascii=False)
                 if e.model_extra else "",
-                kafka_partition=record.partition, kafka_offset=record.offset, sample_rate=rate,
+                kafka_partition=record.partition, kafka_offset=record.offset,
+                envelope_line=record.line, sample_rate=rate,
             ))  # fmt: skip
             if text.input_vector is None or text.output_vector is None:
                 continue  # not model-scored: no vectors, so nothing for the drift windows
@@ -187,9 +197,49 @@ class Scorer:
 
 
 def records_of(events: Sequence[Any]) -> list[Record]:
-    """Faust events of one ``take`` as plain records, so handlers stay Faust-free."""
+    """Faust events of one ``take`` as plain records, one per message (no envelopes:
+    ``llm.feedback``), so handlers stay Faust-free."""
     m = [e.message for e in events]
     return [Record(x.topic, x.partition, x.offset, x.key, x.value, x.timestamp or 0.0) for x in m]
+
+
+def event_records(message: Any) -> list[Record]:
+    """The events of one ``llm.events`` message: itself, or one record per line of an
+    envelope (:mod:`ingest.envelope`), or one refused record for a bad envelope."""
+    x = message
+    ts = x.timestamp or 0.0
+    version = envelope_version(x.headers)
+    if version is None:
+        return [Record(x.topic, x.partition, x.offset, x.key, x.value, ts)]
+    lines = split_envelope(x.value, version)
+    if isinstance(lines, Rejection):
+        return [Record(x.topic, x.partition, x.offset, x.key, x.value, ts, 0, version, lines)]
+    topic, partition, offset, key = x.topic, x.partition, x.offset, x.key
+    return [
+        Record(topic, partition, offset, key, value, ts, i, version)
+        for i, value in enumerate(lines, start=1)
+    ]
+
+
+def micro_batches(
+    events: Sequence[Any], max_records: int
+) -> Iterator[tuple[list[Any], list[Record]]]:
+    """The Faust events of one ``take`` in batches of at most ``max_records`` records,
+    each with the events (messages) it holds in full. An envelope is never split: a
+    batch's dedup tokens come from the set of messages in it, so two batches must never
+    share a message. A batch holding a larger envelope than ``max_records`` is that one
+    envelope. Messages without envelopes make one batch per take, as they always did."""
+    group: list[Any] = []
+    records: list[Record] = []
+    for event in events:
+        expanded = event_records(event.message)
+        if records and len(records) + len(expanded) > max_records:
+            yield group, records
+            group, records = [], []
+        group.append(event)
+        records.extend(expanded)
+    if group:
+        yield group, records
 
 
 def scored_key(app: str, prompt_version: str) -> bytes:
@@ -290,11 +340,17 @@ def dead_letter_row(
     """
     payload = record.value[:DEAD_LETTER_PAYLOAD_BYTES]
     if redact is not None:
-        payload = _redacted_payload(record.value, redact)
+        if record.refused is not None and len(record.value) <= LIMITS.payload_bytes:
+            # a refused envelope: JSON Lines, each line redacted as JSON
+            lines = record.value.split(b"\n")
+            payload = b"\n".join(_redacted_payload(line, redact) for line in lines)
+        else:
+            payload = _redacted_payload(record.value, redact)
     return DeadLetterRow(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
+        envelope_line=record.line,
         field=rejection.field,
         reason=rejection.reason,
         payload=payload[:DEAD_LETTER_PAYLOAD_BYTES],

@@ -103,6 +103,7 @@ class EventRow(_Row):
     extra: str
     kafka_partition: int
     kafka_offset: int
+    envelope_line: int = 0  # 1-based line of the envelope it came in; 0: not an envelope
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +126,7 @@ class DeadLetterRow(_Row):
     topic: str
     partition: int
     offset: int
+    envelope_line: int = 0  # the bad line of an envelope (1-based); 0: the whole message
     field: str
     reason: str
     payload: bytes

@@ -156,7 +156,7 @@ def key(rows: list[dict], app: str, version: str | None = None) -> dict:
 
 
 def test_0007_upgrades_a_database_with_rows_and_old_rows_read_fully_scored(found: dict) -> None:
-    assert found["applied"] == [7]
+    assert found["applied"][0] == 7  # then any later migration
     assert found["types"] == {
         "toxicity": "Nullable(Float32)", "injection": "Nullable(Float32)",
         "sample_rate": "Float32",
