@@ -146,11 +146,13 @@ class BatchHandler:
         """Step 1: validate and score on the scoring thread, sampled if behind."""
         sampling = self.shedder.plan([r.timestamp for r in records])
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._scoring, self.scorer.score, records, sampling)
+        batch = await loop.run_in_executor(self._scoring, self.scorer.score, records, sampling)
+        events = len(batch.rows) + len(batch.dead_letters)
+        self.shedder.observe(events, batch.modelled, batch.model_seconds)
+        return batch
 
     async def finish(self, batch: ScoredBatch) -> ScoredBatch:
         """Steps 2 to 4 for a scored batch; the caller acks its offsets afterwards."""
-        started = time.perf_counter()
         await send_dead_letters(self.dead_letter_sink, batch.rejected)
         await self._store(batch)
         self.stored.advance(batch.offsets)
@@ -160,11 +162,6 @@ class BatchHandler:
         self.stats.batches += 1
         self.stats.stored += len(batch.rows)
         self.stats.dead += len(batch.dead_letters)
-        # scoring plus storing: more than the cycle when the two overlap, so the
-        # shedder errs towards sampling a little more than it must
-        elapsed = batch.score_seconds + time.perf_counter() - started
-        events = len(batch.rows) + len(batch.dead_letters)
-        self.shedder.observe(events, batch.modelled, batch.model_seconds, elapsed)
         return batch
 
     async def _store(self, batch: ScoredBatch) -> None:

@@ -8,16 +8,20 @@ instead, with the probability sized so the worker drains its lag:
     events/s the worker does  = 1 / (p * model_s + other_s)
                              >= arrival/s * max(HEADROOM, 1 + lag / max_lag_s)
 
-where ``model_s`` is the models' time per scored event, ``other_s`` the rest of a
-batch's time per event (parsing, cheap detectors, storage), both measured on recent
-batches, and ``arrival/s`` the rate at which the events were produced, read from
+where ``model_s`` is the models' time per scored event and ``other_s`` the rest of
+the worker's cycle per event (parsing, cheap detectors, storing, which overlaps the
+next batch's scoring), both measured on recent batches taken while events waited,
+and ``arrival/s`` the rate at which the events were produced, read from
 their Kafka timestamps. The further behind, the faster it must go: a backlog of
 ``lag`` seconds is drained in about ``max_lag_s``. Every row records its
 ``sample_rate`` and unsampled rows keep NULL model scores, so a rate over the
 scored rows stays an unbiased estimate.
 
-Sampling stops when the lag is below half the bound and the models would keep up
-on every event; a line is logged when shedding starts and when it stops.
+Shedding starts when the lag a batch would reach if scored in full (its lag when
+taken, plus the last cycle's length) passes the bound, so a full batch does not
+overshoot it. It stops when the lag is below half the bound and the models would
+keep up on every event; a line is logged when shedding starts and when it stops.
+When the cheap path alone cannot keep up, the rate stays at ``MIN_RATE``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 HEADROOM = 1.25  # drain: do a quarter more than arrives
 MIN_RATE = 0.001  # never stop scoring altogether: a rate needs some scored rows
 _EWMA = 0.3  # weight of the newest batch in the cost estimates
+BUSY_LAG_S = 1.0  # a batch taken this far behind found events waiting: its cycle had no idle
 _ARRIVAL_SPAN_S = 30.0  # production time over which the arrival rate is read
 
 
@@ -61,10 +66,15 @@ class LoadShedder:
         max_lag_s: float,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_lag_s = max_lag_s
         self.rng = rng or random.Random()
         self.clock = clock
+        self.monotonic = monotonic
+        self.cycle_s: float | None = None  # the last busy cycle, plan to plan
+        # (when planned, lag when taken, events, scored, model seconds) of the last batch
+        self._last: tuple[float, float, int, int, float] | None = None
         self.rate = 1.0
         self.shedding = False
         self.model_s: float | None = None  # per model-scored event
@@ -75,26 +85,39 @@ class LoadShedder:
     def plan(self, timestamps: Sequence[float]) -> Sampling:
         """The sampling for a batch whose events have these Kafka timestamps (seconds)."""
         n = len(timestamps)
+        now = self.monotonic()
+        self._close_cycle(now)
         stamped = [t for t in timestamps if t > 0]
         lag = max(0.0, self.clock() - min(stamped)) if stamped else 0.0
         if stamped:
             self._record_arrivals(min(stamped), max(stamped), n)
         if self.max_lag_s > 0:
             self._update(lag)
+        self._last = (now, lag, 0, 0, 0.0)
         rate = self.rate
         chosen = tuple(True for _ in range(n)) if rate >= 1.0 else tuple(
             self.rng.random() < rate for _ in range(n)
         )  # fmt: skip
         return Sampling(rate, chosen, lag)
 
-    def observe(self, events: int, scored: int, model_s: float, total_s: float) -> None:
-        """A batch is done: ``scored`` of its ``events`` went through the models, which
-        took ``model_s`` of the ``total_s`` the batch took from scoring to stored."""
-        if events <= 0:
-            return
+    def observe(self, events: int, scored: int, model_s: float) -> None:
+        """The last planned batch is scored: ``scored`` of its ``events`` went through the
+        models, in ``model_s`` seconds. The rest of its cycle is measured at the next plan."""
         if scored > 0:
             self.model_s = _mix(self.model_s, model_s / scored)
-        self.other_s = _mix(self.other_s, max(0.0, total_s - model_s) / events)
+        if self._last is not None:
+            planned, lag, *_ = self._last
+            self._last = (planned, lag, events, scored, model_s)
+
+    def _close_cycle(self, now: float) -> None:
+        """The previous batch's cycle ends as this one is planned; a busy one (events were
+        waiting) tells what everything but the models costs per event."""
+        if self._last is None:
+            return
+        planned, lag, events, _scored, model_s = self._last
+        if events > 0 and lag >= BUSY_LAG_S:
+            self.cycle_s = now - planned
+            self.other_s = _mix(self.other_s, max(0.0, self.cycle_s - model_s) / events)
 
     def arrival_rate(self) -> float | None:
         """Events per second produced over the recent span, None until it is known."""
@@ -120,7 +143,9 @@ class LoadShedder:
     def _update(self, lag: float) -> None:
         needed = self.needed_rate(lag)
         if not self.shedding:
-            if lag > self.max_lag_s and needed < 1.0:
+            # the lag this batch reaches if scored in full, as long as the last cycle took
+            reached = lag + (self.cycle_s or 0.0)
+            if reached > self.max_lag_s and needed < 1.0:
                 self.shedding = True
                 self.rate = needed
                 log.warning(

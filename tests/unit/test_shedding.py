@@ -24,10 +24,13 @@ def arrivals(start: float, rate: float, n: int) -> list[float]:
 
 
 def measured(max_lag_s: float, now: float) -> LoadShedder:
-    """A shedder that has seen batches cost 10 ms per model-scored event and 1 ms per
-    event for the rest."""
-    shedder = LoadShedder(max_lag_s, random.Random(7), Clock(now))
-    shedder.observe(events=100, scored=100, model_s=1.0, total_s=1.1)
+    """A shedder whose last busy batch of 100 events took 1.1 s from plan to plan, 1.0 s
+    of it in the models: 10 ms per model-scored event, 1 ms per event for the rest."""
+    wall, mono = Clock(now), Clock(0.0)
+    shedder = LoadShedder(max_lag_s, random.Random(7), wall, mono)
+    shedder.plan(arrivals(now - 500.0, 100.0, 100))  # long ago: no arrival estimate left
+    shedder.observe(events=100, scored=100, model_s=1.0)
+    mono.now = 1.1
     return shedder
 
 
@@ -70,7 +73,7 @@ def test_zero_bound_never_sheds() -> None:
 
 
 def test_nothing_is_shed_before_the_costs_are_measured() -> None:
-    shedder = LoadShedder(30.0, random.Random(7), Clock(1_000.0))
+    shedder = LoadShedder(30.0, random.Random(7), Clock(1_000.0), Clock(0.0))
     assert shedder.plan(arrivals(900.0, 50.0, 100)).rate == 1.0
 
 
@@ -93,3 +96,24 @@ def test_shedding_stops_once_caught_up_and_the_models_keep_up(
     assert len(messages) == 2
     assert messages[0].startswith("load shedding starts: 45s behind")
     assert messages[1].startswith("load shedding stops")
+
+
+def test_shedding_starts_before_a_full_batch_would_overshoot_the_bound() -> None:
+    wall, mono = Clock(1_000.0), Clock(0.0)
+    shedder = LoadShedder(30.0, random.Random(7), wall, mono)
+    shedder.plan(arrivals(400.0, 100.0, 1_000))  # behind: a busy batch
+    shedder.observe(events=1_000, scored=1_000, model_s=10.0)
+    mono.now = 11.0  # 11 s a cycle, 10 of them in the models
+    # 25 s behind: within the bound, but a full batch would be stored 36 s behind
+    plan = shedder.plan(arrivals(975.0, 101.0, 1_000))
+    assert shedder.shedding and plan.rate < 1.0
+
+
+def test_a_cycle_that_waited_for_events_does_not_count_as_work() -> None:
+    wall, mono = Clock(1_000.0), Clock(0.0)
+    shedder = LoadShedder(30.0, random.Random(7), wall, mono)
+    shedder.plan(arrivals(999.8, 100.0, 10))  # taken 0.2 s behind: the worker was idle
+    shedder.observe(events=10, scored=10, model_s=0.1)
+    mono.now = 30.0  # then waited half a minute for the next events
+    shedder.plan(arrivals(1_000.0, 100.0, 10))
+    assert shedder.other_s is None and shedder.cycle_s is None
