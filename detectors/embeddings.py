@@ -21,7 +21,13 @@ import numpy as np
 from detectors.base import DetectorError, TextBatch
 from detectors.device import resolve_device, resolve_precision
 
-__all__ = ["EmbeddingModel", "Embeddings", "EmbeddingsDetector", "default_model_path"]
+__all__ = [
+    "EmbeddingModel",
+    "Embeddings",
+    "EmbeddingsDetector",
+    "default_model_path",
+    "text_digest",
+]
 
 
 def default_model_path() -> Path:
@@ -85,7 +91,7 @@ class EmbeddingModel:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         cache = self._cache
-        keys = [_digest(t) for t in texts]
+        keys = [text_digest(t) for t in texts]
         unique = dict(zip(keys, texts, strict=True))
         missing = [t for k, t in unique.items() if k not in cache]
         self.misses += len(missing)
@@ -100,7 +106,7 @@ class EmbeddingModel:
                     normalize_embeddings=True,
                     show_progress_bar=False,
                 ).astype(np.float32, copy=False)
-            found = dict(zip(map(_digest, missing), vectors, strict=True))
+            found = dict(zip(map(text_digest, missing), vectors, strict=True))
             if self.cache_size:
                 cache.update(found)
         result = np.stack([found[k] if k in found else cache[k] for k in keys])
@@ -110,6 +116,54 @@ class EmbeddingModel:
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
         return result
+
+    def encode_with_hidden(self, texts: Sequence[str], layer: int) -> list[Any]:
+        """Encode ``texts`` like :meth:`encode` (the vectors land in the cache) and return,
+        per text, its token states after ``layer`` transformer layers (a float32 tensor,
+        tokens x dim): the input of a fine-tuned copy of the top layers, which so shares
+        this pass instead of running the model again (:mod:`detectors.tone`).
+
+        Only for a plain transformer + mean pooling + normalisation model, as the bundled
+        MiniLM is; its vectors equal :meth:`encode`'s up to float rounding.
+        """
+        import torch
+
+        modules = list(self.model)
+        mode = getattr(modules[1], "pooling_mode", None) if len(modules) == 3 else None
+        if mode != "mean":
+            raise DetectorError(f"{self.name} is not transformer + mean pooling + normalize")
+        bert = modules[0].auto_model
+        self.misses += len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        states: list[Any] = [None] * len(texts)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                tokens = self.model.preprocess([texts[i] for i in rows])
+                features = {
+                    k: v.to(self.model.device)
+                    for k, v in tokens.items()
+                    if k in ("input_ids", "attention_mask", "token_type_ids")
+                }
+                out = bert(**features, output_hidden_states=True)
+                mask = features["attention_mask"]
+                weights = mask.unsqueeze(-1).float()
+                pooled = (out.last_hidden_state.float() * weights).sum(1) / weights.sum(1).clamp(
+                    min=1e-9
+                )
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                hidden = out.hidden_states[layer].float()
+                for j, i in enumerate(rows):
+                    states[i] = hidden[j, : int(mask[j].sum())].clone()
+                    vectors[i] = pooled[j].cpu().numpy()
+        if self.cache_size:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._cache[text_digest(text)] = vector
+                self._cache.move_to_end(text_digest(text))
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return states
 
     def clear_cache(self) -> None:
         """Forget recent vectors (benchmarks time the model, not the cache)."""
@@ -125,7 +179,8 @@ class EmbeddingModel:
         return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
 
 
-def _digest(text: str) -> bytes:
+def text_digest(text: str) -> bytes:
+    """The cache key of a text: 16 bytes, whatever its length."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 

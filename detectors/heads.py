@@ -68,6 +68,7 @@ class LogisticHead:
         y: np.ndarray,
         c: float = 1.0,
         meta: dict[str, Any] | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> LogisticHead:
         """Fit with scikit-learn (a training-time dependency only)."""
         from sklearn.linear_model import LogisticRegression
@@ -81,7 +82,7 @@ class LogisticHead:
         used = scale >= 1e-6
         scale[~used] = 1.0
         model = LogisticRegression(C=c, max_iter=5000)
-        model.fit(((x - mean) / scale)[:, used], y)
+        model.fit(((x - mean) / scale)[:, used], y, sample_weight=sample_weight)
         weights = np.zeros(x.shape[1])
         weights[used] = model.coef_[0]
         return cls(

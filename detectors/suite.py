@@ -144,8 +144,10 @@ class DetectorSuite:
     def _score(self, batch: TextBatch) -> list[TextScores]:
         if not len(batch):
             return []
-        # One encode for the batch: inputs, outputs and the hallucination check's
-        # sentences and chunks; the check then finds its vectors in the cache.
+        # One model pass per text: the outputs go through the tone model's pass (which
+        # also gives their vectors), then one encode for the rest (inputs and the
+        # hallucination check's sentences and chunks); every detector reads the cache.
+        self._timed("embeddings", self.toxicity.prepare, batch.outputs)
         also = self.hallucination.texts(batch)
         batch = self._timed("embeddings", self.embedder.embed, batch, also)
         toxicity = self._timed("toxicity", self.toxicity.score, batch)

@@ -35,9 +35,18 @@ from detectors.base import DetectorError, TextBatch
 from detectors.device import resolve_device
 from detectors.embeddings import EmbeddingModel
 from detectors.heads import LogisticHead
+from detectors.tone import TONE_FILE, ToneModel
 from detectors.toxicity_rules import rule_score
 
-__all__ = ["DetoxifyToxicity", "HeadToxicity", "Toxicity", "load_toxicity", "with_rules"]
+__all__ = [
+    "DetoxifyToxicity",
+    "HeadToxicity",
+    "Toxicity",
+    "combined",
+    "load_tone",
+    "load_toxicity",
+    "with_rules",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +80,9 @@ class DetoxifyToxicity:
         device: str = "auto",
         batch_size: int = 32,
         max_length: int = 512,
+        tone: ToneModel | None = None,
     ) -> None:
+        self.tone = tone
         if batch_size < 1 or max_length < 2:
             raise ValueError("batch_size must be >= 1 and max_length >= 2")
         self.device = resolve_device(device)
@@ -109,13 +120,20 @@ class DetoxifyToxicity:
                 probs[rows] = torch.sigmoid(logits.float()).cpu().numpy()
         return probs
 
+    def prepare(self, outputs: Sequence[str]) -> None:
+        if self.tone is not None:
+            self.tone.prepare(outputs)
+
     def score(self, batch: TextBatch) -> list[Toxicity]:
         probs = self.predict(batch.outputs)
+        tones = _tones(self.tone, batch.outputs)
         out = []
-        for text, row in zip(batch.outputs, probs, strict=True):
+        for text, row, tone in zip(batch.outputs, probs, tones, strict=True):
             scores = dict(zip(self.class_names, map(float, row), strict=True))
             if "toxicity" in scores:
-                scores["toxicity"] = with_rules(scores["toxicity"], text)
+                scores["toxicity"] = combined(scores["toxicity"], tone, text)
+            if tone is not None:
+                scores["rude_tone"] = tone
             out.append(Toxicity(scores, self.model_name))
         return out
 
@@ -126,9 +144,13 @@ class HeadToxicity:
     name = "toxicity"
 
     def __init__(
-        self, embeddings: EmbeddingModel, head_path: str | Path = "toxicity_head.json"
+        self,
+        embeddings: EmbeddingModel,
+        head_path: str | Path = "toxicity_head.json",
+        tone: ToneModel | None = None,
     ) -> None:
         self.embeddings = embeddings
+        self.tone = tone
         self.head = LogisticHead.load(head_path)
         if len(self.head.features) != embeddings.dim:
             raise DetectorError(
@@ -153,10 +175,34 @@ class HeadToxicity:
             return []
         # An empty reply says nothing; the head would still map its embedding to ~0.3.
         probs = np.where([not t.strip() for t in batch.outputs], 0.0, self.head.predict(vectors))
-        return [
-            Toxicity({"toxicity": with_rules(float(p), text)}, self.model_name)
-            for p, text in zip(probs, batch.outputs, strict=True)
-        ]
+        tones = _tones(self.tone, batch.outputs)
+        out = []
+        for p, tone, text in zip(probs, tones, batch.outputs, strict=True):
+            scores = {"toxicity": combined(float(p), tone, text)}
+            if tone is not None:
+                scores |= {"toxic_language": float(p), "rude_tone": tone}
+            out.append(Toxicity(scores, self.model_name))
+        return out
+
+    def prepare(self, outputs: Sequence[str]) -> None:
+        """Run the tone model (and with it the outputs' embedding pass) before the batch's
+        encode, which then finds the outputs' vectors in the cache."""
+        if self.tone is not None:
+            self.tone.prepare(outputs)
+
+
+def _tones(tone: ToneModel | None, outputs: Sequence[str]) -> list[float | None]:
+    if tone is None:
+        return [None] * len(outputs)
+    return [float(p) for p in tone.predict(outputs)]
+
+
+def combined(probability: float, tone: float | None, text: str) -> float:
+    """The toxicity score: the language model's probability, the tone model's and the
+    rules', by noisy-or: toxic words, a rude tone or a named insult each suffice."""
+    if tone is not None:
+        probability = 1.0 - (1.0 - probability) * (1.0 - tone)
+    return with_rules(probability, text)
 
 
 def with_rules(probability: float, text: str) -> float:
@@ -171,9 +217,11 @@ def load_toxicity(
     device: str,
     embeddings: EmbeddingModel,
 ) -> DetoxifyToxicity | HeadToxicity:
-    """Detoxify when a checkpoint is configured (a broken one is an error), else the head."""
+    """Detoxify when a checkpoint is configured (a broken one is an error), else the head;
+    either with the tone model when the embedding model is the one it was trained on."""
+    tone = load_tone(embeddings)
     if checkpoint:
-        detector = DetoxifyToxicity(checkpoint, config_path, device=device)
+        detector = DetoxifyToxicity(checkpoint, config_path, device=device, tone=tone)
         logger.info(
             "toxicity: Detoxify checkpoint %s on %s, classes %s",
             checkpoint,
@@ -186,9 +234,22 @@ def load_toxicity(
             f"{CONFIG_SETTING} is set but {CHECKPOINT_SETTING} is not; set the checkpoint "
             f"too, or unset {CONFIG_SETTING} to use the bundled head"
         )
-    detector = HeadToxicity(embeddings)
+    detector = HeadToxicity(embeddings, tone=tone)
     logger.info("toxicity: bundled %s (no %s set)", detector.model_name, CHECKPOINT_SETTING)
     return detector
+
+
+def load_tone(embeddings: EmbeddingModel) -> ToneModel | None:
+    """The bundled tone model, or None (logged) for an embedding model it does not fit."""
+    if embeddings.name != "all-MiniLM-L6-v2" or not TONE_FILE.is_file():
+        logger.warning(
+            "toxicity: no tone model for %s embeddings; rude replies without toxic words are "
+            "caught by the rules only", embeddings.name,
+        )  # fmt: skip
+        return None
+    tone = ToneModel(embeddings)
+    logger.info("toxicity: tone model %s on the top %d layers", tone.name, tone.top)
+    return tone
 
 
 def _load_detoxify(

@@ -1,7 +1,8 @@
 """Train the bundled toxicity head: a logistic layer on all-MiniLM-L6-v2 embeddings.
 
-Trains on the Davidson and ToxiGen-seed rows that ``is_holdout`` keeps for training,
-picks the regularisation strength by cross-validation on those rows alone, and
+Trains on the Davidson and ToxiGen-seed rows that ``is_holdout`` keeps for training and
+on benign assistant replies (so that support language is not toxic language), picks
+the regularisation strength by cross-validation on the training rows alone, and
 reports AUROC on the held-out rows, which never influence the model. Reproducible:
 the split is a hash, the embeddings are deterministic on CPU and the folds are seeded.
 
@@ -32,7 +33,21 @@ DATASETS = ("toxicity_davidson", "toxicity_toxigen_seeds")
 SEED = 1234
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
+REPLY_WEIGHT = 3.0
+REPLY_FILES = (
+    "toxicity_replies.jsonl",
+    "toxicity_replies_2.jsonl",
+    "toxicity_replies_polite.jsonl",
+)
 DIGITS = 6  # significant digits kept in the JSON; changes scores by ~1e-6
+
+
+def benign_replies() -> list[dict]:
+    rows = [r for r in synthetic_rows(SEED) if int(r["label"]) == 0]  # type: ignore[call-overload]
+    for name in REPLY_FILES:
+        text = (ROOT / "scripts" / "data" / name).read_text()
+        rows += [r for r in map(json.loads, filter(str.strip, text.splitlines())) if not r["label"]]
+    return rows
 
 
 def load_rows(directory: Path, name: str) -> tuple[list[dict], str]:
@@ -79,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--out", type=Path, default=MODELS_DIR / "toxicity_head.json")
-    parser.add_argument(
-        "--no-synthetic", action="store_true", help="train on the public sets alone"
-    )
+    parser.add_argument("--no-replies", action="store_true", help="train on the public sets alone")
     args = parser.parse_args(argv)
 
     import torch
@@ -110,16 +123,19 @@ def main(argv: list[str] | None = None) -> int:
             "holdout": flags.count(True),
         }
 
-    # LLM-reply rows the tweets lack (scripts/toxicity_synthetic.py): training only.
-    synthetic = [] if args.no_synthetic else synthetic_rows(SEED)
-    texts += [str(r["text"]) for r in synthetic]
-    labels += [int(r["label"]) for r in synthetic]  # type: ignore[call-overload]
-    held += [False] * len(synthetic)
-    names += ["synthetic"] * len(synthetic)
-    if synthetic:
-        sources["synthetic"] = {"script": "scripts/toxicity_synthetic.py", "seed": SEED,
-                                "train": len(synthetic),
-                                "train_toxic": sum(int(r["label"]) for r in synthetic)}  # type: ignore[call-overload]  # fmt: skip
+    # Benign assistant replies (hand-written, scripts/data/, and the label-0 templates of
+    # scripts/toxicity_synthetic.py), weighted REPLY_WEIGHT: support language, "kill the
+    # process", medicine and quoted insults are not toxic language. Rude tone without
+    # toxic words is the tone model's (detectors/tone.py), so no rude reply is used here.
+    replies = [] if args.no_replies else benign_replies()
+    texts += [str(r["text"]) for r in replies]
+    labels += [0] * len(replies)
+    held += [False] * len(replies)
+    names += ["replies"] * len(replies)
+    if replies:
+        sources["replies"] = {"files": [f"scripts/data/{f}" for f in REPLY_FILES],
+                              "synthetic_seed": SEED, "train": len(replies), "train_toxic": 0,
+                              "weight": REPLY_WEIGHT}  # fmt: skip
 
     x = embedder.encode(texts).astype(np.float64)
     y = np.asarray(labels)
@@ -140,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         "trained_by": "scripts/train_toxicity_head.py",
     }
     features = [f"minilm_{i}" for i in range(x.shape[1])]
-    head = rounded(LogisticHead.fit("toxicity", features, x[train], y[train], c=c, meta=meta))
+    weight = np.where(which == "replies", REPLY_WEIGHT, 1.0)
+    head = rounded(LogisticHead.fit("toxicity", features, x[train], y[train], c=c, meta=meta,
+                                    sample_weight=weight[train]))  # fmt: skip
 
     p = head.predict(x)
     holdout_auroc = {name: auroc(y[hold & (which == name)], p[hold & (which == name)])

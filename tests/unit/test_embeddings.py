@@ -53,14 +53,18 @@ def test_a_directory_without_a_model_is_a_clear_error(tmp_path) -> None:
         EmbeddingModel(tmp_path)
 
 
-def test_the_suite_encodes_a_batch_in_one_model_call() -> None:
+def test_the_suite_passes_each_text_of_a_batch_through_the_model_once() -> None:
     from detectors.suite import DetectorSuite, SuiteConfig
 
     suite = DetectorSuite(SuiteConfig(device="cpu", precision="fp32"))
-    calls: list[int] = []
-    encode = suite.embeddings.model.encode
-    suite.embeddings.model.encode = lambda texts, **kw: (
-        calls.append(len(texts)) or encode(texts, **kw)
+    model = suite.embeddings
+    calls: list[tuple[str, int]] = []
+    encode, with_hidden = model.model.encode, model.encode_with_hidden
+    model.model.encode = lambda texts, **kw: (calls.append(("encode", len(texts))) or encode(
+        texts, **kw
+    ))  # fmt: skip
+    model.encode_with_hidden = lambda texts, layer: (
+        calls.append(("outputs", len(texts))) or with_hidden(texts, layer)
     )
     context = ["Refunds are paid within 14 days.", "Shipping costs $5 per order."]
     batch = TextBatch.of(
@@ -69,6 +73,20 @@ def test_the_suite_encodes_a_batch_in_one_model_call() -> None:
         [context, None],
     )
     scores = suite.score(batch)
-    assert scores[0].hallucination.score is not None
-    # inputs, outputs, the two claim sentences and the two chunk sentences, once each
-    assert calls == [8]
+    assert scores[0].hallucination is not None and scores[0].hallucination.score is not None
+    # the two outputs in the tone model's pass (their vectors come with it), then the
+    # inputs, the two claim sentences and the two chunk sentences in one encode
+    assert calls == [("outputs", 2), ("encode", 6)]
+
+
+def test_vectors_from_the_shared_pass_equal_encoded_ones() -> None:
+    shared = EmbeddingModel(device="cpu", precision="fp32")
+    fresh = EmbeddingModel(device="cpu", precision="fp32", cache_size=0)
+    texts = ["a short one", "a somewhat longer reply, with a clause or two in it."]
+    states = shared.encode_with_hidden(texts, 4)
+    assert [s.shape[1] for s in states] == [384, 384]
+    assert states[0].shape[0] < states[1].shape[0]  # one state per token, padding trimmed
+    misses = shared.misses
+    vectors = shared.encode(texts)
+    assert shared.misses == misses  # both came from the shared pass
+    np.testing.assert_allclose(vectors, fresh.encode(texts), atol=1e-5)

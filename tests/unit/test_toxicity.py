@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -12,7 +13,14 @@ from detoxify import Detoxify
 
 from detectors.base import DetectorError, TextBatch
 from detectors.embeddings import EmbeddingModel
-from detectors.toxicity import DetoxifyToxicity, HeadToxicity, Toxicity, load_toxicity
+from detectors.tone import ToneModel
+from detectors.toxicity import (
+    DetoxifyToxicity,
+    HeadToxicity,
+    Toxicity,
+    load_tone,
+    load_toxicity,
+)
 from tests.fixtures.tiny_detoxify import build_tiny_checkpoint
 
 DETOXIFY_CLASSES = {
@@ -206,3 +214,49 @@ def test_load_toxicity_refuses_a_config_without_a_checkpoint(
 ) -> None:
     with pytest.raises(DetectorError, match="LLMPULSE_TOXICITY_CHECKPOINT"):
         load_toxicity(None, tiny[1], "cpu", embeddings)
+
+
+@pytest.fixture(scope="module")
+def toned(embeddings: EmbeddingModel) -> HeadToxicity:
+    return HeadToxicity(embeddings, tone=ToneModel(embeddings))
+
+
+SNIDE = (
+    "Sigh. Fine, I will explain it again, slowly this time, since the guide was "
+    "apparently too much for you."
+)
+HELPFUL = "The export button is under Reports, top right. Happy to help!"
+
+
+def test_the_tone_model_flags_a_snide_reply_the_head_alone_misses(
+    head: HeadToxicity, toned: HeadToxicity
+) -> None:
+    [alone] = head.score(outputs([SNIDE.replace("Sigh. ", "")]))
+    snide, helpful = toned.score(outputs([SNIDE.replace("Sigh. ", ""), HELPFUL]))
+    assert alone.scores["toxicity"] < 0.5 < snide.scores["toxicity"]
+    assert snide.scores["rude_tone"] > 0.5 > helpful.scores["rude_tone"]
+    assert helpful.scores["toxicity"] < 0.5
+
+
+def test_the_score_is_the_noisy_or_of_language_tone_and_rules(toned: HeadToxicity) -> None:
+    [s] = toned.score(outputs([HELPFUL]))
+    language, tone = s.scores["toxic_language"], s.scores["rude_tone"]
+    assert s.scores["toxicity"] == pytest.approx(1 - (1 - language) * (1 - tone))
+
+
+def test_the_tone_model_records_its_training_data_and_held_out_figures() -> None:
+    tone = ToneModel(EmbeddingModel(device="cpu"))
+    data = json.loads(tone.meta["data"])
+    assert set(data) >= {"toxicity_replies.jsonl", "toxicity_replies_polite.jsonl"}
+    assert all(len(v.get("sha256", "x" * 64)) == 64 for v in data.values())
+    assert tone.figures()["holdout_auroc"] > 0.85
+    assert tone.top == 2 and tone.layer == 4
+
+
+def test_no_tone_model_for_other_embeddings(caplog: pytest.LogCaptureFixture) -> None:
+    class Other:
+        name = "some-other-model"
+
+    with caplog.at_level(logging.WARNING, logger="detectors.toxicity"):
+        assert load_tone(Other()) is None  # type: ignore[arg-type]
+    assert "no tone model for some-other-model" in caplog.text
