@@ -27,7 +27,10 @@ without a swear word, and 40 polite or neutral ones that say "kill", "abort",
 "murder", medicine, history, fiction and summaries of angry emails, and
 ``toxicity_heldout.jsonl`` (20 and 20, written after the head's synthetic rows), and
 ``toxicity_blind.jsonl`` (40 and 40, by a second author who read neither the
-detector nor the other sets; scored once, after the condescension rules).
+detector nor the other sets; scored once, after the condescension rules), and
+``toxicity_blind2.jsonl`` (50 and 50, by a third author who saw nothing of the
+detector, its training replies or the other sets; scored once, after the tone model
+was trained), and all four pooled.
 
 The datasets become ordinary llmpulse events, are scored by ``llmpulse score``
 (the same detectors the worker runs), and are measured on the rows no head was
@@ -75,6 +78,7 @@ from detectors.heads import is_holdout  # noqa: E402
 console = Console()
 TS = "2026-11-01T00:00:00Z"
 HALLUCINATION_SETS = ("halueval_qa", "frank_summaries", "halueval_general", "truthfulqa")
+TOXICITY_DEVSETS = ("toxicity", "toxicity_heldout", "toxicity_blind", "toxicity_blind2")
 TOXICITY_SETS = ("toxicity_davidson", "toxicity_toxigen_seeds")
 DEVSETS = ROOT / "bench" / "devsets"
 PII_DEVSETS = ("pii", "pii_heldout")
@@ -113,7 +117,7 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
         for row in _rows(DEVSETS, name):
             events.append(_event(f"dev-{name}", row, input=row["text"]))
             rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
-    for name in ("toxicity", "toxicity_heldout", "toxicity_blind"):
+    for name in TOXICITY_DEVSETS:
         for row in _rows(DEVSETS, name):
             events.append(_event(f"dev-{name}", row, output=row["text"]))
             rows[events[-1]["event_id"]] = {**row, "dataset": f"dev-{name}"}
@@ -132,14 +136,16 @@ def build_events(folder: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str
 def binary_devset(
     rows: dict,
     scored: dict,
-    dataset: str,
+    dataset: str | tuple[str, ...],
     score: Callable[[dict], float | None],
     where: Callable[[dict], bool] = lambda r: True,
 ) -> dict[str, Any]:
-    """AUROC on a hand-written dev set and the share of each class flagged at the
-    default threshold (FLAG_AT), with bootstrap 95 % intervals, and the mean score by kind."""
+    """AUROC on a hand-written dev set (or several, pooled) and the share of each class
+    flagged at the default threshold (FLAG_AT), with bootstrap 95 % intervals, and the
+    mean score by kind."""
+    names = (dataset,) if isinstance(dataset, str) else dataset
     picked = [(r["label"], score(scored[eid]), r.get("kind", "")) for eid, r in rows.items()
-              if r["dataset"] == dataset and where(r)]  # fmt: skip
+              if r["dataset"] in names and where(r)]  # fmt: skip
     pairs = [(y, s) for y, s, _ in picked if s is not None]
 
     def share_flagged(label: int) -> Callable[[Sequence[tuple[int, float]]], float | None]:
@@ -207,6 +213,15 @@ def devsets(rows: dict, scored: dict) -> dict[str, Any]:
         ),
         "toxicity_heldout": binary_devset(
             rows, scored, "dev-toxicity_heldout", lambda s: s["toxicity"]["toxicity"]
+        ),
+        "toxicity_blind2": binary_devset(
+            rows, scored, "dev-toxicity_blind2", lambda s: s["toxicity"]["toxicity"]
+        ),
+        "toxicity_pooled": binary_devset(
+            rows,
+            scored,
+            tuple(f"dev-{n}" for n in TOXICITY_DEVSETS),
+            lambda s: s["toxicity"]["toxicity"],
         ),
         "pii": pii_devsets(rows, scored),
     }
@@ -337,6 +352,8 @@ def _print(result: dict[str, Any]) -> None:
         "toxicity": ("polite", "rude"),
         "toxicity_heldout": ("polite", "rude"),
         "toxicity_blind": ("polite", "rude"),
+        "toxicity_blind2": ("polite", "rude"),
+        "toxicity_pooled": ("polite", "rude"),
     }
     for detector, (neg, pos) in names.items():
         dev = result["devsets"][detector]
