@@ -66,7 +66,7 @@ def pipeline(device: str, events: int) -> dict[str, Any] | None:
         env = {**os.environ, "LLMPULSE_DEVICE": device}
         subprocess.run(
             [sys.executable, str(ROOT / "bench" / "pipeline.py"), "--events", str(events),
-             "--out", str(out)],
+             "--cheap-events", "0", "--out", str(out)],  # models on the device only
             env=env, check=True,
         )  # fmt: skip
         result: dict[str, Any] = json.loads(out.read_text())
