@@ -102,7 +102,11 @@ def test_score_adds_the_contract_scores_to_each_valid_line(tmp_path: Path) -> No
     assert 0.0 <= a["scores"]["hallucination"] <= 1.0
     assert b["scores"]["hallucination"] is None  # no context: NULL, not 0
     assert b["scores"]["pii"] == ["email"] and a["scores"]["pii"] == []
-    assert a["scores"]["cost_usd"] > 0 and set(a["scores"]["toxicity"]) == {"toxicity"}
+    assert a["scores"]["cost_usd"] > 0 and set(a["scores"]["toxicity"]) == {
+        "toxicity",
+        "rude_tone",
+        "toxic_language",
+    }
 
 
 # `llmpulse drift`: varied sentences about one topic each, so the embeddings differ by topic.
