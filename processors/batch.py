@@ -79,7 +79,6 @@ class ScoredBatch:
     sample_rate: float = 1.0  # the probability each event had of being model-scored
     modelled: int = 0  # events the models scored
     model_seconds: float = 0.0  # time the text detectors took
-    score_seconds: float = 0.0  # time the whole scoring took, parsing included
 
 
 class Scorer:
@@ -123,7 +122,6 @@ class Scorer:
     def score(self, records: Sequence[Record], sampling: Sampling | None = None) -> ScoredBatch:
         """The batch's rows; ``sampling`` (one flag per record) says which events the
         models score, the cheap detectors scoring all of them."""
-        began = time.perf_counter()
         rate = 1.0 if sampling is None else sampling.rate
         if not self.suite.config.models:
             rate = 0.0  # the probability a row was model-scored: none is
@@ -192,7 +190,6 @@ class Scorer:
                     event_id=e.event_id, ts=e.ts, app=e.app, prompt_version=e.prompt_version or "",
                     kind=kind, model=model, vector=vector.tolist(),
                 ))  # fmt: skip
-        batch.score_seconds = time.perf_counter() - began
         return batch
 
 
