@@ -92,6 +92,11 @@ def install_endpoints(
             except (ReferenceSetError, OSError) as exc:
                 return self.error(400, str(exc))
             if req.action == "file":
+                if not scorer.suite.config.models:
+                    return self.error(
+                        400, "this worker runs with LLMPULSE_MODELS=off: no embedding model "
+                        "to encode a reference file with",
+                    )  # fmt: skip
                 encode = scorer.suite.embeddings.encode
                 vectors = (
                     await handler.compute(encode, req.inputs),
