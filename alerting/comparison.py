@@ -12,6 +12,17 @@ definition for both, so a sample never jumps when a rollout ends, and events sto
 out of order around the switch do not matter. Rates compare flagged shares; latency, TTFT and cost
 compare the shares of events above the baseline's own quantile (its p95 for
 ``latency_p95``, its median cost per call for ``cost_usd``).
+
+A model-score rate (toxicity, hallucination, injection) under load shedding is the
+weighted share of the scored events, each weighing 1 / sample_rate (:mod:`core.sampling`).
+The test reads each sample as n = the scored events and hits = that weighted share x n
+(a real number, not a count), so the shares it compares are the weighted ones and its
+sample sizes are what was actually scored. That is an approximation: the test's
+variance p(1-p)/n holds for equally weighted events, and unequal weights inflate the
+weighted share's variance by Kish's design effect, n * sum(w^2) / sum(w)^2 (1 with one
+sample rate in the sample; 1.44 for half the scored events at rate 1 and half at 0.2).
+So while the rate changed inside a sample the p-value is somewhat too small; with one
+rate the test is the unweighted one, and at rate 1 (the worker keeping up) exactly.
 """
 
 from __future__ import annotations
@@ -155,6 +166,8 @@ def _where(db: str, rule: Rule, app: str, version: str, span: tuple[float, float
 
 
 def _rate_sql(db: str, rule: Rule, app: str, version: str, span: tuple[float, float]) -> str:
+    """One sample of a rate: (n, k), the events it rests on and the flagged among them;
+    for a model score, k is the weighted share times n (see the module's docstring)."""
     st = repr(float(rule.score_threshold))
     if rule.metric == "negative_feedback_rate":
         return (
@@ -165,9 +178,9 @@ def _rate_sql(db: str, rule: Rule, app: str, version: str, span: tuple[float, fl
             f"{_where(db, rule, app, version, (span[0] - LOOKBACK_S, span[1]))}) AS e "
             "ON e.event_id = f.event_id"
         )
-    n, flag = RATE_EVENTS[rule.metric]
+    rate = RATE_EVENTS[rule.metric]
     return (
-        f"SELECT {n} AS n, countIf({flag.format(st=st)}) AS k "
+        f"SELECT {rate.n} AS n, {rate.hits.format(st=st)} AS k "
         f"{_where(db, rule, app, version, span)}"
     )
 
@@ -183,7 +196,7 @@ async def _judge_rate(
     counts = {}
     for side, sql in sqls.items():
         rows = await query(sql)
-        counts[side] = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+        counts[side] = (int(rows[0][0]), float(rows[0][1])) if rows else (0, 0.0)
     (nb, kb), (nc, kc) = counts["baseline"], counts["candidate"]
     if min(nb, nc) < max(rule.min_events, MIN_SAMPLE):
         return None
@@ -222,11 +235,12 @@ async def _judge_distribution(
 
 
 def _decide(
-    rule: Rule, base: Version, period: str, baseline: tuple[int, int],
-    candidate: tuple[int, int], sql: str,
+    rule: Rule, base: Version, period: str, baseline: tuple[int, float],
+    candidate: tuple[int, float], sql: str,
     distribution: tuple[str, float, float, float] | None = None,
 ) -> Judged:  # fmt: skip
-    """``distribution``: (statistic, its baseline and candidate values, the cutoff)."""
+    """``baseline``, ``candidate``: (n, hits), hits weighted for a model-score rate;
+    ``distribution``: (statistic, its baseline and candidate values, the cutoff)."""
     (nb, kb), (nc, kc) = baseline, candidate
     # Flagged shares, or shares above the baseline's quantile: worse in the rule's direction.
     test = proportion_test(nb, kb, nc, kc, rule.higher_is_worse)

@@ -117,7 +117,9 @@ METRICS: dict[str, MetricSpec] = {
     "event_count": MetricSpec("version", "events", "events in the window"),
     "error_rate": MetricSpec("version", "ratio", "share of events with status=error"),
     "toxicity_rate": MetricSpec(
-        "version", "ratio", "share of scored outputs with toxicity >= score_threshold",
+        "version", "ratio",
+        "share of scored outputs with toxicity >= score_threshold (each weighted by "
+        "1 / sample_rate)",
         uses_score_threshold=True, counted="scored events",
     ),
     "toxicity_max": MetricSpec(
@@ -125,12 +127,15 @@ METRICS: dict[str, MetricSpec] = {
     ),
     "hallucination_rate": MetricSpec(
         "version", "ratio",
-        "share of scored grounded answers (with context) with hallucination >= score_threshold",
+        "share of scored grounded answers (with context) with hallucination >= score_threshold "
+        "(each weighted by 1 / sample_rate)",
         uses_score_threshold=True, counted="scored events",
     ),
     "pii_rate": MetricSpec("version", "ratio", "share of events with PII in input or output"),
     "injection_rate": MetricSpec(
-        "version", "ratio", "share of scored inputs with injection >= score_threshold",
+        "version", "ratio",
+        "share of scored inputs with injection >= score_threshold (each weighted by "
+        "1 / sample_rate)",
         uses_score_threshold=True, counted="scored events",
     ),
     "latency_p95": MetricSpec(

@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alerting.config import Rule
+from core.sampling import weighted_hits_sql, weighted_rate_sql
 from core.sql import quote
 
 __all__ = [
     "RATE_EVENTS",
     "MetricQuery",
+    "RateEvents",
     "evidence_query",
     "filters_sql",
     "metric_query",
@@ -28,17 +30,49 @@ def at(ts: float) -> str:
     return f"fromUnixTimestamp64Milli({int(ts * 1000)}, 'UTC')"
 
 
-# rate metric -> (the events it counts, the condition that flags one): threshold rules,
-# their evidence and baseline rules all read these. A model score is NULL on an event
-# the worker did not model-score (load shedding samples them uniformly), so its rate is
-# over the events that carry the score: count(column) skips NULLs, and the rate stays an
-# unbiased estimate whatever the sample rate.
+@dataclass(frozen=True)
+class RateEvents:
+    """A rate metric: ``flag`` flags an event; ``score`` names the model score the rate
+    is over ("" for a rate over every event).
+
+    A model score is NULL on an event the worker did not model-score (load shedding
+    scores a uniform sample, with probability ``sample_rate``), so its rate is over the
+    events that carry the score, each weighted by 1 / sample_rate (:mod:`core.sampling`):
+    a window where the sample rate changed does not over-weight the fully scored part.
+    ``n`` stays the plain count of those events, what the value rests on."""
+
+    flag: str
+    score: str = ""
+
+    @property
+    def n(self) -> str:
+        """The events the value rests on (the scored ones for a model score)."""
+        return f"count({self.score})"
+
+    @property
+    def value(self) -> str:
+        """The rate, NULL where ``n`` is 0."""
+        if self.score:
+            return weighted_rate_sql(self.flag, self.score)
+        return f"if({self.n} = 0, NULL, countIf({self.flag}) / {self.n})"
+
+    @property
+    def hits(self) -> str:
+        """The flagged events a test on (hits, n) reads: the rate times ``n`` (for a
+        model score, weighted flagged events scaled back to ``n``, not an integer)."""
+        if self.score:
+            return weighted_hits_sql(self.flag, self.score)
+        return f"countIf({self.flag})"
+
+
+# rate metric -> its events: threshold rules, their evidence and baseline rules all read
+# these.
 RATE_EVENTS = {
-    "error_rate": ("count()", "status = 'error'"),
-    "toxicity_rate": ("count(toxicity)", "toxicity >= {st}"),
-    "hallucination_rate": ("count(hallucination)", "hallucination >= {st}"),
-    "pii_rate": ("count()", "notEmpty(pii_input) OR notEmpty(pii_output)"),
-    "injection_rate": ("count(injection)", "injection >= {st}"),
+    "error_rate": RateEvents("status = 'error'"),
+    "toxicity_rate": RateEvents("toxicity >= {st}", "toxicity"),
+    "hallucination_rate": RateEvents("hallucination >= {st}", "hallucination"),
+    "pii_rate": RateEvents("notEmpty(pii_input) OR notEmpty(pii_output)"),
+    "injection_rate": RateEvents("injection >= {st}", "injection"),
 }
 
 # metric -> (value expression, count expression); rates are NULL on no data, and the
@@ -46,7 +80,7 @@ RATE_EVENTS = {
 _EVENT_EXPR = {
     "event_count": ("toFloat64(count())", "count()"),
     "toxicity_max": ("toFloat64(max(toxicity))", "count(toxicity)"),
-    **{m: (f"if({n} = 0, NULL, countIf({flag}) / {n})", n) for m, (n, flag) in RATE_EVENTS.items()},
+    **{m: (r.value, r.n) for m, r in RATE_EVENTS.items()},
     "latency_p95": ("quantileExact(0.95)(latency_ms)", "count(latency_ms)"),
     "latency_p99": ("quantileExact(0.99)(latency_ms)", "count(latency_ms)"),
     "ttft_p95": ("quantileExact(0.95)(ttft_ms)", "count(ttft_ms)"),
@@ -57,12 +91,12 @@ _EVENT_EXPR = {
 # metric -> (order by, example text column, extra condition) for the evidence query
 _EVIDENCE = {
     "event_count": ("ts DESC", "input", ""),
-    "error_rate": ("ts DESC", "concat(error_type, ': ', output)", RATE_EVENTS["error_rate"][1]),
-    "toxicity_rate": ("toxicity DESC", "output", RATE_EVENTS["toxicity_rate"][1]),
+    "error_rate": ("ts DESC", "concat(error_type, ': ', output)", RATE_EVENTS["error_rate"].flag),
+    "toxicity_rate": ("toxicity DESC", "output", RATE_EVENTS["toxicity_rate"].flag),
     "toxicity_max": ("toxicity DESC", "output", "toxicity IS NOT NULL"),
-    "hallucination_rate": ("hallucination DESC", "output", RATE_EVENTS["hallucination_rate"][1]),
-    "pii_rate": ("ts DESC", "input", RATE_EVENTS["pii_rate"][1]),
-    "injection_rate": ("injection DESC", "input", RATE_EVENTS["injection_rate"][1]),
+    "hallucination_rate": ("hallucination DESC", "output", RATE_EVENTS["hallucination_rate"].flag),
+    "pii_rate": ("ts DESC", "input", RATE_EVENTS["pii_rate"].flag),
+    "injection_rate": ("injection DESC", "input", RATE_EVENTS["injection_rate"].flag),
     "latency_p95": ("latency_ms DESC", "input", ""),
     "latency_p99": ("latency_ms DESC", "input", ""),
     "ttft_p95": ("ttft_ms DESC", "input", ""),

@@ -129,10 +129,14 @@ def msprt_p_value(estimate: float, variance: float, tau: float) -> float:
 
 
 def proportion_test(
-    baseline_n: int, baseline_k: int, candidate_n: int, candidate_k: int,
+    baseline_n: int, baseline_k: float, candidate_n: int, candidate_k: float,
     higher_is_worse: bool = True, tau: float = RATE_TAU,
 ) -> TestResult:  # fmt: skip
-    """Is the candidate's share of flagged events worse than the baseline's?"""
+    """Is the candidate's share of flagged events worse than the baseline's?
+
+    ``k`` may be a real number: for a model-score rate under load shedding it is the
+    share weighted by 1 / sample_rate times n, the scored events (an approximation
+    whose variance ignores the unequal weights; see :mod:`alerting.comparison`)."""
     method = "two-proportion mSPRT, one-sided"
     if baseline_n <= 0 or candidate_n <= 0:
         return TestResult(0.0, 1.0, method, judged=False)
@@ -146,8 +150,9 @@ def proportion_test(
     return TestResult(estimate, msprt_p_value(estimate, variance, tau), method)
 
 
-def wilson_interval(n: int, k: int, z: float = Z95) -> tuple[float, float]:
-    """95 % Wilson score interval of a share k/n ((0, 1) when n is 0)."""
+def wilson_interval(n: int, k: float, z: float = Z95) -> tuple[float, float]:
+    """95 % Wilson score interval of a share k/n ((0, 1) when n is 0); ``k`` may be a
+    weighted share times n, as in :func:`proportion_test`."""
     if n <= 0:
         return 0.0, 1.0
     p = k / n

@@ -1,7 +1,8 @@
 """Two prompt versions (or A/B variants) side by side: tests, Holm, a verdict, the SQL.
 
 Why these tests: rates are Bernoulli counts, so a pooled two-proportion z-test is
-the textbook large-sample test; latency and cost are skewed with long tails, so the
+the textbook large-sample test (model-score rates are weighted by 1 / sample_rate, see
+:func:`two_proportion_z`); latency and cost are skewed with long tails, so the
 rank-based Mann-Whitney U compares them without assuming a shape; embeddings are
 compared as whole distributions with the MMD permutation test the drift monitor
 uses. All tests share the same events, so they are dependent: Holm controls the
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import LlmpulseError
+from core.sampling import weighted_hits_sql, weighted_rate, weighted_rate_sql
 from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT, flagged
 from core.time import parse_since
@@ -45,18 +47,40 @@ QueryFn = Callable[[str], list[Row]]
 
 @dataclass(frozen=True)
 class _Rate:
-    """Hits in Python and in SQL; ``over``: the column that must be non-NULL to count."""
+    """Hits in Python and in SQL (``sql_flag``); ``over``: the column that must be
+    non-NULL to count; ``weighted``: a model score, each scored event weighing
+    1 / sample_rate (:mod:`core.sampling`)."""
 
     hit: Callable[[Row], bool]
-    sql_hits: str
+    sql_flag: str
     over: str | None = None
+    weighted: bool = False
 
     def applies(self, row: Row) -> bool:
         return self.over is None or row.get(self.over) is not None
 
+    def sample(self, rows: list[Row]) -> Sample:
+        """n: the events the rate rests on; hits: the weighted rate times n for a model
+        score (the flagged events when every weight is 1), else the flagged events."""
+        eligible = [r for r in rows if self.applies(r)]
+        if self.weighted:
+            n, rate, hits = weighted_rate((self.hit(r), r.get("sample_rate")) for r in eligible)
+            return Sample(n, rate, hits)
+        x = sum(1 for r in eligible if self.hit(r))
+        return Sample(len(eligible), x / len(eligible) if eligible else None, x)
+
     @property
-    def sql_n(self) -> str:
-        return f"count({self.over or ''})"
+    def sql(self) -> str:
+        """hits, n and rate, as :meth:`sample` computes them (NULL, not NaN, for the rate
+        of a side with no eligible event)."""
+        n = f"count({self.over or ''})"
+        if self.weighted and self.over:
+            flag, over = self.sql_flag, self.over
+            return (
+                f"{weighted_hits_sql(flag, over)} AS hits, {n} AS n, "
+                f"{weighted_rate_sql(flag, over)} AS rate"
+            )
+        return f"countIf({self.sql_flag}) AS hits, {n} AS n, if(n = 0, NULL, hits / n) AS rate"
 
 
 def _ge(column: str) -> Callable[[Row], bool]:
@@ -67,20 +91,22 @@ def _flag(column: str) -> Callable[[Row], bool]:
     return lambda r: bool(r.get(column))
 
 
+def _score(column: str) -> _Rate:
+    return _Rate(_ge(column), f"{column} >= {FLAG_AT}", column, weighted=True)
+
+
 # A model score (toxicity, hallucination, the injection score) is NULL on an event that
 # was not model-scored (the worker samples them under load), so its rate is over the
-# events that carry it: an unbiased estimate whatever the sample rate.
+# events that carry it, each weighing 1 / sample_rate: unbiased even when the sample
+# rate changed within the window.
 RATES = {
-    "toxicity_rate": _Rate(_ge("toxicity"), f"countIf(toxicity >= {FLAG_AT})", "toxicity"),
-    "hallucination_rate": _Rate(_ge("hallucination"), f"countIf(hallucination >= {FLAG_AT})",
-                                "hallucination"),
-    "error_rate": _Rate(_flag("error"), "countIf(error)"),
-    "pii_rate": _Rate(_flag("pii"), "countIf(pii)"),
-    "injection_rate": _Rate(_ge("injection"), f"countIf(injection >= {FLAG_AT})",
-                            "injection"),
-    "negative_feedback_rate": _Rate(lambda r: r["feedback"] < 0, "countIf(feedback < 0)",
-                                    "feedback"),
-}  # fmt: skip
+    "toxicity_rate": _score("toxicity"),
+    "hallucination_rate": _score("hallucination"),
+    "error_rate": _Rate(_flag("error"), "error"),
+    "pii_rate": _Rate(_flag("pii"), "pii"),
+    "injection_rate": _score("injection"),
+    "negative_feedback_rate": _Rate(lambda r: r["feedback"] < 0, "feedback < 0", "feedback"),
+}
 DISTRIBUTIONS = ("latency_ms", "cost_usd")
 KINDS = {"output_drift": "output", "input_drift": "input"}
 
@@ -95,7 +121,9 @@ class Sample:
 
     n: int
     value: float | None = None
-    hits: int | None = None  # rates: events over the threshold
+    # rates: events over the threshold; for a model score, the rate weighted by
+    # 1 / sample_rate times n (not a whole number when the sample rate varied)
+    hits: float | None = None
     p95: float | None = None  # distributions
 
 
@@ -138,8 +166,13 @@ class Comparison:
         return out
 
 
-def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
-    """Pooled two-sided z-test of x2/n2 against x1/n1: (z, p); (0, 1) when nothing varies."""
+def two_proportion_z(x1: float, n1: int, x2: float, n2: int) -> tuple[float, float]:
+    """Pooled two-sided z-test of x2/n2 against x1/n1: (z, p); (0, 1) when nothing varies.
+
+    For a model-score rate, x is the share weighted by 1 / sample_rate times n, the
+    scored events: the test compares the weighted shares with the variance of equally
+    weighted events, an approximation that understates it (Kish's design effect) while
+    the sample rate varied within a side, and is exact with one rate."""
     from scipy.stats import norm
 
     if n1 == 0 or n2 == 0:
@@ -253,10 +286,12 @@ def _events_sql(where: str, side: str, seed: int, limit: int) -> str:
     return f"""SELECT e.side AS side, e.event_id AS event_id, e.error AS error,
     e.latency_ms AS latency_ms, e.cost_usd AS cost_usd, e.toxicity AS toxicity,
     e.hallucination AS hallucination, e.pii AS pii, e.injection AS injection,
-    f.score AS feedback, count() OVER (PARTITION BY e.side) AS side_events
+    e.sample_rate AS sample_rate, f.score AS feedback,
+    count() OVER (PARTITION BY e.side) AS side_events
 FROM (
     SELECT {side} AS side, event_id, status = 'error' AS error, latency_ms, cost_usd,
-        toxicity, hallucination, notEmpty(pii_input) OR notEmpty(pii_output) AS pii, injection
+        toxicity, hallucination, notEmpty(pii_input) OR notEmpty(pii_output) AS pii, injection,
+        sample_rate
     FROM llm_events FINAL WHERE {where}
 ) AS e
 LEFT JOIN (
@@ -294,16 +329,8 @@ def _no_events(run: QueryFn, window: str, app: str, by: str, name: str, start: d
 
 def _rate(name: str, split: dict[str, list[Row]], events_sql: str) -> MetricResult:
     spec = RATES[name]
-    sides = []
-    for s in SIDES:
-        eligible = [r for r in split[s] if spec.applies(r)]
-        x = sum(1 for r in eligible if spec.hit(r))
-        sides.append(Sample(len(eligible), x / len(eligible) if eligible else None, x))
-    b, c = sides
-    sql = _aggregate_sql(  # NULL, not NaN, on a side with no scored events
-        events_sql,
-        f"{spec.sql_hits} AS hits, {spec.sql_n} AS n, if(n = 0, NULL, hits / n) AS rate",
-    )
+    b, c = (spec.sample(split[s]) for s in SIDES)
+    sql = _aggregate_sql(events_sql, spec.sql)
     if min(b.n, c.n) < MIN_EVENTS:
         return MetricResult(name, "two-proportion z", b, c, None, sql=sql)
     z, p = two_proportion_z(b.hits or 0, b.n, c.hits or 0, c.n)

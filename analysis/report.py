@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from analysis.report_plots import Drawn, Marker, PlotData, plot_all
 from core.errors import LlmpulseError
+from core.sampling import weighted_rate_sql
 from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT
 from core.time import parse_since
@@ -123,23 +124,26 @@ def build_report(
 # -- queries ----------------------------------------------------------------------
 
 
+_TOXICITY_RATE, _HALLUCINATION_RATE = (
+    weighted_rate_sql(f"e.{score} >= {FLAG_AT}", f"e.{score}", "e.sample_rate")
+    for score in ("toxicity", "hallucination")
+)
+
 # Times come out as epoch seconds so the engine and the worker's JSON endpoint give the
 # same values. Columns are qualified (e.x) where an output alias reuses a column name.
 _SQL = {
-    # The expressions of the llm_metrics_1m view (storage/migrations/0007_sampling.sql), on
-    # buckets of any size, per version across models; feedback only for these events.
+    # The expressions of the llm_metrics_1m view (storage/migrations/0009_weighted_rates.sql),
+    # on buckets of any size, per version across models; feedback only for these events.
     # Model-score rates are over the events that carry the score (NULL: not model-scored,
-    # the worker shedding load), NULL where none does.
+    # the worker shedding load), each weighted by 1 / sample_rate, NULL where none does.
     "metrics": "SELECT toUnixTimestamp(toStartOfInterval(e.ts, INTERVAL {step} SECOND)) AS t, "
     "e.app AS app, e.prompt_version AS prompt_version, count() AS events, "
     "countIf(e.status = 'error') AS errors, countIf(e.status = 'error') / count() AS error_rate, "
     "quantileExact(0.5)(e.latency_ms) AS latency_p50, "
     "quantileExact(0.95)(e.latency_ms) AS latency_p95, "
     "quantileExact(0.99)(e.latency_ms) AS latency_p99, "
-    f"if(count(e.toxicity) = 0, NULL, countIf(e.toxicity >= {FLAG_AT}) / count(e.toxicity)) "
-    "AS toxicity_rate, "
-    f"if(count(e.hallucination) = 0, NULL, countIf(e.hallucination >= {FLAG_AT}) / "
-    "count(e.hallucination)) AS hallucination_rate, countIf(f.score IS NOT NULL) AS feedback, "
+    f"{_TOXICITY_RATE} AS toxicity_rate, {_HALLUCINATION_RATE} AS hallucination_rate, "
+    "countIf(f.score IS NOT NULL) AS feedback, "
     "if(countIf(f.score IS NOT NULL) = 0, NULL, countIf(f.score < 0) / "
     "countIf(f.score IS NOT NULL)) AS negative_feedback_rate FROM llm_events AS e FINAL "
     "LEFT JOIN (SELECT event_id, toNullable(argMax(score, ingested_at)) AS score "
@@ -151,10 +155,8 @@ _SQL = {
     "totals": "SELECT e.app AS app, e.prompt_version AS prompt_version, count() AS events, "
     "countIf(e.status = 'error') / count() AS error_rate, "
     "quantileExact(0.95)(e.latency_ms) AS latency_p95, "
-    f"if(count(e.toxicity) = 0, NULL, countIf(e.toxicity >= {FLAG_AT}) / count(e.toxicity)) "
-    "AS toxicity_rate, count(e.toxicity) AS scored, "
-    f"if(count(e.hallucination) = 0, NULL, countIf(e.hallucination >= {FLAG_AT}) / "
-    "count(e.hallucination)) AS hallucination_rate, sum(e.cost_usd) AS cost_usd, "
+    f"{_TOXICITY_RATE} AS toxicity_rate, count(e.toxicity) AS scored, "
+    f"{_HALLUCINATION_RATE} AS hallucination_rate, sum(e.cost_usd) AS cost_usd, "
     "toUnixTimestamp64Milli(min(e.ts)) / 1000 AS first_ts, "
     "toUnixTimestamp64Milli(max(e.ts)) / 1000 AS last_ts FROM llm_events AS e FINAL "
     "WHERE {e_app} AND e.ts >= {lo} AND e.ts <= {hi} GROUP BY e.app, e.prompt_version "
@@ -317,7 +319,8 @@ _CAPTIONS = {
     "quality.png": "Share of answers scored toxic (score >= 0.5), share of grounded answers "
     "scored hallucinated, and share of feedback that was negative, per version. Toxicity and "
     "hallucination are shares of the model-scored answers (a uniform sample while the worker "
-    "sheds load; see the totals' model-scored column). Compare a "
+    "sheds load; see the totals' model-scored column), each weighted by 1 / its sample rate "
+    "so that fully scored minutes do not outweigh shed ones. Compare a "
     "version with the one before it at the deploy line; a sparse line means little traffic.",
     "drift.png": "One point per drift test window (at its end), per version and kind of text. "
     "Lower is stronger evidence of change. A window drifted when its p-value is at or below "

@@ -128,8 +128,9 @@ def _counted(side: str, n: dict[str, int]) -> str:
 def _side(s: Sample) -> str:
     if s.value is None:
         return f"n={s.n}"
-    if s.hits is not None:
-        return f"{100 * s.value:.1f}% ({s.hits}/{s.n})"
+    if s.hits is not None:  # weighted hits of a model score need not be whole
+        hits = f"{s.hits:.0f}" if abs(s.hits - round(s.hits)) < 1e-6 else f"{s.hits:.1f}"
+        return f"{100 * s.value:.1f}% ({hits}/{s.n})"
     return f"{s.value:.4g} (p95 {s.p95:.4g})"
 
 

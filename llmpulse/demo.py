@@ -103,10 +103,10 @@ QUERIES = [
     (
         "What each prompt version did (from the llm_metrics_1m view)",
         "SELECT prompt_version, sum(events) AS calls,\n"
-        "       round(sum(toxicity_rate * toxicity_scored)\n"
-        "             / nullIf(sum(toxicity_scored), 0), 3) AS toxic,\n"
-        "       round(sum(hallucination_rate * hallucination_scored)\n"
-        "             / nullIf(sum(hallucination_scored), 0), 3) AS ungrounded,\n"
+        "       round(sum(toxicity_rate * toxicity_weight)\n"
+        "             / nullIf(sum(toxicity_weight), 0), 3) AS toxic,\n"
+        "       round(sum(hallucination_rate * hallucination_weight)\n"
+        "             / nullIf(sum(hallucination_weight), 0), 3) AS ungrounded,\n"
         "       round(max(latency_p95)) AS worst_p95_ms, round(sum(cost_usd), 4) AS usd\n"
         f"FROM llm_metrics_1m WHERE app = '{APP}' GROUP BY prompt_version ORDER BY prompt_version",
     ),

@@ -1,12 +1,19 @@
 """Load shedding on the real engine: migration 0007 upgrades stored rows, and every rate
-of a model score (views, alert metrics and their notification, compare, the report) is
-over the events that carry the score, NULL where none does.
+of a model score (views, alert metrics and their notification, baseline rules, compare,
+the report) is over the events that carry the score, each weighted by 1 / sample_rate
+(0009), NULL where none does.
 
 One database, built as a worker before 0007 left it and then upgraded:
 - ``legacy`` v1: 5 events stored before 0007, all model-scored, one toxic;
 - ``bot`` v7: 40 events at sample rate 0.25: 10 model-scored (2 toxic, 1 injection,
   6 with context of which 1 hallucinated) and 30 not (NULL scores; 4 of them with PII);
-- ``bot`` v5: 5 events at sample rate 0.1, none model-scored.
+- ``bot`` v5: 5 events at sample rate 0.1, none model-scored;
+- ``step``, where the sample rate changes inside the window: v8 (the baseline) 100
+  events at rate 1.0, 10 toxic; v9 100 events at rate 1.0 with 10 toxic, then 200 at
+  rate 0.2 of which 40 were scored (12 toxic) and 160 not. Weighting each scored event
+  by 1 / sample_rate, v9's toxicity rate is (10 + 12 / 0.2) / (100 + 40 / 0.2) =
+  70 / 300 = 23.3 %; flagged / scored would say 22 / 140 = 15.7 %, the fully scored
+  first part counting five times its share.
 
 Runs in a child process: chdb allows one engine directory per process.
 """
@@ -27,6 +34,7 @@ import asyncio, json, sys, time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 import storage.migrations as migrations
+from alerting.comparison import Baseline, Version, judge
 from alerting.config import Rule, RuleSet
 from alerting.evaluator import Evaluator
 from alerting.metrics import metric_query
@@ -57,6 +65,17 @@ for j in range(5):
     rows.append([f"v5-{j}", at(5 + j / 10), "bot", "m", "v5", f"quiet {j}", None, {}, None, [],
                  None, [], 0.1])
 
+step = []  # the sample rate changes inside one minute (see the module's docstring)
+for i in range(100):
+    step.append([f"v8-{i}", at(8 + i / 100), "step", "m", "v8", f"before {i}",
+                 0.9 if i < 10 else 0.1, {}, 0.0, [], None, [], 1.0])
+for i in range(300):
+    full, scored = i < 100, i < 140
+    toxic = i < 10 if full else i - 100 < 12
+    step.append([f"v9-{i}", at(10 + i / 10), "step", "m", "v9", f"after {i}",
+                 (0.9 if toxic else 0.1) if scored else None, {}, 0.0 if scored else None, [],
+                 None, [], 1.0 if full else 0.2])
+
 class Result:
     def __init__(self, r):
         self.columns, self.rows = list(r.column_names), [list(x) for x in r.result_rows]
@@ -79,6 +98,7 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
             f"SELECT event_id, toxicity, sample_rate FROM {DB}.llm_events FINAL "
             "WHERE app = 'legacy' ORDER BY event_id").result_rows]
         c.insert(f"{DB}.llm_events", rows, column_names=cols)
+        c.insert(f"{DB}.llm_events", step, column_names=cols)
     engine.call(upgrade)
     now = time.time()
 
@@ -113,6 +133,7 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
                  "examples": list(n.evidence.examples)} for n in sent]
     out["notes"] = asyncio.run(evaluate())
 
+
     until = datetime.fromtimestamp(now + 1, UTC)
     cmp = engine.call(compare, named, "bot", "v5", "v7", "2h", until=until)
     out["compare"] = {m.name: {"baseline": [m.baseline.n, m.baseline.value],
@@ -132,6 +153,45 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
     out["report_totals"] = rows_of("first_ts")
     out["report_buckets"] = rows_of("toStartOfInterval")
     out["report_page"] = report.html.read_text()
+    def stepped():
+        out["step_1m"] = named(f"SELECT * FROM {DB}.llm_metrics_1m WHERE app = 'step' "
+                               "ORDER BY prompt_version")
+        out["step_1h"] = named(f"SELECT prompt_version, toxicity_rate, toxicity_scored, "
+                               f"toxicity_weight FROM {DB}.llm_metrics_1h WHERE app = 'step' "
+                               "ORDER BY prompt_version")
+        rule = Rule("r", "toxicity_rate", ">", 0.2, window_s=60.0, filters={"app": "step"})
+        out["step_metric"] = {
+            r[1]: [r[2], r[3]] for r in c.query(metric_query(DB, rule, now).sql).result_rows}
+    engine.call(stepped)
+    async def step_alerts():
+        sent = []
+        async def save(states): pass
+        async def send(note): sent.append(note)
+        rule = Rule("toxic", "toxicity_rate", ">", 0.2, window_s=60.0, min_events=5,
+                    filters={"app": "step"}, receivers=("pager",))
+        ev = Evaluator(RuleSet(rules=(rule,), receivers={}), DB, query, save, send,
+                       lambda app, version: True, clock=lambda: now)
+        await ev.tick()
+        worse = Rule("worse", "toxicity_rate", ">", 0.0, window_s=3600.0, min_events=30,
+                     compare_to="baseline", alpha=0.05)
+        v8, v9 = Version("step", "v8", now - 120, now), Version("step", "v9", now - 60, now)
+        judged = await judge(DB, worse, v9, Baseline(v8, now - 61), now, query)
+        cmp = judged.comparison
+        return ([{"version": n.prompt_version, "value": n.value, "count": n.count,
+                  "summary": n.summary} for n in sent],
+                {"baseline": [cmp.baseline_count, cmp.baseline_share],
+                 "candidate": [cmp.candidate_count, cmp.candidate_share],
+                 "judged": cmp.judged})
+    out["step_notes"], out["step_judged"] = asyncio.run(step_alerts())
+    m = engine.call(compare, named, "step", "v8", "v9", "2h", until=until).metric("toxicity_rate")
+    out["step_compare"] = {"baseline": [m.baseline.n, m.baseline.value, m.baseline.hits],
+                           "candidate": [m.candidate.n, m.candidate.value, m.candidate.hits],
+                           "sql": named(m.sql)}
+    seen.clear()
+    report = engine.call(build_report, report_query, "step", until - timedelta(hours=2),
+                         Path(sys.argv[1]).parent / "step-report", now=until)
+    out["step_report_totals"] = rows_of("first_ts")
+    out["step_report_page"] = report.html.read_text()
     print(json.dumps(out, default=str))
 """
 
@@ -258,3 +318,63 @@ def test_report_rates_are_over_scored_events_and_null_where_none_was(found: dict
     )
     assert [r["toxicity_rate"] for r in buckets] == [pytest.approx(0.2), None, None, None]
     assert "10 (25%)" in found["report_page"]  # the totals' model-scored column
+
+
+# --- a sample rate that changes inside the window ---------------------------------------
+
+WEIGHTED = 70 / 300  # (10 + 12 / 0.2) / (100 + 40 / 0.2): 23.3 %, where 22 / 140 = 15.7 %
+
+
+def test_view_rates_weight_each_scored_event_by_one_over_its_sample_rate(found: dict) -> None:
+    v9 = key(found["step_1m"], "step", "v9")
+    assert (v9["events"], v9["toxicity_scored"]) == (300, 140)  # the count stays plain
+    assert v9["toxicity_rate"] == pytest.approx(WEIGHTED)
+    assert v9["toxicity_weight"] == pytest.approx(300)  # the events the scored ones stand for
+    assert v9["injection_rate"] == pytest.approx(0.0)
+    v8 = key(found["step_1m"], "step", "v8")  # one sample rate, 1: the plain share
+    assert (v8["toxicity_rate"], v8["toxicity_scored"], v8["toxicity_weight"]) == (
+        pytest.approx(0.1), 100, pytest.approx(100),
+    )  # fmt: skip
+    v9h = [r for r in found["step_1h"] if r["prompt_version"] == "v9"]
+    assert [(r["toxicity_rate"], r["toxicity_scored"]) for r in v9h] == [
+        (pytest.approx(WEIGHTED), 140)
+    ]
+
+
+def test_alert_metric_is_the_weighted_rate_and_counts_the_scored_events(found: dict) -> None:
+    assert found["step_metric"]["v9"] == [pytest.approx(WEIGHTED), 140]
+    assert found["step_metric"]["v8"] == [pytest.approx(0.1), 100]
+
+
+def test_a_threshold_between_the_plain_and_the_weighted_rate_fires_on_the_weighted(
+    found: dict,
+) -> None:
+    # toxicity_rate > 20 %: 15.7 % unweighted would stay quiet, 23.3 % fires
+    (note,) = found["step_notes"]
+    assert (note["version"], note["value"], note["count"]) == ("v9", pytest.approx(WEIGHTED), 140)
+    assert note["summary"].endswith("(140 scored events)")
+
+
+def test_a_baseline_rule_compares_weighted_shares_over_the_scored_counts(found: dict) -> None:
+    judged = found["step_judged"]
+    assert judged["candidate"] == [140, pytest.approx(WEIGHTED)]
+    assert judged["baseline"] == [100, pytest.approx(0.1)]
+    assert judged["judged"] is True
+
+
+def test_compare_gives_the_weighted_rate_and_its_sql_the_same_numbers(found: dict) -> None:
+    got = found["step_compare"]
+    assert got["candidate"] == [140, pytest.approx(WEIGHTED), pytest.approx(140 * WEIGHTED)]
+    assert got["baseline"] == [100, pytest.approx(0.1), pytest.approx(10)]
+    sql = {r["side"]: r for r in got["sql"]}
+    assert (sql["candidate"]["n"], sql["candidate"]["rate"], sql["candidate"]["hits"]) == (
+        140, pytest.approx(WEIGHTED), pytest.approx(140 * WEIGHTED),
+    )  # fmt: skip
+    assert (sql["baseline"]["rate"], sql["baseline"]["hits"]) == (pytest.approx(0.1), 10)
+
+
+def test_report_totals_show_the_weighted_rate(found: dict) -> None:
+    v9 = key(found["step_report_totals"], "step", "v9")
+    assert (v9["events"], v9["scored"]) == (300, 140)
+    assert v9["toxicity_rate"] == pytest.approx(WEIGHTED)
+    assert "23.3%" in found["step_report_page"] and "15.7%" not in found["step_report_page"]

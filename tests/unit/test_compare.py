@@ -219,7 +219,38 @@ def test_model_score_rates_are_over_the_scored_events_of_each_side() -> None:
     assert result.metric("error_rate").candidate.n == 160  # not a model score: every event
     counts = result.counts["candidate"]
     assert (counts["sampled"], counts["with_toxicity"], counts["with_injection"]) == (160, 40, 40)
-    assert "if(n = 0, NULL, hits / n) AS rate" in result.metric("toxicity_rate").sql
+
+
+def stepped(flagged_full: int, flagged_shed: int) -> list[Row]:
+    """Shedding starts inside the window: 100 events scored at rate 1.0, then 200 at
+    rate 0.2 of which 40 were scored; ``flagged_*`` of the scored ones are toxic."""
+    rows = events(300, seed=2)
+    for i, r in enumerate(rows):
+        toxic = i < flagged_full if i < 100 else i - 100 < flagged_shed
+        r.update(toxicity=0.9 if toxic else 0.05, sample_rate=1.0 if i < 100 else 0.2)
+        if i >= 140:  # shed: not model-scored
+            r.update(toxicity=None, injection=None, hallucination=None)
+    return rows
+
+
+def test_a_model_score_rate_weights_each_scored_event_by_one_over_its_sample_rate() -> None:
+    # 10 % of 100 at rate 1, 30 % of 40 at 0.2 (standing for 200): (10 + 12 / 0.2) /
+    # (100 + 40 / 0.2) = 70 / 300, where flagged / scored would say 22 / 140
+    result = run(source(events(100, seed=1), stepped(10, 12)))
+    tox = result.metric("toxicity_rate").candidate
+    assert (tox.n, tox.value) == (140, pytest.approx(70 / 300))
+    assert tox.hits == pytest.approx(140 * 70 / 300)  # what the z-test reads
+    assert result.metric("error_rate").candidate.n == 300  # not a model score: unweighted
+    assert "sumIf(1 / greatest(sample_rate, 1e-06), toxicity >= 0.5)" in (
+        result.metric("toxicity_rate").sql
+    )
+
+
+def test_at_sample_rate_one_the_weighted_rate_is_the_plain_share() -> None:
+    rows = [r | {"sample_rate": 1.0} for r in events(100, seed=2)]
+    toxic = sum(r["toxicity"] >= 0.5 for r in rows)
+    tox = run(source(events(100, seed=1), rows)).metric("toxicity_rate").candidate
+    assert tox == Sample(100, toxic / 100, toxic)  # exactly: every weight is 1
 
 
 def test_a_side_with_no_scored_event_has_no_rate_and_no_test() -> None:
@@ -242,7 +273,8 @@ def test_evidence_has_counts_sql_and_a_fixed_window() -> None:
     assert (result.since, result.until) == (datetime(2025, 2, 28, 12, tzinfo=UTC), UNTIL)
     assert "toDateTime64('2025-02-28 12:00:00.000', 3, 'UTC')" in src.sql[0]
     tox = result.metric("toxicity_rate")
-    assert "countIf(toxicity >= 0.5)" in tox.sql and src.sql[0] in tox.sql
+    assert "sumIf(1 / greatest(sample_rate, 1e-06), toxicity >= 0.5)" in tox.sql
+    assert src.sql[0] in tox.sql
     assert all(m.sql for m in result.metrics)
     assert json.loads(json.dumps(result.as_dict()))["metrics"][0]["name"] == "toxicity_rate"
 
@@ -295,6 +327,15 @@ def test_cli_says_how_many_events_were_model_scored(fake_backend: FakeSource) ->
     assert "baseline: 200 events, candidate: 200 events (50 of 200 used model-scored)" in (
         result.output
     )
+
+
+def test_cli_shows_weighted_hits_of_a_model_score_to_one_decimal(fake_backend: FakeSource) -> None:
+    fake_backend.rows = [r for r in fake_backend.rows if r["side"] == "baseline"]
+    fake_backend.rows += [{"side": "candidate", **r} for r in stepped(10, 12)]
+    args = ["compare", "--app", "chat", "--baseline", "v6", "--candidate", "v7"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "23.3% (32.7/140)" in result.output
 
 
 @pytest.mark.usefixtures("fake_backend")
