@@ -103,7 +103,9 @@ class ToneModel:
         self.layer = depth - self.top  # the token states after this many layers enter the tail
         self.tail = tone_tail(bert.encoder.layer[self.layer :], embeddings.dim)
         self.tail.load_state_dict({k: v.float() for k, v in weights.items()})
-        self.tail.to(embeddings.model.device).eval()
+        # fp32 whatever the embedding model runs at (an fp16 model on CUDA would hand its
+        # half-precision layers to the copies): the token states come as float32
+        self.tail.float().to(embeddings.model.device).eval()
         self.embeddings = embeddings
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, float] = OrderedDict()
