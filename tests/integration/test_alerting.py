@@ -1,7 +1,8 @@
 """Alerting on real parts: Tansu, a worker, chdb, and real HTTP receivers on 127.0.0.1.
 
 The incident: support-bot runs prompt v6, then v7 starts answering rudely. The rule
-(toxicity_rate > 10% over 10 s, for 2 s, at least 20 events) must page once, post to
+(toxicity_rate > 25% over 10 s, for 2 s, at least 20 events; v6's synthetic
+replies, shuffled keywords, score as brusque about one time in ten) must page once, post to
 Slack once, call the rollback service once with a valid signature and rollback_to=v6,
 and resolve once when traffic is back on v6.
 """
@@ -43,7 +44,7 @@ rules:
     filters: {{app: support-bot}}
     window: 10s
     op: ">"
-    threshold: 0.1
+    threshold: 0.25
     for: 2s
     min_events: 20
     severity: critical
@@ -76,7 +77,7 @@ def test_a_toxic_prompt_version_pages_once_rolls_back_once_and_resolves_once(
     assert pd[0]["payload"]["severity"] == "critical"
     assert pd[0]["payload"]["component"] == APP and pd[0]["payload"]["group"] == "v7"
     details = pd[0]["payload"]["custom_details"]
-    assert details["value"] > 0.1 and details["count"] >= 20
+    assert details["value"] > 0.25 and details["count"] >= 20
     assert "toxicity" in details["evidence_query"]
 
     slack = [r.json for r in receivers.at("/slack")]
