@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ __all__ = [
     "Embeddings",
     "EmbeddingsDetector",
     "default_model_path",
+    "remember",
     "text_digest",
 ]
 
@@ -107,14 +108,10 @@ class EmbeddingModel:
                     show_progress_bar=False,
                 ).astype(np.float32, copy=False)
             found = dict(zip(map(text_digest, missing), vectors, strict=True))
-            if self.cache_size:
-                cache.update(found)
         result = np.stack([found[k] if k in found else cache[k] for k in keys])
-        for k in unique:
-            if k in cache:
-                cache.move_to_end(k)
-        while len(cache) > self.cache_size:
-            cache.popitem(last=False)
+        remember(
+            cache, ((k, found[k] if k in found else cache[k]) for k in unique), self.cache_size
+        )
         return result
 
     def encode_with_hidden(self, texts: Sequence[str], layer: int) -> list[Any]:
@@ -157,12 +154,7 @@ class EmbeddingModel:
                 for j, i in enumerate(rows):
                     states[i] = hidden[j, : int(mask[j].sum())].clone()
                     vectors[i] = pooled[j].cpu().numpy()
-        if self.cache_size:
-            for text, vector in zip(texts, vectors, strict=True):
-                self._cache[text_digest(text)] = vector
-                self._cache.move_to_end(text_digest(text))
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        remember(self._cache, zip(map(text_digest, texts), vectors, strict=True), self.cache_size)
         return states
 
     def clear_cache(self) -> None:
@@ -177,6 +169,18 @@ class EmbeddingModel:
         import torch
 
         return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+
+
+def remember(
+    cache: OrderedDict[bytes, Any], items: Iterable[tuple[bytes, Any]], bound: int
+) -> None:
+    """Put ``items`` in the bounded LRU ``cache`` as its most recent entries, evicting the
+    oldest beyond ``bound`` (0 keeps nothing)."""
+    for key, value in items:
+        cache[key] = value
+        cache.move_to_end(key)
+    while len(cache) > bound:
+        cache.popitem(last=False)
 
 
 def text_digest(text: str) -> bytes:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from detectors.base import DetectorError
-from detectors.embeddings import EmbeddingModel, text_digest
+from detectors.embeddings import EmbeddingModel, remember, text_digest
 from detectors.heads import MODELS_DIR
 
 __all__ = ["RUDE_PRIOR", "TONE_FILE", "ToneModel", "tone_tail"]
@@ -128,7 +128,6 @@ class ToneModel:
         if not missing:
             return
         states = self.embeddings.encode_with_hidden(missing, self.layer)
-        probs: list[float] = []
         with torch.inference_mode(), self.embeddings._autocast():
             order = sorted(range(len(missing)), key=lambda i: states[i].shape[0])
             out = np.zeros(len(missing))
@@ -136,11 +135,8 @@ class ToneModel:
                 rows = order[start : start + 64]
                 logits = self.tail([states[i] for i in rows]).float()
                 out[rows] = torch.sigmoid(self.scale * logits + self.shift).cpu().numpy()
-            probs = out.tolist()
-        for text, p in zip(missing, probs, strict=True):
-            self._cache[text_digest(text)] = p
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        remember(self._cache, zip(map(text_digest, missing), out.tolist(), strict=True),
+                 self.cache_size)  # fmt: skip
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """P(rude) per text; 0 for an empty reply."""
