@@ -119,15 +119,6 @@ def _event(output: str, question: str, context: Sequence[str] | None) -> Event |
     return Event(sentences, chunks[:MAX_CHUNKS], parts[:MAX_CHUNKS], q, output, chunks)
 
 
-def _events(batch: TextBatch) -> dict[int, Event]:
-    columns = zip(batch.inputs, batch.outputs, batch.contexts, strict=True)
-    return {i: e for i, (q, o, c) in enumerate(columns) if (e := _event(o, q, c)) is not None}
-
-
-def _texts(events: dict[int, Event]) -> list[str]:
-    return [t for e in events.values() for t in (*e.sentences, *e.chunks)]
-
-
 class HallucinationDetector:
     """Scores answers against their retrieved context; one embedding pass per batch.
 
@@ -184,13 +175,14 @@ class HallucinationDetector:
             )
         self._entail = entail[0]
 
-    def score(self, batch: TextBatch) -> list[Groundedness]:
+    def score(self, batch: TextBatch, claims: dict[int, Event] | None = None) -> list[Groundedness]:
         """P(hallucinated): the claim-level findings, on top of a prior below 0.5.
 
         With NLI the prior is the share of claims no chunk entails, and can flag
         alone; the head's probability (``head_path``) is capped like the default.
+        ``claims`` is :meth:`parse` of ``batch`` when the caller has it already.
         """
-        alignments = self.align(batch)
+        alignments = self.align(batch, claims=claims)
         rows = [a.features for a in alignments if a is not None]
         head = self.head if self.method == "head" and rows else None
         probs = iter(head.predict(np.vstack(rows)).tolist() if head is not None else [])
@@ -215,16 +207,18 @@ class HallucinationDetector:
             out.append(Groundedness(float(1.0 - doubt), quoted, len(a.sentences), self.method))
         return out
 
-    def align(self, batch: TextBatch, with_form: bool = False) -> list[Alignment | None]:
+    def align(
+        self, batch: TextBatch, with_form: bool = False, claims: dict[int, Event] | None = None
+    ) -> list[Alignment | None]:
         """Per event, the sentence alignment and head features; None without context/output.
 
         ``question_cosine`` needs question and output vectors: taken from the batch
         when it carries them, encoded only ``with_form`` (training), else NaN.
         """
-        events = _events(batch)
+        events = self.parse(batch) if claims is None else claims
         if not events:
             return [None] * len(batch)
-        texts = _texts(events)
+        texts = self.texts(events)
         asked = [i for i, e in events.items() if e.question]
         given = batch.input_vectors is not None and batch.output_vectors is not None
         encode_io = with_form and not given
@@ -253,9 +247,16 @@ class HallucinationDetector:
             out[i] = check(e, sims[i], q_cos[i], entail.get(i), self.threshold, found)
         return out
 
-    def texts(self, batch: TextBatch) -> list[str]:
-        """The sentences and chunks :meth:`align` will encode, for the suite's one pass."""
-        return _texts(_events(batch))
+    @staticmethod
+    def parse(batch: TextBatch) -> dict[int, Event]:
+        """Per event with context and claims, its answer sentences and context chunks."""
+        columns = zip(batch.inputs, batch.outputs, batch.contexts, strict=True)
+        return {i: e for i, (q, o, c) in enumerate(columns) if (e := _event(o, q, c)) is not None}
+
+    @staticmethod
+    def texts(claims: dict[int, Event]) -> list[str]:
+        """The sentences and chunks :meth:`align` encodes, for the suite's one pass."""
+        return [t for e in claims.values() for t in (*e.sentences, *e.chunks)]
 
     def _entailment(
         self, events: dict[int, Event], sims: dict[int, np.ndarray]

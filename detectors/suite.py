@@ -148,10 +148,12 @@ class DetectorSuite:
         # also gives their vectors), then one encode for the rest (inputs and the
         # hallucination check's sentences and chunks); every detector reads the cache.
         self._timed("embeddings", self.toxicity.prepare, batch.outputs)
-        also = self.hallucination.texts(batch)
+        # split once, for the encode and the check
+        claims = self._timed("hallucination", self.hallucination.parse, batch)
+        also = self.hallucination.texts(claims)
         batch = self._timed("embeddings", self.embedder.embed, batch, also)
         toxicity = self._timed("toxicity", self.toxicity.score, batch)
-        grounded = self._timed("hallucination", self.hallucination.score, batch)
+        grounded = self._timed("hallucination", self.hallucination.score, batch, claims)
         pii = self._timed("pii", self.pii.score, batch)
         injection = self._timed("injection", self.injection.score, batch)
         assert batch.input_vectors is not None and batch.output_vectors is not None
