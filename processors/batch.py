@@ -129,17 +129,18 @@ class Scorer:
         # their set makes the batch's dedup tokens, and envelopes are never split.
         offsets = dict.fromkeys((r.topic, r.partition, r.offset) for r in records)
         batch = ScoredBatch(offsets=list(offsets), sample_rate=rate)
-        chosen_of = dict(zip(map(id, records), sampling.chosen, strict=True)) if sampling else {}
+        flags = sampling.chosen if sampling else (True,) * len(records)
         events: list[tuple[Record, Event]] = []
+        chosen: list[bool] = []  # per valid event, whether the models score it
         redact = self.suite.redactor.redact
-        for record in records:
+        for record, pick in zip(records, flags, strict=True):
             parsed = record.refused or parse_event(record.value)
             if isinstance(parsed, Rejection):
                 batch.rejected.append((record, parsed))
                 batch.dead_letters.append(dead_letter_row(record, parsed, redact))
             else:
                 events.append((record, parsed))
-        chosen = [chosen_of.get(id(r), True) for r, _ in events]
+                chosen.append(pick)
         started = time.perf_counter()
         scores = self.score_events([e for _, e in events], chosen if sampling else None)
         batch.model_seconds = time.perf_counter() - started
