@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 from detectors.embeddings import EmbeddingModel  # noqa: E402
 from detectors.heads import HOLDOUT_SHARE, MODELS_DIR, LogisticHead, is_holdout  # noqa: E402
 from scripts.toxicity_synthetic import synthetic_rows  # noqa: E402
+from scripts.train_toxicity_tone import FILES as REPLY_FILES  # noqa: E402
+from scripts.train_toxicity_tone import load_replies  # noqa: E402
 
 __all__ = ["main"]
 
@@ -34,20 +36,12 @@ SEED = 1234
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
 REPLY_WEIGHT = 3.0
-REPLY_FILES = (
-    "toxicity_replies.jsonl",
-    "toxicity_replies_2.jsonl",
-    "toxicity_replies_polite.jsonl",
-)
 DIGITS = 6  # significant digits kept in the JSON; changes scores by ~1e-6
 
 
 def benign_replies() -> list[dict]:
     rows = [r for r in synthetic_rows(SEED) if int(r["label"]) == 0]  # type: ignore[call-overload]
-    for name in REPLY_FILES:
-        text = (ROOT / "scripts" / "data" / name).read_text()
-        rows += [r for r in map(json.loads, filter(str.strip, text.splitlines())) if not r["label"]]
-    return rows
+    return rows + [r for r in load_replies()[0] if not r["label"]]
 
 
 def load_rows(directory: Path, name: str) -> tuple[list[dict], str]:

@@ -57,6 +57,18 @@ BATCH = 32
 HOLDOUT = 0.15
 
 
+def load_replies() -> tuple[list[dict], dict[str, dict]]:
+    """The hand-written replies of ``scripts/data/``, and per file its hash and row count."""
+    rows: list[dict] = []
+    sources: dict[str, dict] = {}
+    for name in FILES:
+        data = (DATA / name).read_bytes()
+        found = [json.loads(x) for x in data.decode().splitlines() if x.strip()]
+        rows += found
+        sources[name] = {"sha256": hashlib.sha256(data).hexdigest(), "rows": len(found)}
+    return rows, sources
+
+
 def held_out(text: str) -> bool:
     digest = hashlib.sha256(f"tone:{text}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < HOLDOUT
@@ -79,11 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     embedder = EmbeddingModel(device="cpu", precision="fp32", cache_size=0)
     rows: list[dict] = []
     sources: dict[str, dict] = {}
-    for name in FILES:
-        data = (DATA / name).read_bytes()
-        found = [json.loads(x) for x in data.decode().splitlines() if x.strip()]
-        rows += found
-        sources[name] = {"sha256": hashlib.sha256(data).hexdigest(), "rows": len(found)}
+    replies, sources = load_replies()
+    rows += replies
     synthetic = synthetic_rows(SEED)
     rows += synthetic
     sources["scripts/toxicity_synthetic.py"] = {"seed": SEED, "rows": len(synthetic)}
