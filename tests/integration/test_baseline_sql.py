@@ -6,14 +6,10 @@ Runs in a child process: chdb allows one engine directory per process.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from alerting.significance import proportion_test
+from tests.integration.conftest import run_script
 
 pytestmark = pytest.mark.integration
 
@@ -106,13 +102,9 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = Path(__file__).resolve().parents[2]
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path_factory.mktemp("chdb"))],
-        cwd=root, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    found = run_script(SCRIPT, tmp_path_factory.mktemp("chdb"))
+    assert isinstance(found, dict)
+    return found
 
 
 def test_the_baseline_is_the_last_version_seen_before_the_candidate(found: dict) -> None:

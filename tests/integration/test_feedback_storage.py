@@ -6,12 +6,11 @@ Runs in a child process: chdb allows one engine directory per process, and
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import run_script
 
 pytestmark = pytest.mark.integration
 
@@ -72,13 +71,8 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
 
 def test_feedback_rows_dedup_and_the_latest_verdict_wins(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "chdb")],
-        cwd=root, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_script(SCRIPT, tmp_path / "chdb")
+    assert isinstance(out, dict)
     assert out["raw"] == 3 and out["dead"] == 1
     assert out["comment"] == "mail <EMAIL>"
     assert out["final"] == [

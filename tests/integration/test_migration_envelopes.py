@@ -5,12 +5,9 @@ process."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.integration.conftest import run_script
 
 pytestmark = pytest.mark.integration
 
@@ -65,13 +62,9 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = Path(__file__).resolve().parents[2]
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path_factory.mktemp("run") / "chdb")],
-        cwd=root, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    found = run_script(SCRIPT, tmp_path_factory.mktemp("run") / "chdb")
+    assert isinstance(found, dict)
+    return found
 
 
 def test_0008_upgrades_a_database_with_rows(found: dict) -> None:

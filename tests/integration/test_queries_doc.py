@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import run_script
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +46,6 @@ def test_the_page_has_its_ten_or_more_queries() -> None:
 
 def test_every_documented_query_runs(tmp_path: Path) -> None:
     queries = doc_queries()
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "chdb")],
-        input=json.dumps(queries), capture_output=True, text=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    failures = json.loads(run.stdout.strip().splitlines()[-1])
+    failures = run_script(SCRIPT, tmp_path / "chdb", stdin=json.dumps(queries))
+    assert isinstance(failures, dict)
     assert failures == {}, "\n\n".join(f"{queries[int(i)]}\n→ {e}" for i, e in failures.items())

@@ -20,12 +20,9 @@ Runs in a child process: chdb allows one engine directory per process.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.integration.conftest import run_script
 
 pytestmark = pytest.mark.integration
 
@@ -119,15 +116,18 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
     async def query(sql):
         return engine.call(lambda: c.query(sql).result_rows)
-    async def evaluate():
+    async def fire(rule):
+        # the notifications one evaluation of the rule sends
         sent = []
         async def save(states): pass
         async def send(note): sent.append(note)
-        rule = Rule("toxic", "toxicity_rate", ">", 0.1, window_s=60.0, min_events=5,
-                    filters={"app": "bot"}, receivers=("pager",))
         ev = Evaluator(RuleSet(rules=(rule,), receivers={}), DB, query, save, send,
                        lambda app, version: True, clock=lambda: now)
         await ev.tick()
+        return sent
+    async def evaluate():
+        sent = await fire(Rule("toxic", "toxicity_rate", ">", 0.1, window_s=60.0, min_events=5,
+                               filters={"app": "bot"}, receivers=("pager",)))
         return [{"version": n.prompt_version, "value": n.value, "count": n.count,
                  "counted": n.counted, "summary": n.summary,
                  "examples": list(n.evidence.examples)} for n in sent]
@@ -164,14 +164,8 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
             r[1]: [r[2], r[3]] for r in c.query(metric_query(DB, rule, now).sql).result_rows}
     engine.call(stepped)
     async def step_alerts():
-        sent = []
-        async def save(states): pass
-        async def send(note): sent.append(note)
-        rule = Rule("toxic", "toxicity_rate", ">", 0.2, window_s=60.0, min_events=5,
-                    filters={"app": "step"}, receivers=("pager",))
-        ev = Evaluator(RuleSet(rules=(rule,), receivers={}), DB, query, save, send,
-                       lambda app, version: True, clock=lambda: now)
-        await ev.tick()
+        sent = await fire(Rule("toxic", "toxicity_rate", ">", 0.2, window_s=60.0, min_events=5,
+                               filters={"app": "step"}, receivers=("pager",)))
         worse = Rule("worse", "toxicity_rate", ">", 0.0, window_s=3600.0, min_events=30,
                      compare_to="baseline", alpha=0.05)
         v8, v9 = Version("step", "v8", now - 120, now), Version("step", "v9", now - 60, now)
@@ -198,13 +192,9 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = Path(__file__).resolve().parents[2]
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path_factory.mktemp("run") / "chdb")],
-        cwd=root, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    found = run_script(SCRIPT, tmp_path_factory.mktemp("run") / "chdb")
+    assert isinstance(found, dict)
+    return found
 
 
 def key(rows: list[dict], app: str, version: str | None = None) -> dict:
