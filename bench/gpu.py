@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from throughput import batches, compare_scores, realistic_events, score_all  # noqa: E402
+from throughput import batches, compare_scores, realistic_events, score_all, timed  # noqa: E402
 
 from detectors.suite import DetectorSuite, SuiteConfig  # noqa: E402
 
@@ -87,9 +87,7 @@ def main() -> None:
     parts = batches(events, args.batch)
     dev = DetectorSuite(SuiteConfig(device=args.device, precision="auto"))
     dev.score(parts[0])  # warm-up: kernels, allocations
-    started = time.perf_counter()
-    score_all(dev, parts)
-    models_s = time.perf_counter() - started
+    models_s = timed(lambda: score_all(dev, parts))
 
     sample = batches(events[: args.sample], args.batch)
     cpu = DetectorSuite(SuiteConfig(device="cpu", precision="fp32"))
