@@ -26,16 +26,18 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_script(script: str, chdb_path: Path, stdin: str | None = None) -> object:
+def run_script(script: str, chdb_path: Path, stdin: str | None = None) -> dict:
     """Run ``script`` in a child Python with ``chdb_path`` as its argument and return its
-    last stdout line, decoded as JSON: the embedded engine's session belongs to one
+    last stdout line, a JSON object: the embedded engine's session belongs to one
     process, so scripts that open it run apart from the test process."""
     run = subprocess.run(
         [sys.executable, "-c", script, str(chdb_path)],
         input=stdin, cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert isinstance(found, dict), found
+    return found
 
 
 @pytest.fixture

@@ -72,9 +72,7 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
 @pytest.fixture(scope="module")
 def values(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    found = run_script(SCRIPT, tmp_path_factory.mktemp("chdb"))
-    assert isinstance(found, dict)
-    return found
+    return run_script(SCRIPT, tmp_path_factory.mktemp("chdb"))
 
 
 def by_version(rows: list[list]) -> dict[str, tuple[float, int]]:

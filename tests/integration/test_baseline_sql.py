@@ -102,9 +102,7 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    found = run_script(SCRIPT, tmp_path_factory.mktemp("chdb"))
-    assert isinstance(found, dict)
-    return found
+    return run_script(SCRIPT, tmp_path_factory.mktemp("chdb"))
 
 
 def test_the_baseline_is_the_last_version_seen_before_the_candidate(found: dict) -> None:

@@ -72,7 +72,6 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
 def test_feedback_rows_dedup_and_the_latest_verdict_wins(tmp_path: Path) -> None:
     out = run_script(SCRIPT, tmp_path / "chdb")
-    assert isinstance(out, dict)
     assert out["raw"] == 3 and out["dead"] == 1
     assert out["comment"] == "mail <EMAIL>"
     assert out["final"] == [

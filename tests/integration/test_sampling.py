@@ -192,9 +192,7 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    found = run_script(SCRIPT, tmp_path_factory.mktemp("run") / "chdb")
-    assert isinstance(found, dict)
-    return found
+    return run_script(SCRIPT, tmp_path_factory.mktemp("run") / "chdb")
 
 
 def key(rows: list[dict], app: str, version: str | None = None) -> dict:
