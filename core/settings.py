@@ -37,7 +37,13 @@ NEW_VERSION_REFERENCES = ("inherit", "first")
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Secrets that may also be read from a file: NAME_FILE holds the value (stripped).
-SECRET_FILES = ("sql_token", "redaction_salt", "kafka_sasl_password", "clickhouse_password")
+SECRET_FILES = (
+    "sql_token",
+    "redaction_salt",
+    "kafka_sasl_password",
+    "clickhouse_password",
+    "otlp_token",
+)
 
 
 class SettingsError(LlmpulseError, ValueError):
@@ -51,6 +57,7 @@ class Topics:
     deadletter: str = "llm.deadletter"
     scored: str = "llm.scored"
     alerts: str = "llm.alerts"
+    otlp: str = "llm.otlp"  # OTLP export requests the receiver accepted, keyed by trace id
 
     def all(self) -> list[str]:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
@@ -123,6 +130,17 @@ class Settings(BaseSettings):
     # a delivery is given up after retrying this long
     alert_retry_deadline_s: float = Field(300.0, gt=0)
     alert_query_url: str = ""  # evidence link template; {query} is the URL-encoded SQL
+    # OTLP/HTTP receiver (ingest/otlp_receiver.py): port 0 turns it off in `llmpulse up`
+    otlp_bind: str = "127.0.0.1"
+    otlp_port: int = Field(4318, ge=0, le=65535)
+    otlp_token: str = Field(default="", repr=False)  # required on a non-loopback bind
+    otlp_token_file: Path | None = None
+    # how long an LLM span waits for its trace's retriever spans and content logs
+    otlp_trace_wait_s: float = Field(5.0, ge=0)
+    # topics an OpenTelemetry Collector's Kafka exporter writes (encoding otlp_proto);
+    # empty: not read
+    otlp_collector_traces_topic: str = ""
+    otlp_collector_logs_topic: str = ""
     topics: Topics = Field(default_factory=Topics)
 
     @classmethod

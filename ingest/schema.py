@@ -93,7 +93,9 @@ class Usage(BaseModel):
 
     input_tokens: Tokens | None = None
     output_tokens: Tokens | None = None
-    cached_tokens: Tokens | None = None
+    cached_tokens: Tokens | None = None  # input tokens read from the provider's cache
+    cache_write_tokens: Tokens | None = None  # input tokens written to it
+    reasoning_tokens: Tokens | None = None  # output tokens spent reasoning
 
 
 class Event(BaseModel):
@@ -115,6 +117,8 @@ class Event(BaseModel):
     variant: Label | None = None
     system: Text | None = None
     context: Annotated[list[Chunk], Field(max_length=LIMITS.context_chunks)] | None = None
+    # set for OTLP LLM spans: where the context came from (see migration 0010)
+    context_source: Literal["trace", "span", "none"] | None = None
     usage: Usage | None = None
     latency_ms: Millis | None = None
     ttft_ms: Millis | None = None

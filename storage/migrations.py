@@ -73,7 +73,7 @@ def migrate(client: Client, db: str, *, ttl_days: int) -> list[Migration]:
     return applied
 
 
-RETAINED_TABLES = ("llm_events", "llm_embeddings", "llm_feedback")
+RETAINED_TABLES = ("llm_events", "llm_embeddings", "llm_feedback", "llm_spans")
 
 
 def _apply_retention(client: Client, db: str, ttl_days: int) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "EMBEDDING_COLUMNS",
     "EVENT_COLUMNS",
     "FEEDBACK_COLUMNS",
+    "SPAN_COLUMNS",
     "VECTOR_COLUMNS",
     "AlertRow",
     "DeadLetterRow",
@@ -30,6 +31,7 @@ __all__ = [
     "EventRow",
     "FeedbackRow",
     "ReferenceVectorRow",
+    "SpanRow",
 ]
 
 
@@ -71,9 +73,12 @@ class EventRow(_Row):
     input: str
     output: str
     context: list[str]
+    context_source: str = ""  # '' as sent; 'trace' | 'span' | 'none' for OTLP LLM spans
     input_tokens: int | None
     output_tokens: int | None
     cached_tokens: int | None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
     latency_ms: float | None
     ttft_ms: float | None
     generation_ms: float | None
@@ -91,6 +96,11 @@ class EventRow(_Row):
     pii_output: list[str]
     injection: float | None  # None: not model-scored; injection_signals are always set
     injection_signals: list[str]
+    # cosine of question and answer, and of question and each chunk (max, mean); None
+    # where not model-scored, or (context_*) where there is no context
+    answer_relevance: float | None = None
+    context_relevance_max: float | None = None
+    context_relevance_mean: float | None = None
     sample_rate: float = 1.0  # the probability this event was model-scored with
     redaction: str
     embedding_model: str
@@ -215,7 +225,33 @@ class ReferenceVectorRow(_Row):
     added_at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpanRow(_Row):
+    """One ``llm_spans`` row (migration 0010): an OpenTelemetry span, redacted."""
+
+    trace_id: str  # 32 lowercase hex digits
+    span_id: str  # 16 lowercase hex digits
+    parent_span_id: str  # '' for a root span
+    ts: datetime  # the span's start, UTC
+    duration_ms: float
+    name: str
+    kind: str  # internal | server | client | producer | consumer | unspecified
+    app: str
+    environment: str
+    scope: str  # the instrumentation scope's name
+    operation: str  # chat, retrieval, embeddings, execute_tool, ... ('' if unknown)
+    model: str
+    status: str  # unset | ok | error
+    status_message: str
+    error_type: str
+    input_tokens: int | None
+    output_tokens: int | None
+    event_id: str  # the llm_events row the span became; '' if none
+    attributes: str  # the remaining attributes as a JSON object
+
+
 EVENT_COLUMNS = tuple(f.name for f in fields(EventRow))
+SPAN_COLUMNS = tuple(f.name for f in fields(SpanRow))
 ALERT_COLUMNS = tuple(f.name for f in fields(AlertRow))
 FEEDBACK_COLUMNS = tuple(f.name for f in fields(FeedbackRow))
 EMBEDDING_COLUMNS = tuple(f.name for f in fields(EmbeddingRow))

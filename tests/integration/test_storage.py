@@ -33,7 +33,9 @@ def row(event_id: str, model: str = "gpt-4o", tokens: int = 1_000_000, **over) -
     values = dict.fromkeys(EVENT_COLUMNS, "")
     values.update(
         event_id=event_id, ts=TS, app="a", model=model,
-        context=[], input_tokens=tokens, output_tokens=0, cached_tokens=0, latency_ms=None,
+        context=[], input_tokens=tokens, output_tokens=0, cached_tokens=0, cache_write_tokens=None,
+        reasoning_tokens=None, answer_relevance=None, context_relevance_max=None,
+        context_relevance_mean=None, latency_ms=None,
         ttft_ms=None, generation_ms=None, output_tokens_per_s=None, cost_usd=0.0,
         cost_source="price_table", tags={}, kafka_partition=0, kafka_offset=0, envelope_line=0,
         toxicity=0.0, toxicity_scores={}, hallucination=None, unsupported=[], pii_input=[],

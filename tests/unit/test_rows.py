@@ -37,5 +37,6 @@ def test_an_event_row_is_model_scored_unless_it_says_otherwise() -> None:
     assert row.sample_rate == 1.0
     as_columns = dict(zip(EVENT_COLUMNS, row, strict=True))
     assert (as_columns["toxicity"], as_columns["injection"]) == (None, None)
-    # the column follows injection_signals, as migration 0007 adds it
-    assert EVENT_COLUMNS.index("sample_rate") == EVENT_COLUMNS.index("injection_signals") + 1
+    # the column follows injection_signals and the relevance columns, as migrations
+    # 0007 and 0010 add them
+    assert EVENT_COLUMNS.index("sample_rate") == EVENT_COLUMNS.index("injection_signals") + 4

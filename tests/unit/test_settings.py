@@ -16,7 +16,7 @@ def test_defaults_match_the_documented_contract() -> None:
     assert s.dsn == f"chdb://{Path('.llmpulse/clickhouse').resolve()}"
     assert s.device == "auto" and s.rules is None
     assert s.topics.all() == ["llm.events", "llm.feedback", "llm.deadletter", "llm.scored",
-                              "llm.alerts"]  # fmt: skip
+                              "llm.alerts", "llm.otlp"]  # fmt: skip
 
 
 def test_environment_names_set_each_setting(tmp_path: Path) -> None:
