@@ -21,6 +21,8 @@ from itertools import islice
 
 import numpy as np
 
+from detectors.regex_literals import needed_literals
+
 __all__ = ["FIRES_AT", "SIGNALS", "feature_names", "length_feature", "rule_features"]
 
 FIRES_AT = 0.5  # a signal is reported when its feature reaches this
@@ -204,7 +206,17 @@ def _compile(pattern: str) -> tuple[re.Pattern[str], bool]:
     return re.compile(pattern[2:] if bounded else pattern), bounded
 
 
-_RULES = {name: [(*_compile(p), w) for w, p in rules] for name, rules in _RULE_TABLE.items()}
+# (regex, leading \b, weight, literals one of which every match holds, or None)
+_Rule = tuple[re.Pattern[str], bool, float, frozenset[str] | None]
+
+
+def _rule(weight: float, pattern: str) -> _Rule:
+    return (*_compile(pattern), weight, needed_literals(pattern))
+
+
+_RULES = {name: [_rule(w, p) for w, p in rules] for name, rules in _RULE_TABLE.items()}
+# Every rule's literals, each looked for once per reading (a list: iterated, in C order)
+_LITERALS = sorted({lit for rules in _RULES.values() for *_, lits in rules for lit in lits or ()})
 _CASED = {"persona_jailbreak": [(re.compile(r"\bDAN\b"), 0.8)]}  # DAN, not the name Dan
 SIGNALS = tuple(_RULES)
 _PERSONA_COL, _REMOVAL = SIGNALS.index("persona_jailbreak"), SIGNALS.index("rule_removal")
@@ -300,10 +312,13 @@ def _found(rx: re.Pattern[str], bounded: bool, text: str) -> bool:
     return m is not None
 
 
-def _strength(signal: str, reading: str) -> float:
-    """Noisy-or of the weights of the signal's patterns found in one reading."""
+def _strength(signal: str, reading: str, present: frozenset[str]) -> float:
+    """Noisy-or of the weights of the signal's patterns found in one reading;
+    ``present`` holds the rules' literals that occur in it."""
     miss = 1.0
-    for rx, bounded, weight in _RULES[signal]:
+    for rx, bounded, weight, literals in _RULES[signal]:
+        if literals is not None and literals.isdisjoint(present):
+            continue  # no match is possible: most rules, on most inputs
         if _found(rx, bounded, reading):
             miss *= 1.0 - weight
     return 1.0 - miss
@@ -317,8 +332,9 @@ def rule_features(texts: Sequence[str]) -> np.ndarray:
         blobs = _decoded_blobs(original)
         readings = _views(original, blobs)
         text = readings[0]
+        found = [frozenset([lit for lit in _LITERALS if lit in r]) for r in readings]
         for j, name in enumerate(SIGNALS):
-            miss = 1.0 - max(_strength(name, reading) for reading in readings)
+            miss = 1.0 - max(_strength(name, r, f) for r, f in zip(readings, found, strict=True))
             for rx, weight in _CASED.get(name, ()):
                 if rx.search(original):
                     miss *= 1.0 - weight
