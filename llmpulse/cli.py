@@ -31,6 +31,7 @@ from llmpulse.cli_reference import reference
 from llmpulse.cli_report import report
 from llmpulse.cli_rules import rules
 from llmpulse.cli_storage import costs, migrate
+from llmpulse.cli_trace import trace
 from llmpulse.query import format_result, run_query
 from storage.engine import StorageError
 from storage.readonly import ReadOnlyViolation
@@ -297,6 +298,7 @@ main.add_command(migrate)
 main.add_command(reference)
 main.add_command(rules)
 main.add_command(report)
+main.add_command(trace)
 
 if __name__ == "__main__":
     main()
