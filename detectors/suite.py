@@ -22,6 +22,7 @@ from detectors.hallucination import Groundedness, HallucinationDetector
 from detectors.injection import Injection, InjectionDetector
 from detectors.pii import Pii, PiiDetector
 from detectors.redaction import Redactor
+from detectors.relevance import Relevance, RelevanceScorer, chunk_texts
 from detectors.toxicity import Toxicity, load_toxicity
 
 __all__ = ["DetectorSuite", "NoEmbeddings", "SuiteConfig", "TextScores"]
@@ -57,6 +58,7 @@ class TextScores:
     injection: Injection
     input_vector: np.ndarray | None
     output_vector: np.ndarray | None
+    relevance: Relevance | None = None  # cosines of the same vectors, and the chunks' shape
 
     @property
     def modelled(self) -> bool:
@@ -105,6 +107,7 @@ class DetectorSuite:
         self.injection = InjectionDetector(
             self.embeddings, classifier_path=c.injection_classifier, device=c.device
         )
+        self.relevance = RelevanceScorer(self.embeddings)
         log.info(
             "detectors ready on %s: embeddings=%s toxicity=%s redaction=%s",
             self.embeddings.device, self.embeddings.name, self.toxicity_model, c.redaction,
@@ -145,22 +148,24 @@ class DetectorSuite:
         if not len(batch):
             return []
         # One model pass per text: the outputs go through the tone model's pass (which
-        # also gives their vectors), then one encode for the rest (inputs and the
-        # hallucination check's sentences and chunks); every detector reads the cache.
+        # also gives their vectors), then one encode for the rest (inputs, the
+        # hallucination check's sentences and chunk sentences, and the whole chunks
+        # relevance reads); every detector reads the cache.
         self._timed("embeddings", self.toxicity.prepare, batch.outputs)
         # split once, for the encode and the check
         claims = self._timed("hallucination", self.hallucination.parse, batch)
-        also = self.hallucination.texts(claims)
+        also = [*self.hallucination.texts(claims), *chunk_texts(batch)]
         batch = self._timed("embeddings", self.embedder.embed, batch, also)
         toxicity = self._timed("toxicity", self.toxicity.score, batch)
         grounded = self._timed("hallucination", self.hallucination.score, batch, claims)
         pii = self._timed("pii", self.pii.score, batch)
         injection = self._timed("injection", self.injection.score, batch)
+        relevance = self._timed("relevance", self.relevance.score, batch)
         assert batch.input_vectors is not None and batch.output_vectors is not None
         return [
             TextScores(*parts)
             for parts in zip(
                 toxicity, grounded, pii, injection, batch.input_vectors, batch.output_vectors,
-                strict=True,
+                relevance, strict=True,
             )
         ]  # fmt: skip

@@ -151,7 +151,7 @@ class Scorer:
         for (record, e), sc in zip(events, scores, strict=True):
             cost, lat, text = sc.cost, sc.latency, sc.text
             usage = e.usage
-            tox, grounded = text.toxicity, text.hallucination
+            tox, grounded, rel = text.toxicity, text.hallucination, text.relevance
             batch.rows.append(EventRow(
                 event_id=e.event_id, ts=e.ts, app=e.app, environment=e.environment or "",
                 provider=e.provider or "", model=e.model, prompt_id=e.prompt_id or "",
@@ -176,7 +176,11 @@ class Scorer:
                 if grounded else [],
                 hallucination_method=grounded.method if grounded else "", pii_input=text.pii.input,
                 pii_output=text.pii.output, injection=text.injection.score,
-                injection_signals=text.injection.signals, redaction=mode, embedding_model=model,
+                injection_signals=text.injection.signals,
+                answer_relevance=rel.answer if rel else None,
+                context_relevance_max=rel.context_max if rel else None,
+                context_relevance_mean=rel.context_mean if rel else None,
+                redaction=mode, embedding_model=model,
                 user_id=e.user_id or "", session_id=e.session_id or "",
                 trace_id=e.trace_id or "", span_id=e.span_id or "",
                 parent_span_id=e.parent_span_id or "",
@@ -253,7 +257,7 @@ def scored_summary(e: Event, s: EventScores) -> tuple[bytes, bytes]:
     Windows read vectors from ``llm_embeddings`` by event_id; keeping them out of
     the topic keeps it small and the stored rows the one source of truth.
     """
-    text = s.text
+    text, rel = s.text, s.text.relevance
     assert text.toxicity is not None and text.hallucination is not None
     value = {
         "event_id": e.event_id,
@@ -270,6 +274,10 @@ def scored_summary(e: Event, s: EventScores) -> tuple[bytes, bytes]:
         "pii": bool(text.pii.input or text.pii.output),
         "cost_usd": s.cost.usd,
         "latency_ms": e.latency_ms,
+        # the retrieval the drift monitor tests beside the vectors (None: no context)
+        "context_relevance": rel.context_max if rel else None,
+        "chunks": rel.chunks if rel else 0,
+        "chunk_chars": rel.chunk_chars if rel else None,
     }
     return scored_key(e.app, e.prompt_version or ""), json.dumps(value).encode()
 
