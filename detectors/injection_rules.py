@@ -215,8 +215,16 @@ def _rule(weight: float, pattern: str) -> _Rule:
 
 
 _RULES = {name: [_rule(w, p) for w, p in rules] for name, rules in _RULE_TABLE.items()}
-# Every rule's literals, each looked for once per reading (a list: iterated, in C order)
-_LITERALS = sorted({lit for rules in _RULES.values() for *_, lits in rules for lit in lits or ()})
+# Every rule once, as (signal column, regex, leading \b, weight), in table order; the rules
+# each literal can let through, and those without literals, which always run.
+_FLAT = [(j, rx, b, w) for j, rules in enumerate(_RULES.values()) for rx, b, w, _ in rules]
+_LITS = [lits for rules in _RULES.values() for *_, lits in rules]
+_BY_LITERAL: dict[str, list[int]] = {}
+for _k, _lits in enumerate(_LITS):
+    for _lit in _lits or ():
+        _BY_LITERAL.setdefault(_lit, []).append(_k)
+_ALWAYS = frozenset(k for k, lits in enumerate(_LITS) if lits is None)
+_LITERALS = sorted(_BY_LITERAL)  # each looked for once per reading
 _CASED = {"persona_jailbreak": [(re.compile(r"\bDAN\b"), 0.8)]}  # DAN, not the name Dan
 SIGNALS = tuple(_RULES)
 _PERSONA_COL, _REMOVAL = SIGNALS.index("persona_jailbreak"), SIGNALS.index("rule_removal")
@@ -257,6 +265,10 @@ _REVERSE_CUE = re.compile(
     r"\b(?:backwards?|reversed?|in reverse|mirror(?:ed)?|rückwärts|al revés)\b"
 )
 _ROT_CUE = re.compile(r"\b(?:rot-?13|caesar|rotate (?:each|every) letter)\b")
+_DIGIT = re.compile(r"[0-9]")  # a leetspeak word has one: most texts need no findall
+# literals the cues cannot match without, looked for before the regexes run
+_REVERSE_HINTS = tuple(needed_literals(_REVERSE_CUE.pattern) or ("",))
+_ROT_HINTS = tuple(needed_literals(_ROT_CUE.pattern) or ("",))
 
 
 def _views(text: str, blobs: Sequence[str] = ()) -> list[str]:
@@ -266,13 +278,13 @@ def _views(text: str, blobs: Sequence[str] = ()) -> list[str]:
     the base64 or hex payloads it holds, decoded."""
     low = text.lower()
     out = [low]
-    if len(_LEET_WORD.findall(low)) >= 3:
+    if _DIGIT.search(low) and len(_LEET_WORD.findall(low)) >= 3:
         out.append(low.translate(_LEET))
     if _SPELLED.search(low):
         out.append(_SPELLED.sub(lambda m: re.sub(r"[-._]", "", m.group()), low))
-    if _REVERSE_CUE.search(low):
+    if any(h in low for h in _REVERSE_HINTS) and _REVERSE_CUE.search(low):
         out.append(low[::-1])
-    if _ROT_CUE.search(low):
+    if any(h in low for h in _ROT_HINTS) and _ROT_CUE.search(low):
         out.append(codecs.encode(low, "rot13"))
     parts = [a or b for a, b in _QUOTED.findall(low)]
     if len(parts) >= 2:
@@ -312,16 +324,20 @@ def _found(rx: re.Pattern[str], bounded: bool, text: str) -> bool:
     return m is not None
 
 
-def _strength(signal: str, reading: str, present: frozenset[str]) -> float:
-    """Noisy-or of the weights of the signal's patterns found in one reading;
-    ``present`` holds the rules' literals that occur in it."""
-    miss = 1.0
-    for rx, bounded, weight, literals in _RULES[signal]:
-        if literals is not None and literals.isdisjoint(present):
-            continue  # no match is possible: most rules, on most inputs
+def _strengths(reading: str) -> list[float]:
+    """Per signal, the noisy-or of the weights of its patterns found in one reading. Only
+    rules one of whose needed literals occurs are searched: on most inputs, a handful.
+    Rules go in table order, so each product is the same float as rule by rule."""
+    rules = set(_ALWAYS)
+    for lit in _LITERALS:
+        if lit in reading:
+            rules.update(_BY_LITERAL[lit])
+    miss = [1.0] * len(SIGNALS)
+    for k in sorted(rules):
+        j, rx, bounded, weight = _FLAT[k]
         if _found(rx, bounded, reading):
-            miss *= 1.0 - weight
-    return 1.0 - miss
+            miss[j] *= 1.0 - weight
+    return [1.0 - m for m in miss]
 
 
 def rule_features(texts: Sequence[str]) -> np.ndarray:
@@ -332,9 +348,9 @@ def rule_features(texts: Sequence[str]) -> np.ndarray:
         blobs = _decoded_blobs(original)
         readings = _views(original, blobs)
         text = readings[0]
-        found = [frozenset([lit for lit in _LITERALS if lit in r]) for r in readings]
+        strengths = [_strengths(r) for r in readings]
         for j, name in enumerate(SIGNALS):
-            miss = 1.0 - max(_strength(name, r, f) for r, f in zip(readings, found, strict=True))
+            miss = 1.0 - max(s[j] for s in strengths)
             for rx, weight in _CASED.get(name, ()):
                 if rx.search(original):
                     miss *= 1.0 - weight
