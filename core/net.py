@@ -1,10 +1,13 @@
-"""Whether a local TCP port is taken: the broker launcher and the worker both ask."""
+"""Local addresses: whether a TCP port is taken (the broker launcher, the worker and the
+OTLP receiver ask before binding), and whether a bind address is loopback (off loopback
+an endpoint requires a token)."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
-__all__ = ["port_in_use"]
+__all__ = ["is_loopback", "port_in_use"]
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -16,3 +19,13 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IPs; a name or ``0.0.0.0`` is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 
 import faust
 from faust.web import Request, Response, View
 
+from core.net import is_loopback
 from core.settings import Settings
 from processors.batch import Scorer
 from processors.drift_monitor import DriftMonitor
@@ -35,15 +35,6 @@ __all__ = [
 SQL_PATH = "/sql/"
 REFERENCE_PATH = "/drift/reference/"
 SQL_MAX_ROWS = 100_000
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def open_endpoint_problem(settings: Settings) -> str | None:
