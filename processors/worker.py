@@ -28,7 +28,14 @@ from processors.http import SQL_PATH, open_endpoint_problem
 from storage.engine import Engine, EngineBusyError, StorageError
 from storage.migrations import migrate
 
-__all__ = ["BrokerWatch", "ensure_topics", "forget_commits", "read_worker_state", "run_worker"]
+__all__ = [
+    "BrokerWatch",
+    "ensure_topics",
+    "forget_commits",
+    "read_worker_state",
+    "run_worker",
+    "worker_topics",
+]
 
 log = logging.getLogger(__name__)
 STATE_FILE = "worker.json"
@@ -37,6 +44,14 @@ BROKER_WATCH_S = 1.0  # how often the worker reads the broker's cluster id
 REWIND_WINDOW_S = 60.0  # a rebalance this soon after a broker lost its state reads again
 BROKER_POLL = Backoff(first_s=0.5, max_s=4.0)  # a broker still starting
 ENGINE_BUSY_POLL = Backoff(first_s=0.2, max_s=2.0)  # a CLI query holding the embedded engine
+
+
+def worker_topics(settings: Settings) -> list[str]:
+    """Every topic the worker reads or writes: llmpulse's, and the OpenTelemetry
+    Collector's export topics when set (created here so the worker can subscribe
+    before the Collector's first export)."""
+    extra = [settings.otlp_collector_traces_topic, settings.otlp_collector_logs_topic]
+    return list(dict.fromkeys([*settings.topics.all(), *(t for t in extra if t)]))
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
@@ -62,7 +77,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
             await asyncio.sleep(delay())
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in settings.topics.all() if t not in existing]
+        missing = [t for t in worker_topics(settings) if t not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(

@@ -14,7 +14,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from storage.rows import DEAD_LETTER_COLUMNS, EMBEDDING_COLUMNS, EVENT_COLUMNS
+from storage.rows import DEAD_LETTER_COLUMNS, EMBEDDING_COLUMNS, EVENT_COLUMNS, SPAN_COLUMNS
 
 __all__ = ["DEAD_LETTER_COLUMNS", "EMBEDDING_COLUMNS", "EVENT_COLUMNS", "Writer", "batch_token"]
 
@@ -56,3 +56,6 @@ class Writer:
 
     def write_dead_letters(self, rows: Sequence[Iterable[Any]], token: str) -> None:
         self.insert("dead_letters", DEAD_LETTER_COLUMNS, rows, token)
+
+    def write_spans(self, rows: Sequence[Iterable[Any]], token: str) -> None:
+        self.insert("llm_spans", SPAN_COLUMNS, rows, token)
