@@ -11,10 +11,12 @@ stopped before (a full rollout: ``stored``) contributes its last ``window``. One
 definition for both, so a sample never jumps when a rollout ends, and events stored
 out of order around the switch do not matter. Rates compare flagged shares; latency, TTFT and cost
 compare the shares of events above the baseline's own quantile (its p95 for
-``latency_p95``, its median cost per call for ``cost_usd``).
+``latency_p95``, its median cost per call for ``cost_usd``), and relevance the shares above
+the baseline's median relevance (a rule with op ``<``: fewer events above it is worse).
 
 A model-score rate (toxicity, hallucination, injection) under load shedding is the
-weighted share of the scored events, each weighing 1 / sample_rate (:mod:`core.sampling`).
+weighted share of the scored events, each weighing 1 / sample_rate (:mod:`core.sampling`);
+so are the relevance shares, and the median they are cut at is the weighted median.
 The test reads each sample as n = the scored events and hits = that weighted share x n
 (a real number, not a count), so the shares it compares are the weighted ones and its
 sample sizes are what was actually scored. That is an approximation: the test's
@@ -34,6 +36,7 @@ from alerting.alert import Comparison
 from alerting.config import COMPARABLE, Rule
 from alerting.metrics import RATE_EVENTS, at, filters_sql
 from alerting.significance import proportion_test, wilson_interval
+from core.sampling import weighted_hits_sql, weighted_median_sql
 from core.sql import quote
 
 __all__ = [
@@ -52,12 +55,15 @@ LOOKBACK_S = 30 * 86_400  # versions seen this long ago can still be a baseline
 MIN_SAMPLE = 30  # events each sample needs before it is judged, whatever min_events says
 OVERLAP_S = 60.0  # a baseline serving this long after the candidate came is "concurrent"
 
-# distribution metric -> (column, the quantile the metric names; cost: the median call)
+# distribution metric -> (column, the quantile the metric names (cost: the median call),
+# whether it is a model score, its events weighing 1 / sample_rate)
 _DISTRIBUTIONS = {
-    "latency_p95": ("latency_ms", 0.95),
-    "latency_p99": ("latency_ms", 0.99),
-    "ttft_p95": ("ttft_ms", 0.95),
-    "cost_usd": ("cost_usd", 0.5),
+    "latency_p95": ("latency_ms", 0.95, False),
+    "latency_p99": ("latency_ms", 0.99, False),
+    "ttft_p95": ("ttft_ms", 0.95, False),
+    "cost_usd": ("cost_usd", 0.5, False),
+    "answer_relevance": ("answer_relevance", 0.5, True),
+    "context_relevance": ("context_relevance_max", 0.5, True),
 }
 
 
@@ -208,24 +214,25 @@ async def _judge_distribution(
     db: str, rule: Rule, cand: Version, base: Version,
     ranges: dict[str, tuple[float, float]], period: str, query: Query,
 ) -> Judged | None:  # fmt: skip
-    column, q = _DISTRIBUTIONS[rule.metric]
+    column, q, weighted = _DISTRIBUTIONS[rule.metric]
     where = {
         side: f"{_where(db, rule, v.app, v.prompt_version, ranges[side])} AND {column} IS NOT NULL"
         for side, v in (("candidate", cand), ("baseline", base))
     }
-    rows = await query(f"SELECT count(), quantileExact({q!r})({column}) {where['baseline']}")
+    stat = weighted_median_sql(column) if weighted else f"quantileExact({q!r})({column})"
+    rows = await query(f"SELECT count(), {stat} {where['baseline']}")
     nb, cutoff = (int(rows[0][0]), float(rows[0][1])) if rows and rows[0][0] else (0, 0.0)
     if nb < max(rule.min_events, MIN_SAMPLE):
         return None
     beyond = f"{column} > {cutoff!r}"  # a larger share above it is worse for op >, better for <
+    hits = weighted_hits_sql(beyond, column) if weighted else f"countIf({beyond})"
     sqls = {
-        side: f"SELECT count(), countIf({beyond}), quantileExact({q!r})({column}) {where[side]}"
-        for side in ("candidate", "baseline")
+        side: f"SELECT count(), {hits}, {stat} {where[side]}" for side in ("candidate", "baseline")
     }
     found = {}
     for side, sql in sqls.items():
         r = (await query(sql))[0]
-        found[side] = (int(r[0]), int(r[1]), float(r[2]) if r[0] else 0.0)
+        found[side] = (int(r[0]), float(r[1]), float(r[2]) if r[0] else 0.0)
     (nb, kb, stat_b), (nc, kc, stat_c) = found["baseline"], found["candidate"]
     if min(nb, nc) < max(rule.min_events, MIN_SAMPLE):
         return None

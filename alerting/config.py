@@ -156,6 +156,18 @@ METRICS: dict[str, MetricSpec] = {
         "version", "ratio", "share of events with feedback whose score is < 0",
         counted="events with feedback",
     ),
+    "answer_relevance": MetricSpec(
+        "version", "cosine",
+        "median cosine of question and answer over the scored events (each weighted by "
+        "1 / sample_rate); topical relatedness, not correctness: alert on a drop with op <",
+        counted="scored events",
+    ),
+    "context_relevance": MetricSpec(
+        "version", "cosine",
+        "median over the scored events with context of the best retrieved chunk's cosine "
+        "with the question (each weighted by 1 / sample_rate): alert on a drop with op <",
+        counted="scored events with context",
+    ),
     "drift": MetricSpec(
         "version", "flag", "1 if a drift window tested in the window drifted",
         counted="drift tests",
@@ -168,12 +180,14 @@ METRICS: dict[str, MetricSpec] = {
 
 
 # Metrics a baseline rule can compare: rates by their flagged shares, the others by the
-# shares of events beyond the baseline's own quantile (p95, p99; cost: the median call).
+# shares of events beyond the baseline's own quantile (p95, p99; cost: the median call;
+# relevance: its median, a drop leaving fewer events above it).
 COMPARABLE = {
     "error_rate": "rate", "toxicity_rate": "rate", "hallucination_rate": "rate",
     "pii_rate": "rate", "injection_rate": "rate", "negative_feedback_rate": "rate",
     "latency_p95": "distribution", "latency_p99": "distribution", "ttft_p95": "distribution",
-    "cost_usd": "distribution",
+    "cost_usd": "distribution", "answer_relevance": "distribution",
+    "context_relevance": "distribution",
 }  # fmt: skip
 
 

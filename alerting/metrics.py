@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alerting.config import Rule
-from core.sampling import weighted_hits_sql, weighted_rate_sql
+from core.sampling import weighted_hits_sql, weighted_median_sql, weighted_rate_sql
 from core.sql import quote
 
 __all__ = [
@@ -86,6 +86,12 @@ _EVENT_EXPR = {
     "ttft_p95": ("quantileExact(0.95)(ttft_ms)", "count(ttft_ms)"),
     "cost_usd": ("sum(ifNull(cost_usd, 0))", "count()"),
     "cost_burn_rate": ("sum(ifNull(cost_usd, 0)) / {window} / ({budget} / {period})", "count()"),
+    # medians of model scores, weighted like their rates (core.sampling)
+    "answer_relevance": (weighted_median_sql("answer_relevance"), "count(answer_relevance)"),
+    "context_relevance": (
+        weighted_median_sql("context_relevance_max"),
+        "count(context_relevance_max)",
+    ),
 }
 
 # metric -> (order by, example text column, extra condition) for the evidence query
@@ -103,6 +109,17 @@ _EVIDENCE = {
     "cost_usd": ("cost_usd DESC", "input", ""),
     "cost_burn_rate": ("cost_usd DESC", "input", ""),
     "negative_feedback_rate": ("ts DESC", "output", ""),
+    # least relevant first: the question and the answer, or the question and the top chunk
+    "answer_relevance": (
+        "answer_relevance ASC",
+        "concat(input, ' → ', output)",
+        "answer_relevance IS NOT NULL",
+    ),
+    "context_relevance": (
+        "context_relevance_max ASC",
+        "concat(input, ' | retrieved: ', context[1])",
+        "context_relevance_max IS NOT NULL",
+    ),
 }
 
 

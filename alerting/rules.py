@@ -63,7 +63,9 @@ __all__ = [
 SUMMARY_KEYS = ("app", "prompt_version", "rule", "metric", "value", "threshold", "op",
                 "window", "count")  # fmt: skip
 OP_WORDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-BOUNDED_UNITS = ("ratio", "score", "p", "flag")  # metrics whose values lie in [0, 1]
+# metrics whose thresholds lie in [0, 1] (a cosine of MiniLM vectors of real text is not
+# negative in practice, and a threshold below 0 would never fire)
+BOUNDED_UNITS = ("ratio", "score", "p", "flag", "cosine")
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _DRIFT_METRICS = ("drift", "drift_p_value")  # read llm_drift, which has no other labels
