@@ -96,3 +96,16 @@ def test_shipped_table_covers_the_major_providers() -> None:
     # gpt-4o was repriced in August 2024
     assert table.lookup("gpt-4o", date(2024, 6, 1)).input == 5.0
     assert table.lookup("gpt-4o", date(2024, 9, 1)).input == 2.5
+
+
+def test_shipped_table_prices_the_dated_names_providers_answer_with() -> None:
+    """OTLP spans carry the response model, a dated snapshot: it prices as its alias,
+    and a snapshot the table does not list stays unknown (NULL), never $0."""
+    table = PriceTable.load()
+    day = date(2025, 9, 1)
+    dated = table.cost("gpt-4o-mini-2024-07-18", day, 1_000_000, 1_000_000, 500_000)
+    assert dated == table.cost("gpt-4o-mini", day, 1_000_000, 1_000_000, 500_000)
+    assert dated.usd == pytest.approx(0.5 * 0.15 + 0.5 * 0.075 + 0.60)
+    assert table.cost("gpt-4o-2024-08-06", day, 1_000_000, 0).usd == pytest.approx(2.5)
+    unlisted = table.cost("gpt-4o-mini-2099-01-01", day, 1_000_000, 1_000_000)
+    assert (unlisted.usd, unlisted.source) == (None, "unknown_model")
