@@ -380,12 +380,16 @@ class Evaluator:
 
 
 def _drift_examples(rows: list[tuple]) -> list[str]:
+    """What moved: the examples of the clusters that grew or shrank (vectors), or the
+    sentence saying how a retrieval number moved ("chunk length lower: median ...")."""
     out = []
     for row in rows:
         try:
             explanation: dict[str, Any] = json.loads(row[6] or "null") or {}
         except ValueError:
             continue
+        if explanation.get("summary"):
+            out.append(f"{row[2]}: {explanation['summary']}")
         for cluster in explanation.get("top", []):
             out.extend(str(e) for e in cluster.get("examples", []))
     return out

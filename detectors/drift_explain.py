@@ -5,6 +5,8 @@ moved. Reference and window embeddings are clustered together (spherical
 k-means, seeded), and each cluster's share in the window is compared with its
 share in the reference. The clusters with the largest change are reported with
 the texts nearest their centre and the terms that set them apart from the rest.
+For one number per event (retrieval drift) there is nothing to cluster: the
+explanation is the quantiles on both sides, in a sentence.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STOPWORDS", "explain_drift", "kmeans", "top_terms"]
+from detectors.drift import observed_quantile
+
+__all__ = ["STOPWORDS", "explain_drift", "explain_shift", "kmeans", "top_terms"]
 
 _WORD = re.compile(r"[a-z][a-z0-9'_-]{2,}")
 STOPWORDS = frozenset(
@@ -151,3 +155,33 @@ def explain_drift(
             entry["terms"] = top_terms(inside, outside, terms)
         out.append(entry)
     return {"method": "spherical-kmeans", "clusters": len(found), "top": out}
+
+
+def explain_shift(ref: np.ndarray, cur: np.ndarray, what: str, unit: str) -> dict[str, Any]:
+    """How one number per event moved: p10, median, p90 and mean on both sides, and a
+    sentence (``summary``) such as "chunk length lower: median 812 -> 240 characters".
+
+    Quantiles are values that occur (no interpolation), so they read as real events;
+    the median shift is the drift row's ``distance``.
+    """
+
+    def quantiles(x: np.ndarray) -> dict[str, float]:
+        v = np.asarray(x, dtype=np.float64).ravel()
+        at = {f"p{round(100 * q)}": observed_quantile(v, q) for q in (0.1, 0.5, 0.9)}
+        return {"n": len(v), "p10": at["p10"], "median": at["p50"], "p90": at["p90"],
+                "mean": float(v.mean())}  # fmt: skip
+
+    before, after = quantiles(ref), quantiles(cur)
+    shift = after["median"] - before["median"]
+    word = "higher" if shift > 0 else "lower" if shift < 0 else "spread changed"
+
+    def fmt(v: float) -> str:
+        return f"{v:.3g}" if abs(v) < 10 else f"{v:,.0f}"
+
+    summary = (
+        f"{what} {word}: median {fmt(before['median'])} -> {fmt(after['median'])} {unit} "
+        f"(p10-p90 {fmt(before['p10'])}-{fmt(before['p90'])} -> "
+        f"{fmt(after['p10'])}-{fmt(after['p90'])})"
+    )
+    return {"method": "quantiles", "unit": unit, "reference": before, "window": after,
+            "summary": summary}  # fmt: skip

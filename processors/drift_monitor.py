@@ -36,8 +36,8 @@ from core.retry import Backoff
 from core.settings import Settings
 from detectors.drift import MMDDriftTest
 from processors.drift_family import Compute, FamilyTester
-from processors.drift_windows import Ack, Coverage, Item, Placed, Window, WindowBook
-from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
+from processors.drift_windows import Ack, Coverage, Item, Placed, Retrieval, Window, WindowBook
+from storage.drift import KINDS, RETRIEVAL_KINDS, DriftStore, Reference, new_reference_id, token
 from storage.engine import Engine
 from storage.rows import ReferenceVectorRow
 
@@ -128,6 +128,7 @@ class DriftMonitor:
                 message.partition,
                 message.offset,
                 message.ack,
+                Retrieval.of(value),
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.error("llm.scored %s/%s unreadable, skipped: %s", message.partition,
@@ -287,12 +288,21 @@ class DriftMonitor:
                 continue
             used += 1
             text = texts.get(item.event_id, ("", ""))
+            stamp_ts = found[0][1][0]  # type: ignore[index]
             for (kind, hit), body in zip(found, text, strict=True):
                 ts, vector = hit  # type: ignore[misc]
                 rows.append(
                     ReferenceVectorRow(
                         reference_id=ref.reference_id, kind=kind, event_id=item.event_id, ts=ts,
                         text=body, vector=vector, kafka_partition=item.partition,
+                        kafka_offset=item.offset, added_at=now,
+                    )
+                )  # fmt: skip
+            for kind, number in _retrieval_values(item.retrieval):
+                rows.append(
+                    ReferenceVectorRow(
+                        reference_id=ref.reference_id, kind=kind, event_id=item.event_id,
+                        ts=stamp_ts, text="", vector=[number], kafka_partition=item.partition,
                         kafka_offset=item.offset, added_at=now,
                     )
                 )  # fmt: skip
@@ -333,3 +343,12 @@ class DriftMonitor:
             self._cover(window.key, window.partition, last)
             report.windows_tested += 1
         report.segments += family.size
+
+
+def _retrieval_values(retrieval: Retrieval | None) -> list[tuple[str, float]]:
+    """The retrieval numbers an event adds to a reference, per kind (none where unknown,
+    and no relevance or length without context)."""
+    if retrieval is None:
+        return []
+    values = ((kind, retrieval.value(kind)) for kind in RETRIEVAL_KINDS)
+    return [(kind, v) for kind, v in values if v is not None]

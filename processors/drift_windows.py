@@ -17,9 +17,42 @@ from typing import Any
 from core.keys import version_key
 from storage.drift import Reference
 
-__all__ = ["Ack", "Coverage", "Item", "Placed", "Window", "WindowBook"]
+__all__ = ["Ack", "Coverage", "Item", "Placed", "Retrieval", "Window", "WindowBook"]
 
 Ack = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """One event's retrieval as its ``llm.scored`` summary tells it: the numbers retrieval
+    drift tests (kinds ``context_relevance``, ``chunk_count``, ``chunk_length``)."""
+
+    context_relevance: float | None  # the best chunk's; None without context
+    chunks: int  # 0 without context
+    chunk_chars: float | None  # mean characters per chunk; None without context
+
+    @classmethod
+    def of(cls, summary: dict[str, Any]) -> Retrieval | None:
+        """None for a summary written before retrieval drift (no ``chunks``): unknown,
+        which is not the same as no context."""
+        if summary.get("chunks") is None:
+            return None
+        relevance, chars = summary.get("context_relevance"), summary.get("chunk_chars")
+        return cls(
+            None if relevance is None else float(relevance),
+            int(summary["chunks"]),
+            None if chars is None else float(chars),
+        )
+
+    def value(self, kind: str) -> float | None:
+        """The number tested for ``kind``; None where the event has none (no context)."""
+        if kind == "chunk_count":
+            return float(self.chunks)
+        if kind == "chunk_length":
+            return self.chunk_chars
+        if kind == "context_relevance":
+            return self.context_relevance
+        raise ValueError(f"not a retrieval kind: {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -31,6 +64,7 @@ class Item:
     partition: int
     offset: int
     ack: Ack
+    retrieval: Retrieval | None = None
 
 
 @dataclass

@@ -1,5 +1,10 @@
 """Replacing a drift reference: from a file of events, from a stored time range, or cleared.
 
+A time-range reference carries the stored events' retrieval numbers too (best chunk's
+relevance, chunk count and length), so retrieval drift is tested against it; a file
+reference holds the vectors of its texts only, and the key's retrieval is then not
+tested until a reference from the stream or a range replaces it.
+
 The same functions run in the worker (``POST /drift/reference/``, while it holds
 the embedded engine) and in the CLI (when no worker runs, or against a server).
 A new reference gets a new id and becomes active in one insert; the worker's
@@ -19,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import LlmpulseError
-from storage.drift import KINDS, DriftStore, Reference, new_reference_id, token
+from storage.drift import RETRIEVAL_KINDS, DriftStore, Reference, new_reference_id, token
 from storage.rows import ReferenceVectorRow
 
 __all__ = [
@@ -177,11 +182,16 @@ def apply_request(
                 f"{req.app}|{req.prompt_version} has {len(found)} stored events with {model} "
                 f"embeddings in [{req.start}, {req.end}); a reference needs at least 2"
             )
+        retrieval = store.retrieval_values(req.app, [f[0] for f in found])
         for event_id, ts, text_in, text_out, vec_in, vec_out in found:
             rows.append(_vector_row(rid, "input", event_id, ts, text_in, vec_in, now))
             rows.append(_vector_row(rid, "output", event_id, ts, text_out, vec_out, now))
+            relevance, chunks, chars = retrieval.get(event_id, (None, 0, None))
+            for kind, value in zip(RETRIEVAL_KINDS, (relevance, chunks, chars), strict=True):
+                if value is not None:  # no relevance or length without context
+                    rows.append(_vector_row(rid, kind, event_id, ts, "", [float(value)], now))
         detail = req.detail or f"{len(found)} stored events in [{req.start}, {req.end})"
-    n = len(rows) // len(KINDS)
+    n = sum(r.kind == "input" for r in rows)
     store.add_vectors(rows, token("reference-set", rid))
     ref = Reference(req.app, req.prompt_version, rid, rid, req.action, detail, n, n, True, True,
                     model)  # fmt: skip

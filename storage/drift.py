@@ -27,6 +27,7 @@ __all__ = [
     "DRIFT_COLUMNS",
     "KINDS",
     "REFERENCE_COLUMNS",
+    "RETRIEVAL_KINDS",
     "VECTOR_COLUMNS",
     "DriftStore",
     "Reference",
@@ -34,7 +35,11 @@ __all__ = [
     "token",
 ]
 
-KINDS = ("input", "output")
+KINDS = ("input", "output")  # the texts whose vectors are tested
+# One number per event, tested beside the vectors (migration 0011): the best chunk's
+# relevance, the number of chunks and their mean length. Their reference values are rows
+# of llm_drift_reference_vectors with a one-element vector and no text.
+RETRIEVAL_KINDS = ("context_relevance", "chunk_count", "chunk_length")
 REFERENCE_COLUMNS = (
     "app", "prompt_version", "reference_id", "vectors_id", "source", "detail", "target",
     "size", "complete", "active", "embedding_model", "updated_at",
@@ -171,6 +176,30 @@ class DriftStore:
             parameters={"app": app, "ids": list(event_ids)},
         )
         return {r[0]: (r[1], r[2]) for r in result.result_rows}
+
+    def retrieval_values(
+        self, app: str, event_ids: Sequence[str]
+    ) -> dict[str, tuple[float | None, int, float | None]]:
+        """event_id -> (the best chunk's relevance, the chunks, their mean length in
+        characters) as stored: the chunks are the redacted ones, so a masked email makes
+        one a little shorter or longer than the worker measured it."""
+        if not event_ids:
+            return {}
+        result = self.client.query(
+            "SELECT event_id, context_relevance_max, length(chunks), "
+            "if(empty(chunks), NULL, arrayAvg(arrayMap(c -> lengthUTF8(c), chunks))) "
+            "FROM (SELECT event_id, context_relevance_max, "
+            "      arrayFilter(c -> notEmpty(trimBoth(c)), context) AS chunks "
+            f"      FROM {self.db}.llm_events "
+            "      WHERE app = {app:String} AND event_id IN {ids:Array(String)} "
+            "      LIMIT 1 BY event_id)",
+            parameters={"app": app, "ids": list(event_ids)},
+        )
+        return {
+            r[0]: (None if r[1] is None else float(r[1]), int(r[2]),
+                   None if r[3] is None else float(r[3]))
+            for r in result.result_rows
+        }  # fmt: skip
 
     def range_events(
         self,
