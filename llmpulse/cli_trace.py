@@ -27,6 +27,7 @@ __all__ = [
     "Node",
     "Span",
     "Trace",
+    "UnknownTrace",
     "build_tree",
     "load_trace",
     "parse_trace_id",
