@@ -27,6 +27,7 @@ from processors.drift_monitor import DriftMonitor, ScoredMessage
 from processors.feedback import install_feedback
 from processors.handler import BatchHandler
 from processors.http import install_endpoints, open_endpoint_problem
+from processors.otlp import install_otlp
 from processors.shedding import LoadShedder
 from storage.engine import Engine
 
@@ -155,6 +156,7 @@ def create_app(settings: Settings, engine: Engine, scorer: Scorer) -> WorkerApp:
             )
 
     install_feedback(app, settings, engine, send_dead_letter, redact=scorer.suite.redactor.redact)
+    install_otlp(app, settings, engine, scorer.suite.redactor.redact, send_dead_letter)
     evaluator = install_alerting(
         app, settings, engine, scorer.suite.redactor.redact, handler.stored
     )
