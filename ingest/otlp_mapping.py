@@ -185,6 +185,11 @@ class _Refused(Exception):
     """A span or record that cannot be mapped; the message is the reason."""
 
 
+# what a content shape nobody foresaw could raise while being read: the span or record
+# is refused with the reason instead of stopping the receiver or the worker
+_UNFORESEEN = (TypeError, AttributeError, ValueError, KeyError, IndexError, RecursionError)
+
+
 @dataclass(frozen=True, slots=True)
 class _Message:
     role: str
@@ -324,9 +329,13 @@ def _json(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 # ---------------------------------------------------------------- content
@@ -395,7 +404,7 @@ def _genai_messages(value: Any, default_role: str) -> list[_Message]:
     messages = []
     for item in parsed:
         if isinstance(item, dict) and "parts" in item:
-            text = _join(_part_text(p) for p in item.get("parts") or [])
+            text = _join(_part_text(p) for p in _as_list(item.get("parts")))
             messages.append(_Message(str(item.get("role") or default_role), text))
         elif isinstance(item, dict) and ("content" in item or "role" in item):
             messages.append(_legacy_message(item, default_role))
@@ -407,14 +416,8 @@ def _genai_messages(value: Any, default_role: str) -> list[_Message]:
 def _legacy_message(body: Mapping[str, Any], role: str) -> _Message:
     """An OpenAI-style message: content (text or parts), tool_calls, role."""
     text = _content_text(body.get("content"))
-    calls = body.get("tool_calls") or []
-    rendered = [
-        _tool_call(
-            (c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments")
-        )
-        for c in calls
-        if isinstance(c, dict)
-    ]
+    calls = [c.get("function") for c in _as_list(body.get("tool_calls")) if isinstance(c, dict)]
+    rendered = [_tool_call(f.get("name"), f.get("arguments")) for f in calls if isinstance(f, dict)]
     return _Message(str(body.get("role") or role), _join([text, *rendered]))
 
 
@@ -653,13 +656,10 @@ def map_spans(request: ExportTraceServiceRequest) -> tuple[list[MappedSpan], lis
                 try:
                     mapped.append(_map_span(span, resource, scope))
                 except _Refused as exc:
-                    rejected.append(
-                        Rejected(
-                            trace_id=span.trace_id.hex(),
-                            span_id=span.span_id.hex(),
-                            reason=str(exc),
-                        )
-                    )
+                    rejected.append(Rejected(span.trace_id.hex(), span.span_id.hex(), str(exc)))
+                except _UNFORESEEN as exc:  # a shape no test foresaw: refuse it, never crash
+                    reason = f"span: unreadable ({type(exc).__name__}: {exc})"[:256]
+                    rejected.append(Rejected(span.trace_id.hex(), span.span_id.hex(), reason))
     return mapped, rejected
 
 
@@ -874,13 +874,10 @@ def map_logs(request: ExportLogsServiceRequest) -> tuple[list[MappedLog], list[R
                 try:
                     mapped.append(_map_log(record, name, attrs))
                 except _Refused as exc:
-                    rejected.append(
-                        Rejected(
-                            trace_id=record.trace_id.hex(),
-                            span_id=record.span_id.hex(),
-                            reason=str(exc),
-                        )
-                    )
+                    rejected.append(Rejected(record.trace_id.hex(), record.span_id.hex(), str(exc)))
+                except _UNFORESEEN as exc:  # a shape no test foresaw: refuse it, never crash
+                    reason = f"log: unreadable ({type(exc).__name__}: {exc})"[:256]
+                    rejected.append(Rejected(record.trace_id.hex(), record.span_id.hex(), reason))
     return mapped, rejected
 
 

@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from ingest.otlp_mapping import TRUNCATED_TAG, build_event, map_logs, map_spans
+from ingest.otlp_mapping import (
+    CONTENT_LOG_NAMES,
+    TRUNCATED_TAG,
+    build_event,
+    map_logs,
+    map_spans,
+)
 from ingest.otlp_model import LlmCall, MappedLog, MappedSpan, otlp_event_id
 from ingest.schema import LIMITS, Event, parse_event
 from storage.rows import SPAN_COLUMNS
@@ -713,3 +722,69 @@ def test_operation_details_in_the_body_are_read() -> None:
         "input": [{"role": "system", "text": "Be brief."}, {"role": "user", "text": "Hi?"}],
         "output": [{"role": "assistant", "text": "Hello."}],
     }
+
+
+# ---------------------------------------------------------------- any input
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["role", "content", "parts", "type", "text", "message", "tool_calls",
+                         "function", "name", "arguments", "index", "response"]),
+        inner,
+        max_size=4,
+    ),
+    max_leaves=12,
+)  # fmt: skip
+CONTENT_KEYS = [
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.prompt.0.content",
+    "gen_ai.completion.0.tool_calls.0.arguments",
+    "llm.input_messages.0.message.content",
+    "llm.output_messages.0.message.contents.0.message_content.text",
+    "retrieval.documents.0.document.content",
+    "gen_ai.retrieval.documents",
+    "llmpulse.context",
+]
+SCALAR = st.none() | st.booleans() | st.integers(-5, 5) | st.floats() | st.text(max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(CONTENT_KEYS),
+        JSONISH.map(json.dumps) | st.lists(SCALAR.filter(lambda v: v is not None), max_size=3),
+        max_size=4,
+    ),
+    st.sampled_from(["chat", "retrieval", "invoke_agent", ""]),
+)
+def test_content_of_any_shape_never_rejects_a_span_and_its_event_validates(
+    attributes: dict[str, Any], operation: str
+) -> None:
+    made = span({"gen_ai.operation.name": operation, **attributes})
+    (each,), rejected = map_spans(request(made))
+    assert rejected == []
+    if each.call is not None:
+        valid(build_event(each.call, [], each.documents))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(sorted(CONTENT_LOG_NAMES)),
+    JSONISH,
+    st.dictionaries(st.sampled_from(CONTENT_KEYS[:3]), JSONISH, max_size=3),
+)
+def test_a_content_log_of_any_shape_maps_and_its_event_validates(
+    name: str, body: Any, attributes: dict[str, Any]
+) -> None:
+    made = record(name, body)
+    made.attributes.extend(kv({k: v for k, v in attributes.items() if v is not None}))
+    (log,), rejected = map_logs(logs_request(made))
+    assert rejected == []
+    call = one(span(CHAT)).call
+    assert call is not None
+    valid(build_event(call, [replace(log, span_id=call.event["span_id"])], None))
