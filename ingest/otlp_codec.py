@@ -66,6 +66,8 @@ MAX_BODY_BYTES = 64 * 1024 * 1024  # after decompression; more is 413
 MAX_MESSAGE_BYTES = 900_000
 ERROR_MESSAGE_MAX = 1000  # partial_success.error_message, in characters
 _REASON_MAX = 200
+# zlib window bits per Content-Encoding: gzip framing, or zlib's (HTTP "deflate")
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 # gRPC codes of google.rpc.Status, which OTLP/HTTP error bodies carry.
 _GRPC_CODES = {400: 3, 401: 16, 404: 5, 405: 12, 413: 3, 415: 3, 429: 8, 500: 13, 503: 14}
@@ -110,19 +112,21 @@ def media_type(content_type: str | None) -> str:
 
 
 def decompress(body: bytes, encoding: str | None, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The body as sent, gzip undone; never holds more than ``limit`` + 1 bytes of output,
-    so a small bomb is refused (413) before it can fill memory."""
+    """The body as sent, gzip (or deflate, which the Python OTLP exporter offers) undone;
+    never holds more than ``limit`` + 1 bytes of output, so a small bomb is refused (413)
+    before it can fill memory."""
     name = (encoding or "identity").strip().lower()
     if name in ("", "identity"):
         if len(body) > limit:
             raise OtlpRequestError(413, f"body over {limit} bytes")
         return body
-    if name not in ("gzip", "x-gzip"):
-        raise OtlpRequestError(415, f"Content-Encoding {name}: expected gzip or identity")
+    wbits = _WBITS.get(name)
+    if wbits is None:
+        raise OtlpRequestError(415, f"Content-Encoding {name}: expected gzip, deflate or identity")
     out = bytearray()
     data = body
     while data:  # a gzip body may be several members one after the other
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        inflater = zlib.decompressobj(wbits)
         try:
             while not inflater.eof:
                 chunk = inflater.decompress(data, limit + 1 - len(out))
@@ -130,10 +134,10 @@ def decompress(body: bytes, encoding: str | None, limit: int = MAX_BODY_BYTES) -
                 if len(out) > limit:
                     raise OtlpRequestError(413, f"body over {limit} bytes after decompression")
                 if not chunk and inflater.unconsumed_tail == data:
-                    raise OtlpRequestError(400, "gzip body is truncated")
+                    raise OtlpRequestError(400, f"{name} body is truncated")
                 data = inflater.unconsumed_tail
         except zlib.error as exc:
-            raise OtlpRequestError(400, f"gzip body is corrupt: {exc}") from None
+            raise OtlpRequestError(400, f"{name} body is corrupt: {exc}") from None
         data = inflater.unused_data
     return bytes(out)
 

@@ -73,6 +73,7 @@ RETRY_AFTER_BUSY_S = 1  # 429: the in-flight budget is spent
 KAFKA_MAX_REQUEST_BYTES = 1_048_576
 _READ_CHUNK = 256 * 1024
 _REJECTION_LOG_S = 10.0  # rejected spans are summed up in the log at most this often
+_FAILURE_LOG_S = 30.0  # failed sends are logged at most this often
 
 
 class ReceiverError(LlmpulseError, RuntimeError):
@@ -133,6 +134,8 @@ class KafkaSink:
         self._connecting: asyncio.Task[None] | None = None
         self._preparing: asyncio.Task[None] | None = None
         self._prepared_at = float("-inf")
+        self._failing = False
+        self._failed_logged_at = float("-inf")
 
     @property
     def ready(self) -> bool:
@@ -210,9 +213,16 @@ class KafkaSink:
         except (TimeoutError, KafkaError) as exc:
             self._prepare_again()
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise SinkUnavailable(
-                f"Kafka did not acknowledge within {self.send_timeout_s:.0f} s ({detail})"
-            ) from None
+            problem = f"Kafka did not acknowledge within {self.send_timeout_s:.0f} s ({detail})"
+            now = time.monotonic()
+            if now - self._failed_logged_at >= _FAILURE_LOG_S:
+                log.warning("%s; answering 503 until it does", problem)
+                self._failed_logged_at = now
+            self._failing = True
+            raise SinkUnavailable(problem) from None
+        if self._failing:
+            self._failing = False
+            log.info("Kafka at %s acknowledges again", self.settings.kafka_bootstrap)
 
     async def stop(self) -> None:
         for task in (self._connecting, self._preparing):

@@ -20,6 +20,7 @@ from core.errors import LlmpulseError
 from core.kafka_security import aiokafka_security
 from core.settings import Settings
 from detectors.base import DetectorError
+from ingest.otlp_receiver import ReceiverError
 from ingest.producer import EventProducer
 from ingest.schema import Rejection, event_to_json, parse_event
 from llmpulse.broker import BrokerError, EmbeddedBroker
@@ -27,6 +28,7 @@ from llmpulse.cli_common import load_cli_settings
 from llmpulse.cli_compare import compare
 from llmpulse.cli_demo import demo
 from llmpulse.cli_drift import drift
+from llmpulse.cli_receiver import ReceiverProcess, receiver, receiver_endpoint
 from llmpulse.cli_reference import reference
 from llmpulse.cli_report import report
 from llmpulse.cli_rules import rules
@@ -77,14 +79,24 @@ def main(verbose: bool) -> None:
 @main.command()
 @loglevel_option
 def up(loglevel: str) -> None:
-    """Run the embedded stack in the foreground: broker + worker + ClickHouse engine.
+    """Run the embedded stack in the foreground: broker + worker + ClickHouse engine,
+    and the OTLP/HTTP receiver (LLMPULSE_OTLP_PORT, 0 turns it off).
 
-    One Ctrl-C stops all three cleanly (the worker commits, then the broker stops).
+    One Ctrl-C stops them all cleanly (the worker commits, then the receiver and the
+    broker stop).
     """  # fmt: skip
 
     settings = load_cli_settings()
     if not settings.embedded_engine:
         console.print(f"[yellow]note:[/] storing to {settings.dsn_redacted} (not embedded)")
+    # The OTLP receiver runs as a child process: it outlives a worker crash, and the
+    # other way round. What would stop it from starting fails `up` before anything runs.
+    otlp = ReceiverProcess(settings) if settings.otlp_port else None
+    try:
+        if otlp is not None:
+            otlp.check()
+    except ReceiverError as exc:
+        raise click.ClickException(str(exc)) from None
     host, port = settings.kafka_host_port
     broker = EmbeddedBroker(host, port, settings.logs_dir)
     try:
@@ -93,14 +105,23 @@ def up(loglevel: str) -> None:
         raise click.ClickException(str(exc)) from None
     broker.supervise()  # a broker that dies is started again; the worker recovers
     try:
-        _banner(settings, broker.log_path)
+        if otlp is not None:
+            try:
+                otlp.start()
+            except ReceiverError as exc:
+                otlp = None
+                raise click.ClickException(str(exc)) from None
+            otlp.supervise()
+        _banner(settings, broker.log_path, otlp_on=otlp is not None)
         _run_worker(settings, loglevel)
     finally:
+        if otlp is not None:
+            otlp.stop()  # after the worker, before the broker its acked spans are in
         broker.stop()
-        console.print("[green]stopped[/] broker and worker")
+        console.print(f"[green]stopped[/] broker{', receiver' if otlp else ''} and worker")
 
 
-def _banner(settings: Settings, broker_log: Path | None) -> None:
+def _banner(settings: Settings, broker_log: Path | None, *, otlp_on: bool = False) -> None:
     home = settings.home.resolve()
     console.print("[bold]llmpulse[/] running — Ctrl-C stops everything")
     console.print(
@@ -108,13 +129,21 @@ def _banner(settings: Settings, broker_log: Path | None) -> None:
     )
     console.print(f"  ClickHouse      : {settings.dsn_redacted}")
     console.print(f"  data            : {home}")
+    logs = f"broker: {broker_log.name}, " if broker_log else ""
+    logs += "receiver: receiver.log, " if otlp_on else ""
     console.print(
         f"  logs            : {settings.logs_dir.resolve()}"
-        + (f"  (broker: {broker_log.name}, worker: worker.log)" if broker_log else "")
+        + (f"  ({logs}worker: worker.log)" if logs else "")
     )
     console.print(
         f"  SQL endpoint    : http://{settings.sql_bind}:{settings.sql_port}/sql/ (read-only)"
     )
+    if otlp_on:
+        token = "; bearer token required" if settings.otlp_token else ""
+        console.print(
+            f"  OTLP/HTTP       : {receiver_endpoint(settings)}  (/v1/traces, /v1/logs{token};"
+            f" OTEL_EXPORTER_OTLP_ENDPOINT={receiver_endpoint(settings)})"
+        )
     rules = settings.rules or "off (set LLMPULSE_RULES to a rules file, see docs/alerting.md)"
     console.print(f"  alert rules     : {rules}")
     console.print("  publish events  : llmpulse publish events.jsonl")
@@ -295,6 +324,7 @@ main.add_command(costs)
 main.add_command(demo)
 main.add_command(drift)
 main.add_command(migrate)
+main.add_command(receiver)
 main.add_command(reference)
 main.add_command(rules)
 main.add_command(report)

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,12 +33,13 @@ def test_broker_on_a_busy_port_fails_fast_and_says_so(tmp_path: Path) -> None:
 
 
 def test_up_runs_the_stack_and_one_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    port = free_port()
+    port, otlp_port = free_port(), free_port()
     env = {
         **os.environ,
         "LLMPULSE_HOME": str(tmp_path / "home"),
         "LLMPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
         "LLMPULSE_SQL_PORT": str(free_port()),
+        "LLMPULSE_OTLP_PORT": str(otlp_port),
     }
     up = subprocess.Popen([sys.executable, "-m", "llmpulse.cli", "up"], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
@@ -50,6 +53,7 @@ def test_up_runs_the_stack_and_one_ctrl_c_stops_everything(tmp_path: Path) -> No
                             "--format", "csv"], env=env, capture_output=True, text=True,
                            timeout=60)  # fmt: skip
         assert q.stdout.split() == ["x", "42"], q.stderr
+        assert _otlp_export_status(otlp_port) == 200  # the receiver runs beside the worker
         broker_pid = int((tmp_path / "home" / "broker.pid").read_text())
         up.send_signal(signal.SIGINT)
         _, err_bytes = up.communicate(timeout=60)
@@ -60,9 +64,31 @@ def test_up_runs_the_stack_and_one_ctrl_c_stops_everything(tmp_path: Path) -> No
             up.communicate()
     err = err_bytes.decode()
     assert "logs" in err and "llmpulse sql" in err  # the banner says where things are
+    assert f"http://127.0.0.1:{otlp_port}" in err  # and where to export OTLP
     with pytest.raises(ProcessLookupError):
         os.kill(broker_pid, 0)
+    with pytest.raises(OSError):  # the receiver stopped with the rest
+        socket.create_connection(("127.0.0.1", otlp_port), timeout=5).close()
     assert not (tmp_path / "home" / "worker.json").exists()
+
+
+def _otlp_export_status(port: int, timeout: float = 60) -> int:
+    """The status of an empty OTLP export, polled past the 503s of a receiver still
+    connecting to Kafka."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/traces", data=b"", method="POST",
+        headers={"Content-Type": "application/x-protobuf"},
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    status = 0
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        time.sleep(0.2)
+    return status
 
 
 def test_sql_on_a_home_without_tables_says_how_to_create_them(tmp_path: Path) -> None:

@@ -252,6 +252,12 @@ def test_a_gzip_body_decodes_as_the_same_body_uncompressed() -> None:
     assert decode_pb(req, "gzip").messages == decode_pb(req).messages
 
 
+def test_a_deflate_body_as_the_python_exporter_sends_it_decodes_the_same() -> None:
+    req = request(("shop", [span(T1, S1)]))
+    body = zlib.compress(req.SerializeToString())
+    assert decode_request("traces", body, PROTOBUF, "deflate").messages == decode_pb(req).messages
+
+
 def test_gzip_of_several_members_is_read_whole() -> None:
     assert decompress(gzip.compress(b"abc") + gzip.compress(b"def"), "gzip") == b"abcdef"
 
@@ -305,7 +311,7 @@ def test_an_identity_body_over_64_mib_is_413() -> None:
         (None, None, 415),
         ("application/grpc", None, 415),
         (PROTOBUF, "br", 415),
-        (PROTOBUF, "deflate", 415),
+        (PROTOBUF, "compress", 415),
         ("application/x-protobuf; charset=binary", "identity", 200),
         ("Application/JSON; charset=utf-8", None, 200),
     ],
