@@ -31,6 +31,7 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,7 @@ EVENT_BYTES = min(LIMITS.payload_bytes, 990_000)
 # envelope_line of an event-level dead letter: this bit and 28 bits of the span id, so it
 # never meets the 1-based rank of a span the mapping rejected in the same message.
 _SPAN_LINE = 0x8000_0000
+EARLY_LOG_S = 60.0  # the hold-full warning comes once a minute at most
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,9 @@ class OtlpHandler:
         self.lock = asyncio.Lock()  # intake, completion and revocation, one at a time
         self.stats = OtlpStats()
         self._acks: dict[Source, Ack] = {}
+        self._unfinished: list[Completed] = []  # a round that failed, tried again first
+        self._early_unreported = 0
+        self._early_reported_at = -EARLY_LOG_S
 
     # intake -------------------------------------------------------------------
 
@@ -325,25 +330,20 @@ class OtlpHandler:
 
     async def complete(self) -> int:
         """Publish and store the traces complete now, then ack their messages; returns
-        how many traces completed."""
+        how many traces completed. A round that fails (Kafka unavailable, say) is kept
+        and tried again, whole, at the next call: its messages stay unacked meanwhile."""
         async with self.lock:
-            done = self.assembler.due()
+            done = self._unfinished + self.assembler.due()
             if not done:
                 return 0
-            early = sum(c.early for c in done)
-            if early:
-                log.warning(
-                    "OTLP trace hold full (%d spans and logs, %d traces held at most): %d "
-                    "traces completed before their %.1fs wait; late retriever spans or "
-                    "content logs of theirs will be missing from their events",
-                    self.assembler.max_items, self.assembler.max_traces, early,
-                    self.assembler.wait_s,
-                )  # fmt: skip
+            self._unfinished = done
+            self._report_early(sum(c.early for c in done))
             loop = asyncio.get_running_loop()
             work = await loop.run_in_executor(None, self._build, done)
             await self._publish(work.events)
             await send_dead_letters(self.dead_letter_sink, work.dead)
             await self._store(done, work)
+            self._unfinished = []
             for source in self.assembler.finish(done):
                 ack = self._acks.pop(source, None)
                 if ack is not None:
@@ -352,6 +352,22 @@ class OtlpHandler:
             self.stats.events += len(work.events)
             self.stats.dead += len(work.dead)
             return len(done)
+
+    def _report_early(self, early: int) -> None:
+        """One log line a minute at most while the hold is full, with the count since."""
+        self._early_unreported += early
+        now = time.monotonic()
+        if not self._early_unreported or now - self._early_reported_at < EARLY_LOG_S:
+            return
+        log.warning(
+            "OTLP trace hold full (%d spans and logs or %d traces): %d traces completed "
+            "before their %.1fs wait since the last report; retriever spans or content logs "
+            "of theirs that come later are missing from their events",
+            self.assembler.max_items, self.assembler.max_traces, self._early_unreported,
+            self.assembler.wait_s,
+        )  # fmt: skip
+        self._early_unreported = 0
+        self._early_reported_at = now
 
     def _build(self, done: Sequence[Completed]) -> _Round:
         """Events and rows of completed traces (mapping and redaction: CPU work)."""
@@ -476,16 +492,28 @@ def install_otlp(
                 record = Record(x.topic, x.partition, x.offset, x.key, x.value, x.timestamp or 0.0)
                 incoming.append(Incoming(record, x.headers or (), functools.partial(stream.ack, e)))
             await handler.intake(incoming)
-            await handler.complete()
+            await complete()
 
     tick = min(1.0, max(0.05, settings.otlp_trace_wait_s / 4))
+    slowdown = Backoff(tick, 30.0, jitter="none")
+    failures = 0
+
+    async def complete() -> None:
+        nonlocal failures
+        try:
+            await handler.complete()
+            failures = 0
+        except Exception:  # Kafka unavailable, say: the round is kept and tried again
+            failures = min(failures + 1, 10)
+            log.exception("OTLP traces not published; tried again in %.1fs",
+                          slowdown.bound(failures))  # fmt: skip
 
     @app.task
     async def otlp_traces() -> None:
         # A loop, not a timer: a round may wait for storage and outlast the tick.
         while not app.should_stop:
-            await asyncio.sleep(tick)
-            await handler.complete()
+            await asyncio.sleep(slowdown.bound(failures + 1) if failures else tick)
+            await complete()
 
     @app.on_partitions_revoked.connect
     async def forget_revoked_otlp(sender: Any, revoked: Any, **kwargs: Any) -> None:

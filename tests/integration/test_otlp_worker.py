@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -111,21 +112,35 @@ def messages(trace: RagTrace, start_ns: int) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def produce(bootstrap: str, payloads: list[tuple[bytes, bytes]]) -> None:
-    """Send the export requests as the receiver does: keyed by trace id, acks=all."""
+def produce(
+    bootstrap: str, payloads: list[tuple[bytes | None, bytes]], topic: str = "llm.otlp"
+) -> None:
+    """Send the export requests as the receiver does (keyed by trace id, the signal in a
+    header, acks=all), or, to another topic, as a Collector's Kafka exporter: no header."""
+    headers = [(OTLP_HEADER, b"traces")] if topic == "llm.otlp" else None
 
     async def go() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         await producer.start()
         try:
             for key, value in payloads:
-                await producer.send_and_wait(
-                    "llm.otlp", value, key=key, headers=[(OTLP_HEADER, b"traces")]
-                )
+                await producer.send_and_wait(topic, value, key=key, headers=headers)
         finally:
             await producer.stop()
 
     asyncio.run(go())
+
+
+def topics(bootstrap: str) -> set[str]:
+    async def go() -> set[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    return asyncio.run(go())
 
 
 @pytest.fixture
@@ -214,3 +229,31 @@ def test_a_worker_killed_between_the_steps_loses_nothing_and_stores_nothing_twic
     ids = {r["event_id"] for r in stack.sql("SELECT event_id FROM llm_events FINAL")}
     assert ids == {t.event_id for t in traces}
     assert stack.stop_worker(second) == 0
+
+
+def test_a_collector_s_topic_is_read_many_traces_a_message_and_no_header(
+    otlp_stack: Stack, broker: EmbeddedBroker
+) -> None:
+    stack = otlp_stack
+    stack.extra_env["LLMPULSE_OTLP_COLLECTOR_TRACES_TOPIC"] = "otlp_spans"
+    worker = stack.start_worker()
+    deadline = time.monotonic() + 120
+    while "otlp_spans" not in topics(stack.bootstrap):
+        assert time.monotonic() < deadline, "the worker did not create the Collector's topic"
+        time.sleep(0.5)
+
+    pair = [rag_trace(7), rag_trace(8)]
+    start = an_hour_ago_ns()
+    parts = [ExportTraceServiceRequest.FromString(v) for t in pair for _, v in messages(t, start)]
+    merged = ExportTraceServiceRequest(
+        resource_spans=[rs for part in parts for rs in part.resource_spans]
+    )
+    produce(stack.bootstrap, [(None, merged.SerializeToString())], topic="otlp_spans")
+
+    assert stack.wait_for(EVENTS, 2) == 2
+    assert stack.wait_for(SPANS, 6) == 6
+    rows = stack.sql(f"SELECT event_id, context FROM llm_events FINAL WHERE app = '{APP}'")
+    assert {r["event_id"]: r["context"] for r in rows} == {
+        t.event_id: list(DOCUMENTS) for t in pair
+    }
+    assert stack.stop_worker(worker) == 0

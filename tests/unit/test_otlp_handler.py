@@ -348,3 +348,45 @@ def test_two_traces_of_one_message_get_their_own_inserts_and_the_message_waits_f
     assert world.log == ["publish", "insert llm_spans", "--", "insert llm_spans", "ack 1", "ack 2"]
     first, second = (t for table, _, t in world.engine.client.inserts if table == "llm_spans")
     assert first != second
+
+
+def test_a_round_that_could_not_be_published_is_tried_again_whole_before_any_ack() -> None:
+    world = World()
+    sent = world.send_event
+    broker_down = True
+
+    async def flaky(key: bytes | None, value: bytes, headers: dict) -> Done:
+        if broker_down:
+            raise ConnectionError("no broker")
+        return await sent(key, value, headers)
+
+    world.handler.event_sink = flaky
+
+    async def go() -> list[str]:
+        nonlocal broker_down
+        await world.handler.intake([world.message(traces(span_pb(LLM, "chat", 200)))])
+        world.clock.now += WAIT
+        try:
+            await world.handler.complete()
+        except ConnectionError:
+            world.log.append("failed")
+        broker_down = False
+        assert await world.handler.complete() == 1
+        return world.log
+
+    assert asyncio.run(go()) == ["failed", "publish", "insert llm_spans", "ack 1"]
+
+
+def test_the_worker_reads_and_creates_the_collector_s_topics_only_when_set() -> None:
+    from core.settings import load_settings
+    from processors.otlp import otlp_topics
+    from processors.worker import worker_topics
+
+    plain = load_settings({})
+    assert otlp_topics(plain) == {"llm.otlp": None}
+    assert worker_topics(plain) == plain.topics.all()
+    collector = load_settings({"LLMPULSE_OTLP_COLLECTOR_TRACES_TOPIC": "otlp_spans",
+                               "LLMPULSE_OTLP_COLLECTOR_LOGS_TOPIC": "otlp_logs"})  # fmt: skip
+    assert otlp_topics(collector) == {"llm.otlp": None, "otlp_spans": "traces",
+                                      "otlp_logs": "logs"}  # fmt: skip
+    assert worker_topics(collector) == [*plain.topics.all(), "otlp_spans", "otlp_logs"]
