@@ -13,7 +13,8 @@ Everything it answers follows from the request, so a test can assert text and to
 - a request for model ``missing-model`` gets 404 with OpenAI's error body.
 
 ``stream: true`` answers server-sent events, one chunk per word, and a last chunk with
-the usage when ``stream_options.include_usage`` is set.
+the usage when ``stream_options.include_usage`` is set. Every answer closes its
+connection, so no handler thread outlives the server waiting on a kept-alive socket.
 
 Run ``python -m tests.otlp_apps.standin``: it prints ``{"port": N}`` and serves until
 stopped; or use :class:`Standin` as a context manager.
@@ -82,8 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+        self.close_connection = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
