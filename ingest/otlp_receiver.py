@@ -20,7 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
@@ -399,13 +400,19 @@ class _OverBudget(Exception):
 
 
 async def _read_body(request: web.Request) -> bytes:
+    """The raw body, within MAX_BODY_BYTES; a client that stops mid-body is a 400 (it
+    will not read the answer, but the log gets no traceback for it)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(_READ_CHUNK):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise OtlpRequestError(413, f"body over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise OtlpRequestError(413, f"body over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+    except (ConnectionError, asyncio.IncompleteReadError, ClientPayloadError,
+            HttpProcessingError) as exc:  # fmt: skip
+        raise OtlpRequestError(400, f"body not received whole: {exc}") from None
     return b"".join(chunks)
 
 

@@ -160,7 +160,7 @@ class ReceiverProcess:
             proc = self.process = subprocess.Popen(
                 [sys.executable, "-m", "llmpulse.cli", "receiver", "--parent", str(os.getpid())],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, env=self._env(),
             )  # fmt: skip
         finally:
             out.close()
@@ -177,6 +177,18 @@ class ReceiverProcess:
             time.sleep(0.1)
         self._terminate()
         raise ReceiverError(f"the OTLP receiver did not listen within {timeout_s:.0f}s")
+
+    def _env(self) -> dict[str, str]:
+        """The environment, with the settings the child must share with ``up`` made
+        explicit: the same broker, home and address, wherever ``up`` got them."""
+        s = self.settings
+        return {
+            **os.environ,
+            "LLMPULSE_HOME": str(s.home),
+            "LLMPULSE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "LLMPULSE_OTLP_BIND": self.host,
+            "LLMPULSE_OTLP_PORT": str(self.port),
+        }
 
     def _log_since(self, offset: int) -> str:
         try:

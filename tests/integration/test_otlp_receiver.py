@@ -34,10 +34,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from core.settings import load_settings
 from ingest.otlp_codec import JSON, MAX_BODY_BYTES, PROTOBUF
 from ingest.otlp_model import OTLP_HEADER
 from ingest.otlp_receiver import RETRY_AFTER_UNAVAILABLE_S
 from llmpulse.broker import EmbeddedBroker, free_port
+from llmpulse.cli_receiver import ReceiverProcess
 
 pytestmark = pytest.mark.integration
 TOPIC = "llm.otlp"
@@ -298,3 +300,38 @@ def test_the_start_line_says_where_it_listens(tmp_path: Path) -> None:
     r = start_receiver(tmp_path, f"127.0.0.1:{free_port()}")
     stop_receiver(r)
     assert f"OTLP receiver listening on {r.url} (/v1/traces, /v1/logs" in r.log.read_text()
+
+
+def test_up_starts_a_receiver_that_died_again_and_stops_it(tmp_path: Path) -> None:
+    port = free_port()
+    settings = load_settings({
+        "LLMPULSE_HOME": str(tmp_path / "home"),
+        "LLMPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",  # no broker: it answers 503
+        "LLMPULSE_OTLP_PORT": str(port),
+    })  # fmt: skip
+    otlp = ReceiverProcess(settings).start()
+    otlp.supervise()
+    try:
+        assert otlp.process is not None
+        first = otlp.process.pid
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            proc = otlp.process
+            if proc is not None and proc.pid != first and _answers(port):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"not started again: {otlp.log_path.read_text()}")
+        assert post(f"http://127.0.0.1:{port}/v1/traces", b"")[0] == 503
+    finally:
+        otlp.stop()
+    assert not _answers(port)
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

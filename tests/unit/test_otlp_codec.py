@@ -15,6 +15,8 @@ import zlib
 
 import pytest
 from google.rpc import status_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -472,3 +474,42 @@ def test_an_error_body_is_a_google_rpc_status_in_the_request_encoding() -> None:
     status = status_pb2.Status.FromString(status_body(503, "Kafka is away" * 20, False))
     assert (status.code, status.message) == (14, "Kafka is away" * 20)
     assert json.loads(status_body(400, "bad", True)) == {"code": 3, "message": "bad"}
+
+
+# --- no input ends the receiver ------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+    | st.sampled_from([T1.hex(), S1.hex(), "", "zz"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["resourceSpans", "resourceLogs", "scopeSpans", "scopeLogs", "spans",
+                         "logRecords", "resource", "scope", "attributes", "key", "value",
+                         "traceId", "spanId", "parentSpanId", "kind", "status", "code",
+                         "stringValue", "intValue", "arrayValue", "kvlistValue", "values",
+                         "bytesValue", "body", "events", "name", "startTimeUnixNano"]),
+        inner, max_size=5),
+    max_leaves=30,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(value=JSON_VALUES, signal=st.sampled_from(["traces", "logs"]))
+def test_any_json_is_decoded_or_refused_with_a_status(value: object, signal: str) -> None:
+    body = json.dumps(value).encode()
+    try:
+        decoded = decode_request(signal, body, JSON, None)  # type: ignore[arg-type]
+    except OtlpRequestError as exc:
+        assert exc.status == 400
+        return
+    assert decoded.accepted >= 0 and all(isinstance(r, Rejected) for r in decoded.rejected)
+    assert all(len(m.value) <= MAX_MESSAGE_BYTES for m in decoded.messages)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(body=st.binary(max_size=200), signal=st.sampled_from(["traces", "logs"]))
+def test_any_bytes_are_decoded_or_refused_with_a_status(body: bytes, signal: str) -> None:
+    for encoding in (None, "gzip"):
+        try:
+            decode_request(signal, body, PROTOBUF, encoding)  # type: ignore[arg-type]
+        except OtlpRequestError as exc:
+            assert exc.status == 400
