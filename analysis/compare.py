@@ -2,8 +2,10 @@
 
 Why these tests: rates are Bernoulli counts, so a pooled two-proportion z-test is
 the textbook large-sample test (model-score rates are weighted by 1 / sample_rate, see
-:func:`two_proportion_z`); latency and cost are skewed with long tails, so the
-rank-based Mann-Whitney U compares them without assuming a shape; embeddings are
+:func:`two_proportion_z`); latency and cost are skewed with long tails, and relevance
+(cosines of the question with the answer and with the best chunk) is bounded and
+lumpy, so the rank-based Mann-Whitney U compares them without assuming a shape (for
+relevance, lower is worse; over the model-scored events, unweighted); embeddings are
 compared as whole distributions with the MMD permutation test the drift monitor
 uses. All tests share the same events, so they are dependent: Holm controls the
 family-wise error under any dependence, and a family of ~10 loses little power.
@@ -30,8 +32,9 @@ from core.thresholds import FLAG_AT, flagged
 from core.time import parse_since
 from detectors.base import DetectorError
 
-__all__ = ["MIN_EVENTS", "ROWS_PER_SIDE", "Comparison", "MetricResult", "NoEventsError",
-           "Sample", "compare", "holm", "two_proportion_z", "verdict_text"]  # fmt: skip
+__all__ = ["LOWER_IS_WORSE", "MIN_EVENTS", "ROWS_PER_SIDE", "Comparison", "MetricResult",
+           "NoEventsError", "Sample", "compare", "holm", "two_proportion_z",
+           "verdict_text"]  # fmt: skip
 
 MIN_EVENTS = 20  # per side; below this a test says "not enough data" instead of a verdict
 # The worker's SQL endpoint refuses results over 100k rows; two sides must fit in one.
@@ -107,7 +110,8 @@ RATES = {
     "injection_rate": _score("injection"),
     "negative_feedback_rate": _Rate(lambda r: r["feedback"] < 0, "feedback < 0", "feedback"),
 }
-DISTRIBUTIONS = ("latency_ms", "cost_usd")
+DISTRIBUTIONS = ("latency_ms", "cost_usd", "answer_relevance", "context_relevance")
+LOWER_IS_WORSE = ("answer_relevance", "context_relevance")  # a drop in relevance is worse
 KINDS = {"output_drift": "output", "input_drift": "input"}
 
 
@@ -286,12 +290,13 @@ def _events_sql(where: str, side: str, seed: int, limit: int) -> str:
     return f"""SELECT e.side AS side, e.event_id AS event_id, e.error AS error,
     e.latency_ms AS latency_ms, e.cost_usd AS cost_usd, e.toxicity AS toxicity,
     e.hallucination AS hallucination, e.pii AS pii, e.injection AS injection,
-    e.sample_rate AS sample_rate, f.score AS feedback,
+    e.sample_rate AS sample_rate, e.answer_relevance AS answer_relevance,
+    e.context_relevance AS context_relevance, f.score AS feedback,
     count() OVER (PARTITION BY e.side) AS side_events
 FROM (
     SELECT {side} AS side, event_id, status = 'error' AS error, latency_ms, cost_usd,
         toxicity, hallucination, notEmpty(pii_input) OR notEmpty(pii_output) AS pii, injection,
-        sample_rate
+        sample_rate, answer_relevance, context_relevance_max AS context_relevance
     FROM llm_events FINAL WHERE {where}
 ) AS e
 LEFT JOIN (
@@ -408,7 +413,8 @@ def _decide(metrics: list[MetricResult], alpha: float) -> list[MetricResult]:
             continue
         # rates: effect is the difference; Mann-Whitney: P(candidate > baseline)
         higher = (m.effect or 0.0) > (0.5 if m.name in DISTRIBUTIONS else 0.0)
-        verdict = DRIFTED if m.name in KINDS else WORSE if higher else BETTER
+        worse = higher != (m.name in LOWER_IS_WORSE)
+        verdict = DRIFTED if m.name in KINDS else WORSE if worse else BETTER
         out.append(replace(m, p_adjusted=p_adj, verdict=verdict if p_adj < alpha else SAME))
     return out
 
@@ -420,6 +426,7 @@ def _counts(rows: list[Row]) -> dict[str, int]:
         "with_toxicity": sum(r.get("toxicity") is not None for r in rows),
         "with_injection": sum(r.get("injection") is not None for r in rows),
         "with_hallucination": sum(r.get("hallucination") is not None for r in rows),
+        "with_context_relevance": sum(r.get("context_relevance") is not None for r in rows),
         "with_feedback": sum(r.get("feedback") is not None for r in rows),
     }
 

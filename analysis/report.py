@@ -1,7 +1,7 @@
 """``llmpulse report``: the stored data as pictures, one HTML page, and what was drawn.
 
-People look at pictures before tables, so the report is five PNGs (volume, latency,
-quality, drift, cost) with deploy and alert markers, one page that embeds them with
+People look at pictures before tables, so the report is six PNGs (volume, latency,
+quality, relevance, drift, cost) with deploy and alert markers, one page that embeds them with
 the alerts and per-version totals, and ``report.json`` saying what each image holds.
 The time axis is the data's own span (not the range asked for), in buckets sized to it.
 Every query goes through the ``query`` callable ``build_report`` is given: the CLI
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from analysis.report_plots import Drawn, Marker, PlotData, plot_all
 from core.errors import LlmpulseError
-from core.sampling import weighted_rate_sql
+from core.sampling import weighted_median_sql, weighted_rate_sql
 from core.sql import datetime_literal, quote
 from core.thresholds import FLAG_AT
 from core.time import parse_since
@@ -128,11 +128,16 @@ _TOXICITY_RATE, _HALLUCINATION_RATE = (
     weighted_rate_sql(f"e.{score} >= {FLAG_AT}", f"e.{score}", "e.sample_rate")
     for score in ("toxicity", "hallucination")
 )
+# the weighted medians of migration 0011's views: answer relevance and the best chunk's
+_ANSWER_RELEVANCE, _CONTEXT_RELEVANCE = (
+    weighted_median_sql(f"e.{column}", "e.sample_rate")
+    for column in ("answer_relevance", "context_relevance_max")
+)
 
 # Times come out as epoch seconds so the engine and the worker's JSON endpoint give the
 # same values. Columns are qualified (e.x) where an output alias reuses a column name.
 _SQL = {
-    # The expressions of the llm_metrics_1m view (storage/migrations/0009_weighted_rates.sql),
+    # The expressions of the llm_metrics_1m view (storage/migrations/0011_relevance.sql),
     # on buckets of any size, per version across models; feedback only for these events.
     # Model-score rates are over the events that carry the score (NULL: not model-scored,
     # the worker shedding load), each weighted by 1 / sample_rate, NULL where none does.
@@ -143,6 +148,8 @@ _SQL = {
     "quantileExact(0.95)(e.latency_ms) AS latency_p95, "
     "quantileExact(0.99)(e.latency_ms) AS latency_p99, "
     f"{_TOXICITY_RATE} AS toxicity_rate, {_HALLUCINATION_RATE} AS hallucination_rate, "
+    f"{_ANSWER_RELEVANCE} AS answer_relevance_p50, "
+    f"{_CONTEXT_RELEVANCE} AS context_relevance_p50, "
     "countIf(f.score IS NOT NULL) AS feedback, "
     "if(countIf(f.score IS NOT NULL) = 0, NULL, countIf(f.score < 0) / "
     "countIf(f.score IS NOT NULL)) AS negative_feedback_rate FROM llm_events AS e FINAL "
@@ -156,7 +163,9 @@ _SQL = {
     "countIf(e.status = 'error') / count() AS error_rate, "
     "quantileExact(0.95)(e.latency_ms) AS latency_p95, "
     f"{_TOXICITY_RATE} AS toxicity_rate, count(e.toxicity) AS scored, "
-    f"{_HALLUCINATION_RATE} AS hallucination_rate, sum(e.cost_usd) AS cost_usd, "
+    f"{_HALLUCINATION_RATE} AS hallucination_rate, "
+    f"{_ANSWER_RELEVANCE} AS answer_relevance, {_CONTEXT_RELEVANCE} AS context_relevance, "
+    "sum(e.cost_usd) AS cost_usd, "
     "toUnixTimestamp64Milli(min(e.ts)) / 1000 AS first_ts, "
     "toUnixTimestamp64Milli(max(e.ts)) / 1000 AS last_ts FROM llm_events AS e FINAL "
     "WHERE {e_app} AND e.ts >= {lo} AND e.ts <= {hi} GROUP BY e.app, e.prompt_version "
@@ -272,6 +281,8 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{float(value):,.0f} ms"
     if kind == "usd":
         return f"${float(value):,.4f}" if float(value) < 1 else f"${float(value):,.2f}"
+    if kind == "cos":  # a median cosine, shown as the 2 decimals that mean something
+        return f"{float(value):.2f}"
     return f"{float(value):.4g}" if kind == "num" else str(value)
 
 
@@ -322,7 +333,16 @@ _CAPTIONS = {
     "sheds load; see the totals' model-scored column), each weighted by 1 / its sample rate "
     "so that fully scored minutes do not outweigh shed ones. Compare a "
     "version with the one before it at the deploy line; a sparse line means little traffic.",
-    "drift.png": "One point per drift test window (at its end), per version and kind of text. "
+    "relevance.png": "Median relevance per {bucket}: of each answer to its question (solid) "
+    "and of the best retrieved chunk to the question (dashed), per version: cosines of MiniLM "
+    "vectors, which measure how related the texts are, not whether an answer is right. A "
+    "step down at a deploy line is answers wandering off topic; a step down in the dashed "
+    "line without a deploy is retrieval returning less related chunks (a re-index, a "
+    "chunking change; see the retrieval kinds in the drift plot). Medians of the "
+    "model-scored events, each weighted by 1 / its sample rate.",
+    "drift.png": "One point per drift test window (at its end), per version and kind: input "
+    "and output texts, and the retrieval numbers (best chunk's relevance, chunks per event, "
+    "chunk length). "
     "Lower is stronger evidence of change. A window drifted when its p-value is at or below "
     "its Benjamini-Hochberg threshold (grey ticks); drifted windows are ringed in red and "
     "their span is shaded. Drift right after a deploy line is expected; drift without one is "
@@ -388,10 +408,11 @@ def _html(
     )  # fmt: skip
     totals = _table(
         ["version", "events", "model-scored", "error rate", "p95 latency", "toxicity rate",
-         "hallucination rate", "cost"],
+         "hallucination rate", "answer relevance", "context relevance", "cost"],
         [("", [version(t), f"{int(t['events']):,}", _scored(t), _fmt(t["error_rate"], "pct"),
                _fmt(t["latency_p95"], "ms"), _fmt(t["toxicity_rate"], "pct"),
-               _fmt(t["hallucination_rate"], "pct"), _fmt(t["cost_usd"], "usd")])
+               _fmt(t["hallucination_rate"], "pct"), _fmt(t["answer_relevance"], "cos"),
+               _fmt(t["context_relevance"], "cos"), _fmt(t["cost_usd"], "usd")])
          for t in data["totals"]],
         1, "No events in this range.",
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The report's five panels (volume, latency, quality, drift, cost) and what they draw
+"""The report's six panels (volume, latency, quality, relevance, drift, cost) and what they draw
 with: series, gaps, time axes, deploy and alert markers with their labels, the palette.
 
 Split from ``report_plots`` to keep both files short. That module owns the data the
@@ -36,6 +36,7 @@ __all__ = [
     "latency",
     "no_data",
     "quality",
+    "relevance",
     "volume",
 ]
 
@@ -65,6 +66,10 @@ _DRIFTED_STYLE: dict[str, Any] = {"s": 90, "facecolors": "none", "edgecolors": "
 _KIND_STYLE = {
     "input": {"linestyle": "-", "marker": "o"},
     "output": {"linestyle": "--", "marker": "s"},
+    # retrieval drift: one number per event (docs/drift.md#retrieval-drift)
+    "context_relevance": {"linestyle": ":", "marker": "^"},
+    "chunk_count": {"linestyle": ":", "marker": "v"},
+    "chunk_length": {"linestyle": ":", "marker": "D"},
 }
 _PERCENTILES = (
     ("p50", "latency_p50", ":"),
@@ -297,6 +302,36 @@ def quality(
         _markers([ax for ax in axes if ax.has_data()], data, drawn)
         _legend(fig, _version_handles(seen, palette))
     return []  # an empty panel already says so
+
+
+_RELEVANCE = (
+    ("answer", "answer_relevance_p50", "-"),
+    ("best chunk", "context_relevance_p50", "--"),
+)
+
+
+def relevance(
+    data: PlotData, labels: Callable[[Row], str], palette: Palette, fig: Figure, drawn: Drawn
+) -> list[Axes]:
+    """Median relevance per version: of the answer (solid) and of the best chunk (dashed)."""
+    ax = fig.subplots()
+    seen: list[str] = []
+    for short, column, style in _RELEVANCE:
+        for label, (xs, ys) in _series(data.metrics, labels, column).items():
+            mark = "." if len(xs) < 30 else None
+            line = _gapped(xs, ys, data.step)
+            ax.plot(*line, color=palette(label), linestyle=style, linewidth=1.5, marker=mark)
+            drawn.add(f"{short}: {label}", len(xs))
+            seen += [label] if label not in seen else []
+    if not seen:
+        return [ax]
+    ax.set_ylabel("median cosine with the question")
+    ax.set_ylim(0, 1)
+    _time_axis(ax, data)
+    _markers([ax], data, drawn)
+    styles = [Line2D([], [], color="#555555", linestyle=s, label=n) for n, _, s in _RELEVANCE]
+    _legend(fig, _version_handles(seen, palette) + styles)
+    return [ax]
 
 
 def drift(

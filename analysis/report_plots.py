@@ -31,6 +31,7 @@ from analysis.report_panels import (
     latency,
     no_data,
     quality,
+    relevance,
     volume,
 )
 
@@ -109,7 +110,7 @@ def _render(path: Path, title: str, draw: Callable[[Figure, Drawn], list[Axes]])
 
 
 def plot_all(data: PlotData, out: Path) -> list[Drawn]:
-    """Write the five PNGs into ``out``; one record per image, in page order."""
+    """Write the six PNGs into ``out``; one record per image, in page order."""
     labels, palette = _namer(data.multi_app), Palette()
     # A bucket's value belongs to its whole span: draw it at the middle, so a deploy
     # line inside a bucket falls where that bucket's change is drawn.
@@ -123,6 +124,8 @@ def plot_all(data: PlotData, out: Path) -> list[Drawn]:
                 partial(latency, data, *versions)),
         _render(out / "quality.png", "Quality rates per prompt version (time in UTC)",
                 partial(quality, data, *versions)),
+        _render(out / "relevance.png", "Relevance to the question per prompt version (median)",
+                partial(relevance, data, *versions)),
         _render(out / "drift.png", "Drift tests: p-value per window (log scale; lower = drift)",
                 partial(drift, data, *versions)),
         _render(out / "cost.png", "Cost per UTC day, by model (USD)", partial(cost, data)),

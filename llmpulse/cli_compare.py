@@ -76,9 +76,10 @@ def compare(
     """Compare metrics of two prompt versions with significance tests and a verdict.
 
     Rates (toxicity, hallucination, errors, PII, injection, negative feedback) use a
-    two-proportion z-test, latency and cost Mann-Whitney U, input and output
-    embeddings an MMD permutation test; p-values are Holm-adjusted across all of
-    them. Exits 0 whatever the verdict; see docs/compare.md.
+    two-proportion z-test, latency, cost and relevance (answer, best chunk; lower is
+    worse) Mann-Whitney U, input and output embeddings an MMD permutation test;
+    p-values are Holm-adjusted across all of them. Exits 0 whatever the verdict; see
+    docs/compare.md.
     """
 
     try:

@@ -27,6 +27,9 @@ from datetime import UTC, datetime, timedelta
 from alerting.comparison import Baseline, Version, judge
 from alerting.config import Rule
 from alerting.metrics import evidence_query, metric_query
+from analysis.compare import compare
+from analysis.report import build_report
+from pathlib import Path
 from storage.engine import Engine
 from storage.migrations import migrate
 
@@ -101,6 +104,26 @@ with Engine(f"chdb://{sys.argv[1]}", DB) as engine:
     out = engine.call(go)
     out["drop"] = asyncio.run(judged(engine, "context_relevance", "v7", "v6"))
     out["aa"] = asyncio.run(judged(engine, "context_relevance", "v8", "v6"))
+    named = lambda sql: [dict(zip(r.column_names, x)) for r in [c.query(sql)]
+                         for x in r.result_rows]
+    until = datetime.fromtimestamp(now + 1, UTC)
+    m = engine.call(compare, named, "rag", "v6", "v7", "2h", until=until).metric(
+        "context_relevance")
+    out["compare"] = {"verdict": m.verdict, "n": [m.baseline.n, m.candidate.n],
+                      "medians": [m.baseline.value, m.candidate.value], "sql": named(m.sql)}
+    seen = []
+    class Result:
+        def __init__(self, r):
+            self.columns, self.rows = list(r.column_names), [list(x) for x in r.result_rows]
+    def report_query(sql):
+        seen.append((sql, Result(c.query(sql))))
+        return seen[-1][1]
+    engine.call(build_report, report_query, "bot", until - timedelta(hours=2),
+                Path(sys.argv[1]).parent / "report", now=until)
+    out["report_totals"] = [dict(zip(r.columns, x)) for sql, r in seen if "first_ts" in sql
+                            for x in r.rows]
+    out["report_buckets"] = [dict(zip(r.columns, x)) for sql, r in seen
+                             if "toStartOfInterval" in sql for x in r.rows]
     print(json.dumps(out, default=str))
 """
 
@@ -162,3 +185,21 @@ def test_the_same_relevance_is_not_worse(found: dict) -> None:
 
 def test_llm_drift_stores_the_retrieval_kinds(found: dict) -> None:
     assert found["drift_kinds"] == ["chunk_length"]
+
+
+def test_compare_finds_the_candidates_chunks_less_relevant(found: dict) -> None:
+    cmp = found["compare"]
+    assert cmp["verdict"] == "worse" and cmp["n"] == [200, 200]
+    # the interpolated medians of k/16, k = 4..13 (8.5/16), and of the shifted values
+    assert cmp["medians"] == [8.5 / 16, 4.5 / 16]
+    medians = [r["median"] for r in sorted(cmp["sql"], key=lambda r: r["side"])]
+    assert medians == [8.5 / 16, 4.5 / 16]  # its SQL, rerun, says the same
+
+
+def test_the_report_reads_the_weighted_medians(found: dict) -> None:
+    (totals,) = found["report_totals"]
+    assert (totals["answer_relevance"], totals["context_relevance"]) == (12 / 16, 8 / 16)
+    # nine seconds of events: 1-second buckets, one event each (the last not model-scored)
+    by_second = [r["answer_relevance_p50"] for r in sorted(found["report_buckets"],
+                                                           key=lambda r: r["t"])]  # fmt: skip
+    assert by_second == [2 / 16, 3 / 16, 4 / 16, 5 / 16, 12 / 16, 14 / 16, None]

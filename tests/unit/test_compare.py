@@ -34,12 +34,16 @@ def events(
     toxicity: float = 0.02,
     hallucination: float = 0.1,
     latency_scale: float = 1.0,
+    relevance_drop: float = 0.0,
 ) -> list[Row]:
     """Synthetic per-event rows, shaped like the events query's columns."""
     rng = np.random.default_rng(seed)
     u = rng.random(size=(n, 8))
     latency = rng.lognormal(6.5, 0.4, size=n) * latency_scale
     cost = rng.lognormal(-6.0, 0.3, size=n)
+    # relevance in hundredths, 0.30 to 0.89, drawn after the rest so their draws stay put
+    answer = rng.integers(30, 90, size=n) / 100 - relevance_drop
+    chunk = rng.integers(30, 90, size=n) / 100 - relevance_drop
     return [
         {
             "event_id": f"s{seed}-{i}",
@@ -52,6 +56,8 @@ def events(
             "pii": int(u[i, 4] < 0.05),
             "injection": 0.8 if u[i, 5] < 0.01 else 0.0,
             "feedback": (-1.0 if u[i, 6] < 0.2 else 1.0) if u[i, 7] < 0.3 else None,
+            "answer_relevance": float(answer[i]),
+            "context_relevance": float(chunk[i]) if u[i, 3] < 0.8 else None,  # with context
             "side_events": n,
         }
         for i in range(n)
@@ -173,6 +179,22 @@ def test_latency_up_by_half_is_worse_by_mann_whitney() -> None:
     assert m.candidate.value is not None and m.baseline.value is not None
     assert m.candidate.value / m.baseline.value == pytest.approx(1.5, rel=0.15)
     assert m.candidate.p95 is not None and m.p_adjusted is not None and m.p_adjusted < 0.01
+
+
+def test_less_relevant_answers_and_chunks_are_worse() -> None:
+    base, cand = events(300, seed=21), events(300, seed=22, relevance_drop=0.15)
+    result = run(source(base, cand, 21, 22))
+    for name in ("answer_relevance", "context_relevance"):
+        m = result.metric(name)
+        assert (m.test, m.verdict) == ("Mann-Whitney U", "worse"), name
+        assert m.effect is not None and m.effect < 0.5  # P(candidate > baseline)
+    assert result.metric("context_relevance").candidate.n < 300  # only events with context
+    assert "answer_relevance (median " in result.verdict
+
+
+def test_more_relevant_answers_are_better() -> None:
+    base, cand = events(300, seed=21, relevance_drop=0.15), events(300, seed=22)
+    assert run(source(base, cand, 21, 22)).metric("answer_relevance").verdict == "better"
 
 
 def test_a_faster_candidate_is_better() -> None:
@@ -353,7 +375,7 @@ def test_cli_json_is_one_object() -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
-    assert body["verdict"].startswith("v7 is worse") and len(body["metrics"]) == 10
+    assert body["verdict"].startswith("v7 is worse") and len(body["metrics"]) == 12
 
 
 def test_cli_no_events_is_a_clear_error(fake_backend: FakeSource) -> None:

@@ -29,7 +29,7 @@ DEPLOY = datetime(2026, 5, 10, 10, 0, 30, tzinfo=UTC)
 FIRED = datetime(2026, 5, 10, 10, 20, tzinfo=UTC)
 RESOLVED = datetime(2026, 5, 10, 10, 50, tzinfo=UTC)
 REFIRED = datetime(2026, 5, 10, 11, 55, tzinfo=UTC)
-IMAGES = ["volume.png", "latency.png", "quality.png", "drift.png", "cost.png"]
+IMAGES = ["volume.png", "latency.png", "quality.png", "relevance.png", "drift.png", "cost.png"]
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-3-5-haiku", "gemini-2.0-flash", "mistral-small")
 
 
@@ -55,6 +55,8 @@ class Ev:
     toxicity: float | None = 0.0  # None: not model-scored (the worker shed load)
     hallucination: float | None = None
     feedback: float | None = None
+    relevance: float | None = None  # answer relevance (all sample rates 1 here)
+    context_relevance: float | None = None  # the best chunk's
 
 
 def _alert(rule: str, state: str, fired: datetime, resolved: datetime | None, **kw: Any):
@@ -93,6 +95,12 @@ def two_minutes() -> list[Ev]:
 
 def _q(values: list[float], q: float) -> float | None:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))] if values else None
+
+
+def _median(values: list[float | None]) -> float | None:
+    """The lower median, what the weighted median gives at one sample rate."""
+    kept = sorted(v for v in values if v is not None)
+    return kept[(len(kept) - 1) // 2] if kept else None
 
 
 @dataclass
@@ -156,7 +164,8 @@ class FakeStore:
                 toxicity_rate=sum(t >= 0.5 for t in tox) / len(tox) if tox else None,
                 hallucination_rate=sum(h >= 0.5 for h in hal) / len(hal) if hal else None,
                 feedback=len(fb), negative_feedback_rate=sum(f < 0 for f in fb) / len(fb) if fb
-                else None))  # fmt: skip
+                else None, answer_relevance_p50=_median([e.relevance for e in evs]),
+                context_relevance_p50=_median([e.context_relevance for e in evs])))  # fmt: skip
         return Result.of(rows)
 
     def totals(self, sql: str) -> Result:
@@ -170,6 +179,8 @@ class FakeStore:
                 toxicity_rate=sum(t >= 0.5 for t in tox) / len(tox) if tox else None,
                 scored=len(tox),
                 hallucination_rate=sum(h >= 0.5 for h in hal) / len(hal) if hal else None,
+                answer_relevance=_median([e.relevance for e in evs]),
+                context_relevance=_median([e.context_relevance for e in evs]),
                 cost_usd=n * 0.0005, first_ts=evs[0].ts.timestamp(),
                 last_ts=evs[-1].ts.timestamp()))  # fmt: skip
         return Result.of(rows)
@@ -440,3 +451,43 @@ def test_several_apps_are_told_apart(tmp_path: Path) -> None:
     assert {"events: support-bot/v6", "events: other-bot/v7"} <= set(report.series["volume.png"])
     page = report.html.read_text()
     assert "llmpulse report: all apps" in page and "other-bot/v7" in page
+
+
+def test_relevance_is_drawn_per_version_and_its_medians_are_in_the_totals(tmp_path: Path) -> None:
+    events = four_hours()
+    for i, e in enumerate(events):
+        if e.pv == "v6":  # a RAG version: answers and chunks on topic
+            e.relevance, e.context_relevance = (0.55, 0.75) if i % 2 else (0.65, 0.85)
+        else:  # v7 answers wander off and retrieve nothing
+            e.relevance = 0.25
+    report = _build(tmp_path, FakeStore(events=events))
+    series = report.series["relevance.png"]
+    assert set(series) == {"answer: v6", "best chunk: v6", "answer: v7"}
+    meta = json.loads(report.json.read_text())
+    assert {m["label"] for m in meta["images"]["relevance.png"]["markers"]} >= {"v6", "v7"}
+    page = report.html.read_text()
+    assert "<th>answer relevance</th><th>context relevance</th>" in page
+    # v6: the lower medians 0.55 and 0.75; v7: 0.25 and no context to score
+    assert '<td class="n">0.55</td><td class="n">0.75</td>' in page
+    assert '<td class="n">0.25</td><td class="n">—</td>' in page
+
+
+def test_without_relevance_scores_the_relevance_plot_says_no_data(tmp_path: Path) -> None:
+    report = _build(tmp_path, FakeStore())  # no event carries a relevance
+    meta = json.loads(report.json.read_text())
+    assert meta["images"]["relevance.png"]["series"] == []
+    assert meta["images"]["relevance.png"]["note"] == "no data"
+
+
+def test_retrieval_drift_kinds_are_drawn_in_the_drift_plot(tmp_path: Path) -> None:
+    store = FakeStore()
+    vectors = store.drift
+
+    def with_retrieval(sql: str) -> Result:
+        found = vectors(sql)
+        rows = [dict(zip(found.columns, r, strict=True)) for r in found.rows]
+        return Result.of(rows + [{**r, "kind": "chunk_length"} for r in rows])
+
+    store.drift = with_retrieval  # type: ignore[method-assign]
+    report = _build(tmp_path, store)
+    assert {"v7 output", "v7 chunk_length"} <= set(report.series["drift.png"])
