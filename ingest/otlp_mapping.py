@@ -21,9 +21,14 @@ The GenAI log-record forms (``gen_ai.client.inference.operation.details`` and th
 older per-message records) arrive on /v1/logs, possibly in another request, and are
 joined to their span by span_id in :func:`build_event`.
 
-An LLM span's :class:`LlmCall` carries ``input``, ``output`` and ``system`` only where
-the span itself held that content; :func:`build_event` fills what is missing from the
-span's logs, then from nothing ("").
+A span is an LLM call when its operation (``gen_ai.operation.name``, else
+OpenInference's span kind, else OpenLLMetry's ``llm.request.type``) is chat,
+text_completion or generate_content, or when it has none and carries call content; it
+is one even without content (capture off), for its model, tokens, cost and latency. Its
+:class:`LlmCall` carries ``input``, ``output`` and ``system`` only where the span itself
+held that content; :func:`build_event` fills what is missing from the span's logs, then
+from nothing (""). A retriever span (operation ``retrieval``) carries its documents'
+texts, or ``None`` where they were not captured.
 """
 
 from __future__ import annotations
@@ -909,8 +914,9 @@ def _map_log(record: LogRecord, name: str, attrs: dict[str, Any]) -> MappedLog:
 
 
 def _content_dict(content: _Content) -> dict[str, Any]:
-    """What a MappedLog carries: the messages, as plain data (it crosses Kafka-free
-    process memory only, but stays JSON-ready for tests and logs)."""
+    """What a MappedLog carries: the messages as JSON-ready data,
+    ``{"input": [{"role", "text"}...], "output": [...]}``, each side only if the record
+    had it."""
     out: dict[str, Any] = {}
     if content.input is not None:
         out["input"] = [{"role": m.role, "text": m.text} for m in content.input]

@@ -520,6 +520,16 @@ def test_a_span_without_llm_content_is_a_span_only() -> None:
     }
 
 
+def test_a_huge_attribute_is_cut_in_llm_spans_and_named() -> None:
+    huge = "q" * (LIMITS.context_chunk_chars + 10)
+    attributes = json.loads(
+        one(span({"db.query.text": huge, "db.system": "x"})).columns["attributes"]
+    )
+    assert len(attributes["db.query.text"]) == LIMITS.context_chunk_chars
+    assert attributes[TRUNCATED_TAG] == ["db.query.text"]
+    assert attributes["db.system"] == "x"
+
+
 def test_an_agent_spans_messages_stay_in_its_attributes() -> None:
     messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Plan"}]}])
     agent = one(span({"gen_ai.operation.name": "invoke_agent", "gen_ai.input.messages": messages}))
