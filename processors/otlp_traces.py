@@ -331,6 +331,10 @@ class TraceAssembler:
                 del self._holds[trace_id]
                 self._items -= hold.items
                 dropped.append(hold)
+        for hold in [*self._holds.values(), *self._early]:
+            # A kept hold forgets them too: if the partition comes back, its replayed
+            # messages are held (and acked) again.
+            hold.sources -= gone
         return len(dropped)
 
 

@@ -262,3 +262,15 @@ def test_a_revoked_partition_s_traces_are_dropped_and_its_messages_never_acked()
     (done,) = traces.due()
     assert done.trace_id == TRACE
     assert traces.finish(done) == [msg(1, partition=0)]
+
+
+def test_a_message_replayed_after_its_partition_came_back_is_acked_again() -> None:
+    clock = Clock()
+    traces = assembler(clock)
+    traces.add(msg(1, partition=0), [span("a", 1)], [])
+    traces.add(msg(1, partition=1), [span("b", 1)], [])  # the same trace, another partition
+    traces.drop_partitions({("llm.otlp", 1)})
+    traces.add(msg(1, partition=1), [span("b", 1)], [])  # reassigned: Faust replays it
+    clock.now += WAIT
+    (done,) = traces.due()
+    assert sorted(traces.finish(done)) == [msg(1, partition=0), msg(1, partition=1)]
