@@ -335,3 +335,49 @@ def _answers(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_a_receiver_whose_up_was_killed_stops_and_frees_its_port(tmp_path: Path) -> None:
+    port = free_port()
+    # A stand-in for `llmpulse up`: starts the receiver as up does, then waits to be killed.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import os, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-m', 'llmpulse.cli', 'receiver',\n"
+            "                          '--parent', str(os.getpid())], start_new_session=True)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(600)\n"
+        )],
+        env={**os.environ, "LLMPULSE_HOME": str(tmp_path / "home"),
+             "LLMPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+             "LLMPULSE_OTLP_PORT": str(port)},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(port):
+            assert time.monotonic() < deadline, "the receiver did not listen"
+            time.sleep(0.1)
+        parent.kill()
+        parent.wait(30)
+        while _alive(child):
+            assert time.monotonic() < deadline + 60, "the orphaned receiver went on"
+            time.sleep(0.2)
+        assert not _answers(port)
+    finally:
+        parent.kill()
+        parent.wait(30)
+        parent.stdout.close()
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left for init to reap counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
