@@ -196,13 +196,18 @@ class KafkaSink:
         producer = self._producer
         if producer is None:
             raise SinkUnavailable(f"not connected to Kafka at {self.settings.kafka_bootstrap}")
+        if not messages:
+            return
         deadline = time.monotonic() + self.send_timeout_s
         try:
+            deliveries = []
             async with asyncio.timeout(self.send_timeout_s):
-                deliveries = [
-                    await producer.send(self.topic, m.value, key=m.key, headers=list(m.headers))
-                    for m in messages
-                ]
+                for m in messages:
+                    delivery = await producer.send(
+                        self.topic, m.value, key=m.key, headers=list(m.headers)
+                    )
+                    delivery.add_done_callback(_retrieved)  # a late failure is not logged
+                    deliveries.append(delivery)
             # wait, not gather: a timeout must not cancel the producer's own futures
             left = max(0.0, deadline - time.monotonic())
             done, pending = await asyncio.wait(deliveries, timeout=left)
@@ -234,6 +239,13 @@ class KafkaSink:
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
+
+
+def _retrieved(delivery: asyncio.Future[object]) -> None:
+    """Mark a delivery's outcome as seen: one that fails after its request got 503 has
+    nobody left to read it, and asyncio would log it as never retrieved."""
+    if not delivery.cancelled():
+        delivery.exception()
 
 
 class OtlpReceiver:
