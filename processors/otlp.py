@@ -375,7 +375,14 @@ class OtlpHandler:
         for trace in done:
             for call in trace.calls:
                 self._event(trace, call, work)
-            work.rows.extend(span_row(span, self.redact) for span in trace.spans)
+            for span in trace.spans:
+                try:
+                    work.rows.append(span_row(span, self.redact))
+                except Exception as exc:  # a mapping bug: retrying the round cannot help
+                    log.exception("OTLP span %s of trace %s: no row", span.span_id,
+                                  trace.trace_id)  # fmt: skip
+                    problem = Rejection("span", f"{span.span_id}: no row ({type(exc).__name__})")
+                    self._event_dead(trace, span, problem, b"", work)
         return work
 
     def _event(self, trace: Completed, call: LlmSpan, work: _Round) -> None:

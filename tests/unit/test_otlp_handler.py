@@ -390,3 +390,17 @@ def test_the_worker_reads_and_creates_the_collector_s_topics_only_when_set() -> 
     assert otlp_topics(collector) == {"llm.otlp": None, "otlp_spans": "traces",
                                       "otlp_logs": "logs"}  # fmt: skip
     assert worker_topics(collector) == [*plain.topics.all(), "otlp_spans", "otlp_logs"]
+
+
+def test_a_span_whose_row_cannot_be_built_is_a_dead_letter_and_the_trace_goes_on() -> None:
+    def odd_columns(request: ExportTraceServiceRequest) -> tuple[list[MappedSpan], list]:
+        spans, rejected = map_spans(request)
+        bad = MappedSpan({**spans[0].columns, "colour": "red"}, 1, 2)  # not an llm_spans column
+        return [bad, *spans[1:]], rejected
+
+    world = World(OtlpMapping(odd_columns, map_logs, build_event))
+    world.run(world.message(traces(span_pb(RET, "tool", 100), span_pb(LLM, "chat", 200))))
+    (row,) = world.table("dead_letters")
+    assert row["reason"] == f"span: {RET}: no row (TypeError)"
+    assert [r["span_id"] for r in world.table("llm_spans")] == [LLM]
+    assert world.log[-1] == "ack 1"
