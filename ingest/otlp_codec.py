@@ -34,7 +34,7 @@ from opentelemetry.proto_json.resource.v1.resource import Resource
 from opentelemetry.proto_json.trace.v1.trace import Span
 
 from core.errors import LlmpulseError
-from ingest.otlp_model import OTLP_HEADER, Rejected
+from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED, Rejected
 
 __all__ = [
     "ERROR_MESSAGE_MAX",
@@ -101,6 +101,14 @@ class Decoded:
     rejected: tuple[Rejected, ...]
     accepted: int
     json: bool
+
+    @property
+    def outgoing(self) -> tuple[OtlpMessage, ...]:
+        """What the receiver sends and waits on: the messages, then, when something was
+        refused, the list of it for the worker's dead letters."""
+        if not self.rejected:
+            return self.messages
+        return (*self.messages, rejection_message(self.signal, self.rejected))
 
 
 def media_type(content_type: str | None) -> str:
@@ -241,6 +249,25 @@ def decode_body(signal: Signal, raw: bytes, kind: str) -> Decoded:
     messages, rejected = _split(shape, request)
     accepted = _count(shape, request) - len(rejected)
     return Decoded(signal, tuple(messages), (*refused, *rejected), accepted, kind == JSON)
+
+
+REJECTED_IN_MESSAGE = 1000  # the reasons one request's rejection message carries at most
+
+
+def rejection_message(signal: Signal, rejected: Sequence[Rejected]) -> OtlpMessage:
+    """What the receiver refused, for the dead-letter table: a JSON object with the
+    signal, how many were refused, and the first reasons (ids as received), under the
+    header value ``rejected``. The refused spans themselves are not kept: an id that does
+    not decode has no trace to join, and the reason says what to fix at the source."""
+    value = {
+        "signal": signal,
+        "count": len(rejected),
+        "rejected": [
+            {"trace_id": r.trace_id[:64], "span_id": r.span_id[:64], "reason": r.reason[:500]}
+            for r in rejected[:REJECTED_IN_MESSAGE]
+        ],
+    }
+    return OtlpMessage(None, json.dumps(value).encode(), ((OTLP_HEADER, OTLP_REJECTED),))
 
 
 def _count(shape: _Shape, request: Message) -> int:

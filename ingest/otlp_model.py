@@ -13,11 +13,22 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OTLP_HEADER", "LlmCall", "MappedLog", "MappedSpan", "Rejected", "otlp_event_id"]
+__all__ = [
+    "OTLP_HEADER",
+    "OTLP_REJECTED",
+    "LlmCall",
+    "MappedLog",
+    "MappedSpan",
+    "Rejected",
+    "otlp_event_id",
+]
 
 # Kafka header on llm.otlp messages: b"traces" (ExportTraceServiceRequest) or b"logs"
 # (ExportLogsServiceRequest), protobuf-encoded, as a Collector's otlp_proto encoding.
 OTLP_HEADER = "llmpulse.otlp"
+# The header's value on a message that lists what the receiver refused (JSON), so the
+# worker can store it in dead_letters: the receiver writes only to Kafka.
+OTLP_REJECTED = b"rejected"
 
 
 def otlp_event_id(trace_id: str, span_id: str) -> str:

@@ -349,8 +349,8 @@ class OtlpReceiver:
             charge.to(len(body) + (len(raw) if raw is not body else 0))
             decoded = await asyncio.to_thread(decode_body, signal, raw, kind)
             del body, raw
-            if decoded.messages:
-                await self.sink.send(decoded.messages)
+            if decoded.outgoing:
+                await self.sink.send(decoded.outgoing)
         except _OverBudget:
             return _error(429, "too many requests in flight", as_json,
                           {"Retry-After": str(RETRY_AFTER_BUSY_S)})  # fmt: skip

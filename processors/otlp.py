@@ -44,7 +44,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from core.retry import Backoff
 from core.settings import Settings
 from ingest.envelope import ENVELOPE_HEADER, ENVELOPE_VERSION
-from ingest.otlp_model import OTLP_HEADER, LlmCall, MappedLog, MappedSpan, Rejected
+from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED, LlmCall, MappedLog, MappedSpan, Rejected
 from ingest.schema import LIMITS, Rejection
 from processors.batch import DEAD_LETTER_PAYLOAD_BYTES, Record, _redact_json, dead_letter_row
 from processors.handler import DeadLetterSink, send_dead_letters, write_until_stored
@@ -154,6 +154,9 @@ def decode_message(
     if signal is None:
         raw = _header(headers, OTLP_HEADER)
         said = "missing" if raw is None else repr(raw.decode("utf-8", "replace")[:16])
+        if raw == OTLP_REJECTED:
+            decoded.dead.extend(_receiver_rejections(record.value))
+            return decoded
         if raw not in (b"traces", b"logs"):
             decoded.dead.append(Rejection(OTLP_HEADER, f"header {said}: expected traces or logs"))
             return decoded
@@ -177,6 +180,25 @@ def decode_message(
         where = f"{item.span_id or '?'} of trace {item.trace_id or '?'}"
         decoded.dead.append(Rejection(noun, f"{where}: {item.reason}"))
     return decoded
+
+
+def _receiver_rejections(value: bytes) -> list[Rejection]:
+    """The dead letters of what the receiver refused (``ingest.otlp_codec.
+    rejection_message``): one per reason it listed, naming the span and trace."""
+    try:
+        listed = json.loads(value)
+        signal, items = listed["signal"], listed["rejected"]
+        noun = "span" if signal == "traces" else "log_record"
+        found = [
+            Rejection(noun, f"{i['span_id'] or '?'} of trace {i['trace_id'] or '?'}: "
+                      f"{i['reason']} (refused by the OTLP receiver)")
+            for i in items
+        ]  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        return [Rejection("payload", "not a list of the receiver's rejections")]
+    if listed.get("count", len(found)) > len(found):
+        found.append(Rejection(noun, f"and {listed['count'] - len(found)} more, not listed"))
+    return found
 
 
 def _redact_attributes(text: str, redact: Callable[[str], str]) -> str:

@@ -336,7 +336,7 @@ def test_media_types_and_encodings(
         (b"\x0a\xff\xff\xff\xff\x0f", None),  # a length past the end
         (b"\xff" * 20, None),
         (b"not gzip at all", "gzip"),
-        (gzip.compress(b"\x0a\x02\x0a\x00")[:-12], "gzip"),  # truncated
+        (gzip.compress(b"\x0a\x02\x0a\x00", mtime=0)[:-12], "gzip"),  # truncated
     ],
 )
 def test_a_body_that_does_not_decode_is_400(body: bytes, encoding: str | None) -> None:

@@ -265,6 +265,23 @@ def test_a_rejected_span_is_a_dead_letter_naming_it_and_the_others_are_kept() ->
     assert world.log[-1] == "ack 1"
 
 
+def test_what_the_receiver_refused_becomes_one_dead_letter_per_reason() -> None:
+    world = World()
+    listed = {"signal": "traces", "count": 3, "rejected": [
+        {"trace_id": TRACE, "span_id": "0000000000000000", "reason": "span_id: all zero"},
+        {"trace_id": "", "span_id": "", "reason": "trace_id: must be 16 bytes"},
+    ]}  # fmt: skip
+    world.run(world.message(json.dumps(listed).encode(), signal=b"rejected"))
+    reasons = [row["reason"] for row in world.table("dead_letters")]
+    assert reasons == [
+        f"span: 0000000000000000 of trace {TRACE}: span_id: all zero (refused by the OTLP "
+        "receiver)",
+        "span: ? of trace ?: trace_id: must be 16 bytes (refused by the OTLP receiver)",
+        "span: and 1 more, not listed",
+    ]
+    assert world.events == [] and world.log[-1] == "ack 1"
+
+
 def test_a_collector_topic_needs_no_header_its_name_gives_the_signal() -> None:
     world = World()
     world.run(world.message(traces(span_pb(LLM, "chat", 200)), signal=None, topic="otel.traces"))

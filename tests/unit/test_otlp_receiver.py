@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from core.settings import Settings, load_settings
 from ingest.otlp_codec import JSON, MAX_BODY_BYTES, PROTOBUF, OtlpMessage
-from ingest.otlp_model import OTLP_HEADER
+from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED
 from ingest.otlp_receiver import (
     RETRY_AFTER_BUSY_S,
     RETRY_AFTER_UNAVAILABLE_S,
@@ -159,7 +159,29 @@ def test_a_json_request_gets_a_json_answer_with_partial_success() -> None:
         assert (status, headers["Content-Type"]) == (200, JSON)
         partial = {"rejectedSpans": "1", "errorMessage": "1 span rejected: span_id: all zero"}
         assert json.loads(answer) == {"partialSuccess": partial}
-        assert [m.key for m in sink.sent] == [T1.hex().encode()]
+        assert [m.key for m in sink.sent] == [T1.hex().encode(), None]
+
+    serve(scenario)
+
+
+def test_what_was_refused_is_sent_too_for_the_worker_s_dead_letters() -> None:
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": T2.hex(), "spanId": "0000000000000000"},
+    ]}]}]}  # fmt: skip
+
+    async def scenario(http, base, sink, _) -> None:
+        status, _, _ = await post(http, base + "/v1/traces", json.dumps(body).encode(), JSON)
+        assert status == 200
+        (listed,) = sink.sent
+        assert listed.headers == ((OTLP_HEADER, OTLP_REJECTED),)
+        assert json.loads(listed.value) == {
+            "signal": "traces",
+            "count": 1,
+            "rejected": [
+                {"trace_id": T2.hex(), "span_id": "0000000000000000",
+                 "reason": "span_id: all zero"}
+            ],
+        }  # fmt: skip
 
     serve(scenario)
 
