@@ -31,7 +31,7 @@ __all__ = ["ENV_FIELDS", "ENV_PREFIX", "Settings", "SettingsError", "Topics", "l
 
 ENV_PREFIX = "LLMPULSE_"
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 REDACTIONS = ("keep", "mask", "hash")
 NEW_VERSION_REFERENCES = ("inherit", "first")
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     rules: Path | None = None
     models: bool = True  # off: no model loads, only the cheap detectors score events
     device: str = "auto"
-    precision: str = "auto"  # model precision: auto (per device) | fp32 | bf16 | fp16
+    precision: str = "auto"  # model precision: auto (per device) | fp32 | bf16 | fp16 | int8
     partitions: int = Field(4, ge=1)
     batch_max: int = Field(2000, ge=1)
     batch_within_s: float = Field(0.5, gt=0)

@@ -2,7 +2,9 @@
 
 ``auto`` picks CUDA when there is one. Precision ``auto`` picks fp16 on CUDA, bf16 on a
 CPU with AVX512-BF16 or AMX (MiniLM ran 1.7x faster there at cosine >= 0.9999 to
-fp32), and fp32 on any other CPU, where bf16 would be emulated and slower.
+fp32), and fp32 on any other CPU, where bf16 would be emulated and slower. ``auto``
+never picks int8 (ONNX Runtime, CPU only; :mod:`detectors.onnx_runtime`): it is faster
+still, but moves the vectors further from fp32; see docs/operations.md.
 """
 
 from __future__ import annotations
@@ -59,4 +61,9 @@ def resolve_precision(setting: str, device: str, has_bf16: bool | None = None) -
         return "bf16" if (cpu_has_bf16() if has_bf16 is None else has_bf16) else "fp32"
     if setting == "fp16" and not cuda:
         raise DetectorError("LLMPULSE_PRECISION=fp16 needs a CUDA device; on a CPU use bf16")
+    if setting == "int8" and cuda:
+        raise DetectorError(
+            "LLMPULSE_PRECISION=int8 runs on the CPU (ONNX Runtime): set LLMPULSE_DEVICE=cpu, "
+            "or use fp16 on CUDA"
+        )
     return setting

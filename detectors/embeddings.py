@@ -47,9 +47,12 @@ class EmbeddingModel:
         batch_size: int = 64,
         cache_size: int = 20_000,
         precision: str = "fp32",
+        onnx_cache: str | Path | None = None,
     ) -> None:
         """``precision`` is LLMPULSE_PRECISION (``auto`` picks per device, see
-        :func:`resolve_precision`); vectors come back float32 whatever it is."""
+        :func:`resolve_precision`); vectors come back float32 whatever it is. At int8 the
+        transformer runs on ONNX Runtime, exported once into ``onnx_cache`` (default:
+        :func:`detectors.onnx_runtime.default_cache_dir`)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -72,6 +75,13 @@ class EmbeddingModel:
         self.precision = resolve_precision(precision, self.device)
         if self.precision == "fp16":
             self.model.half()
+        self.onnx: Any = None  # at int8: the ONNX Runtime session that replaces the forward
+        if self.precision == "int8":
+            self._check_mean_pooled(str(self.path))
+            from detectors.onnx_runtime import OnnxEncoder
+
+            cache = Path(onnx_cache) if onnx_cache is not None else None
+            self.onnx = OnnxEncoder(self.model, self.path, cache)
         dim = self.model.get_embedding_dimension()
         if dim is None:
             raise DetectorError(f"{self.path} does not declare its embedding dimension")
@@ -98,7 +108,10 @@ class EmbeddingModel:
         self.misses += len(missing)
         self.hits += len(texts) - len(missing)
         found: dict[bytes, np.ndarray] = {}
-        if missing:
+        if missing and self.onnx is not None:
+            vectors = self.onnx.encode(missing, self.batch_size)[0]
+            found = dict(zip(map(text_digest, missing), vectors, strict=True))
+        elif missing:
             with self._autocast():
                 vectors = self.model.encode(
                     missing,
@@ -125,12 +138,14 @@ class EmbeddingModel:
         """
         import torch
 
-        modules = list(self.model)
-        mode = getattr(modules[1], "pooling_mode", None) if len(modules) == 3 else None
-        if mode != "mean":
-            raise DetectorError(f"{self.name} is not transformer + mean pooling + normalize")
-        bert = modules[0].auto_model
+        self._check_mean_pooled(self.name)
+        bert = next(iter(self.model)).auto_model
         self.misses += len(texts)
+        if self.onnx is not None:
+            vectors, states = self.onnx.encode(texts, self.batch_size, layer)
+            remember(self._cache, zip(map(text_digest, texts), vectors, strict=True),
+                     self.cache_size)  # fmt: skip
+            return states
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         states: list[Any] = [None] * len(texts)
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -156,6 +171,12 @@ class EmbeddingModel:
                     vectors[i] = pooled[j].cpu().numpy()
         remember(self._cache, zip(map(text_digest, texts), vectors, strict=True), self.cache_size)
         return states
+
+    def _check_mean_pooled(self, name: str) -> None:
+        modules = list(self.model)
+        mode = getattr(modules[1], "pooling_mode", None) if len(modules) == 3 else None
+        if mode != "mean":
+            raise DetectorError(f"{name} is not transformer + mean pooling + normalize")
 
     def clear_cache(self) -> None:
         """Forget recent vectors (benchmarks time the model, not the cache)."""

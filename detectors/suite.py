@@ -36,7 +36,7 @@ class SuiteConfig:
     """Model paths and modes; ``None`` paths mean the bundled default."""
 
     device: str = "auto"
-    precision: str = "auto"  # LLMPULSE_PRECISION: auto | fp32 | bf16 | fp16
+    precision: str = "auto"  # LLMPULSE_PRECISION: auto | fp32 | bf16 | fp16 | int8
     embedding_model: str | None = None
     toxicity_checkpoint: str | None = None
     toxicity_config: str | None = None

@@ -22,6 +22,7 @@ from detectors.embeddings import EmbeddingModel
         ("fp32", "cuda", True, "fp32"),
         ("bf16", "cpu", False, "bf16"),  # asked for: emulated, slower, but allowed
         ("BF16", "cpu", True, "bf16"),
+        ("int8", "cpu", True, "int8"),  # ONNX Runtime; auto never picks it
     ],
 )
 def test_auto_picks_fp16_on_cuda_and_bf16_only_where_the_cpu_has_it(
@@ -30,9 +31,11 @@ def test_auto_picks_fp16_on_cuda_and_bf16_only_where_the_cpu_has_it(
     assert resolve_precision(setting, device, has_bf16) == expected
 
 
-def test_fp16_on_a_cpu_and_unknown_names_are_refused_with_the_variable() -> None:
+def test_fp16_on_a_cpu_int8_on_cuda_and_unknown_names_are_refused_with_the_variable() -> None:
     with pytest.raises(DetectorError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", "cpu", True)
+    with pytest.raises(DetectorError, match="int8 runs on the CPU"):
+        resolve_precision("int8", "cuda", True)
     with pytest.raises(DetectorError, match="LLMPULSE_PRECISION must be one of"):
         resolve_precision("int4", "cpu", True)
     with pytest.raises(SettingsError, match="LLMPULSE_PRECISION='half'"):
