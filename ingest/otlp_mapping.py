@@ -46,6 +46,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from core.errors import LlmpulseError
 from ingest.otlp_model import LlmCall, MappedLog, MappedSpan, Rejected, otlp_event_id
 from ingest.schema import LIMITS
 
@@ -186,7 +187,7 @@ _MIN_NS = 946_684_800 * 10**9  # 2000-01-01, the earliest ts Event v1 takes
 _MAX_NS = 4_102_444_800 * 10**9  # 2100-01-01, the first it refuses
 
 
-class _Refused(Exception):
+class _Refused(LlmpulseError, ValueError):
     """A span or record that cannot be mapped; the message is the reason."""
 
 

@@ -407,7 +407,7 @@ class _Charge:
         self.bytes = 0
 
 
-class _OverBudget(Exception):
+class _OverBudget(LlmpulseError, RuntimeError):
     """The request turned out larger than the in-flight budget has room for: 429."""
 
 

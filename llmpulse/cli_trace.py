@@ -19,6 +19,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from core.errors import LlmpulseError
 from llmpulse.cli_common import load_cli_settings
 from llmpulse.query import rows_of
 from storage.engine import StorageError
@@ -187,7 +188,7 @@ WHERE event_id IN (SELECT event_id FROM llm_spans FINAL
 _EVENTS_SQL = "SELECT count() AS n FROM llm_events FINAL WHERE trace_id = '{trace_id}'"
 
 
-class UnknownTrace(click.ClickException):
+class UnknownTrace(LlmpulseError, LookupError):
     """No span of the trace is stored."""
 
 
