@@ -63,8 +63,8 @@ __all__ = [
 SUMMARY_KEYS = ("app", "prompt_version", "rule", "metric", "value", "threshold", "op",
                 "window", "count")  # fmt: skip
 OP_WORDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-# metrics whose thresholds lie in [0, 1] (a cosine of MiniLM vectors of real text is not
-# negative in practice, and a threshold below 0 would never fire)
+# metrics whose thresholds lie in [0, 1] (a cosine of MiniLM vectors of real text is
+# rarely below 0, and then barely: a threshold below 0 would hardly ever fire)
 BOUNDED_UNITS = ("ratio", "score", "p", "flag", "cosine")
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
