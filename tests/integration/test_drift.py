@@ -3,7 +3,8 @@
 One run, read by every test here: v1 builds the app's reference from its first
 events, the worker restarts, then v1 and v2 traffic interleave. v2 inherits v1's
 reference (a new version is compared with what the app did before), and 30% of
-its questions are about a topic the reference never saw.
+its questions are about a topic the reference never saw. About half the events carry
+two retrieved chunks, so every window is also tested on its retrieval numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REFERENCE, WINDOW, PER_VERSION = 200, 200, 400
 APP = "shop"
+VECTORS = "kind IN ('input', 'output')"
+RETRIEVAL = "kind IN ('context_relevance', 'chunk_count', 'chunk_length')"
 
 
 def _payloads(events: list[dict]) -> list[tuple[bytes, bytes]]:
@@ -65,9 +68,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict]
         mixed = [e for pair in itertools.zip_longest(v1, v2) for e in pair if e]
         publish(stack.bootstrap, _payloads(mixed))
         windows = 2 * 2 * (PER_VERSION // WINDOW)  # versions x kinds x windows
-        assert (
-            stack.wait_for("SELECT count() FROM llm_drift FINAL", windows, timeout=300) == windows
-        )
+        tested = f"SELECT count() FROM llm_drift FINAL WHERE {VECTORS}"
+        assert stack.wait_for(tested, windows, timeout=300) == windows
         seen["reference_after"] = stack.sql(
             "SELECT reference_id, size FROM llm_drift_references FINAL WHERE prompt_version='v1'"
         )
@@ -82,8 +84,8 @@ def test_the_shifted_version_drifts_and_its_sibling_does_not(run: tuple[Stack, d
     stack, _ = run
     rows = stack.sql(
         "SELECT prompt_version, kind, countIf(drifted = 1) AS drifted, count() AS windows, "
-        "min(p_value) AS p_min FROM llm_drift FINAL GROUP BY prompt_version, kind "
-        "ORDER BY prompt_version, kind"
+        f"min(p_value) AS p_min FROM llm_drift FINAL WHERE {VECTORS} "
+        "GROUP BY prompt_version, kind ORDER BY prompt_version, kind"
     )
     by = {(r["prompt_version"], r["kind"]): r for r in rows}
     assert set(by) == {("v1", "input"), ("v1", "output"), ("v2", "input"), ("v2", "output")}
@@ -103,12 +105,42 @@ def test_each_row_is_a_decided_test_of_one_window(run: tuple[Stack, dict]) -> No
         "SELECT countIf(drifted != (p_value <= threshold)) AS inconsistent, "
         "countIf(threshold > alpha) AS above_alpha, min(n_cur) AS lo, max(n_cur) AS hi, "
         "min(n_ref) AS ref_lo, max(n_ref) AS ref_hi, countIf(window_end < window_start) AS bad, "
-        "uniqExact(method) AS methods, countIf(distance < 0) AS negative FROM llm_drift FINAL"
+        "uniqExact(method) AS methods, countIf(distance < 0) AS negative FROM llm_drift FINAL "
+        f"WHERE {VECTORS}"
     )[0]
     assert int(row["inconsistent"]) == 0 and int(row["above_alpha"]) == 0
     assert (int(row["lo"]), int(row["hi"])) == (WINDOW, WINDOW)
     assert (int(row["ref_lo"]), int(row["ref_hi"])) == (REFERENCE, REFERENCE)
     assert int(row["bad"]) == 0 and int(row["negative"]) == 0 and int(row["methods"]) == 1
+
+
+def test_each_window_is_also_tested_on_its_retrieval_numbers(run: tuple[Stack, dict]) -> None:
+    stack, _ = run
+    rows = stack.sql(
+        "SELECT prompt_version, toString(kind) AS kind, count() AS windows, "
+        "countIf(drifted != (p_value <= threshold)) AS inconsistent, "
+        "uniqExact(method) AS methods, any(method) AS test, max(family_size) AS family, "
+        f"min(n_cur) AS lo, max(n_cur) AS hi FROM llm_drift FINAL WHERE {RETRIEVAL} "
+        "GROUP BY prompt_version, kind ORDER BY prompt_version, kind"
+    )
+    by = {(r["prompt_version"], r["kind"]): r for r in rows}
+    kinds = ("chunk_count", "chunk_length", "context_relevance")
+    assert set(by) == {(v, k) for v in ("v1", "v2") for k in kinds}
+    for row in rows:
+        assert int(row["windows"]) == PER_VERSION // WINDOW
+        assert int(row["inconsistent"]) == 0 and int(row["methods"]) == 1
+        assert row["test"] == "ks-perm"
+        assert int(row["family"]) >= 5  # in the same family as the vectors of its window
+        if row["kind"] == "chunk_count":  # every event has a count
+            assert int(row["lo"]) == int(row["hi"]) == WINDOW
+        else:  # only the events with context have a length and a relevance: about half
+            # of v1's, about a third of v2's (its travel questions retrieve nothing)
+            assert 0.2 * WINDOW < int(row["lo"]) <= int(row["hi"]) < 0.7 * WINDOW
+    v1 = stack.scalar(
+        f"SELECT countIf(drifted = 1) FROM llm_drift FINAL WHERE {RETRIEVAL} "
+        "AND prompt_version = 'v1'"
+    )
+    assert v1 == 0  # its retrieval is drawn as its reference's was
 
 
 def test_the_new_version_is_compared_with_the_apps_reference(run: tuple[Stack, dict]) -> None:
@@ -177,9 +209,14 @@ def test_references_are_listed_and_replaced_through_the_running_worker(
     assert (listed["v2"]["source"], int(listed["v2"]["size"])) == ("range", 100)
     stored = stack.scalar(
         "SELECT count() FROM llm_drift_reference_vectors FINAL "
-        f"WHERE reference_id = '{ranged['reference_id']}'"
+        f"WHERE reference_id = '{ranged['reference_id']}' AND {VECTORS}"
     )
     assert stored == 2 * 100  # both kinds
+    counts = stack.scalar(
+        "SELECT count() FROM llm_drift_reference_vectors FINAL "
+        f"WHERE reference_id = '{ranged['reference_id']}' AND kind = 'chunk_count'"
+    )
+    assert counts == 100  # and the retrieval numbers of the stored events
 
 
 def test_a_reference_is_set_without_a_worker_on_the_embedded_engine(tmp_path: Path) -> None:
@@ -203,7 +240,7 @@ def test_windows_are_tested_again_after_the_embedded_broker_restarts(tmp_path: P
     home = tmp_path / "home"
     settings = {"LLMPULSE_DRIFT_REFERENCE_SIZE": "100", "LLMPULSE_DRIFT_WINDOW_SIZE": "100",
                 "LLMPULSE_DRIFT_ROUND_S": "1"}  # fmt: skip
-    tested = "SELECT count() FROM llm_drift FINAL"
+    tested = f"SELECT count() FROM llm_drift FINAL WHERE {VECTORS}"
     for run, expected in ((0, 2), (1, 6)):  # 1 window x 2 kinds, then 2 more windows
         broker = EmbeddedBroker("127.0.0.1", free_port(), tmp_path / f"broker-{run}")
         broker.start()
