@@ -98,7 +98,11 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, li
                 events
             )
             assert stack.wait_for("SELECT count() FROM dead_letters FINAL", len(dead)) == len(dead)
-            assert stack.wait_for("SELECT count() FROM llm_drift_reference_vectors", 20) == 20
+            vectors = (
+                "SELECT count() FROM llm_drift_reference_vectors "
+                "WHERE kind IN ('input', 'output')"
+            )  # beside the retrieval numbers
+            assert stack.wait_for(vectors, 20) == 20
             yield stack, rows
         finally:
             stack.kill_workers()
@@ -168,6 +172,10 @@ def test_dead_letter_payloads_are_masked_too(stored: tuple[Stack, list[dict]]) -
 def test_drift_reference_texts_are_the_masked_ones(stored: tuple[Stack, list[dict]]) -> None:
     """References copy stored texts; they must not bring raw values back."""
     stack, rows = stored
-    refs = stack.sql("SELECT text FROM llm_drift_reference_vectors")
+    refs = stack.sql(
+        "SELECT text FROM llm_drift_reference_vectors WHERE kind IN ('input', 'output')"
+    )
     assert len(refs) == 20
+    numbers = stack.sql("SELECT text FROM llm_drift_reference_vectors WHERE kind = 'chunk_length'")
+    assert len(numbers) == 10 and {r["text"] for r in numbers} == {""}  # retrieval: no text
     assert _leaks(_flatten(refs), _raw_values(rows, tuple(COVERED))) == []
