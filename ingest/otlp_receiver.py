@@ -61,7 +61,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Decompressed bytes of the requests being decoded or waiting for acks; past it a new
+# Bytes of the requests being read, decoded or waiting for acks; past it a new
 # request gets 429 (one request is always let in, so a 64 MiB export is never starved).
 IN_FLIGHT_MAX_BYTES = 256 * 1024 * 1024
 # How long a request waits for Kafka's acks before it gets 503: under the OTLP
@@ -339,7 +339,7 @@ class OtlpReceiver:
             if not self.sink.ready:  # before reading: a retry storm costs no decoding
                 raise SinkUnavailable("not connected to Kafka yet")
             charge.to(length or 0)
-            body = await _read_body(request)
+            body = await _read_body(request, charge)
             encoding = request.headers.get("Content-Encoding")
             if encoding and encoding.strip().lower() not in ("", "identity"):
                 raw = await asyncio.to_thread(decompress, body, encoding)
@@ -411,9 +411,11 @@ class _OverBudget(LlmpulseError, RuntimeError):
     """The request turned out larger than the in-flight budget has room for: 429."""
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def _read_body(request: web.Request, charge: _Charge) -> bytes:
     """The raw body, within MAX_BODY_BYTES; a client that stops mid-body is a 400 (it
-    will not read the answer, but the log gets no traceback for it)."""
+    will not read the answer, but the log gets no traceback for it). A body without a
+    Content-Length (chunked) is charged as it arrives, so many of them cannot hold more
+    than the in-flight budget between them."""
     chunks: list[bytes] = []
     size = 0
     try:
@@ -421,6 +423,7 @@ async def _read_body(request: web.Request) -> bytes:
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 raise OtlpRequestError(413, f"body over {MAX_BODY_BYTES} bytes")
+            charge.to(size)
             chunks.append(chunk)
     except (ConnectionError, asyncio.IncompleteReadError, ClientPayloadError,
             HttpProcessingError) as exc:  # fmt: skip

@@ -277,6 +277,32 @@ def test_past_the_in_flight_budget_a_request_gets_429_with_retry_after() -> None
     serve(scenario, in_flight_max_bytes=1000)
 
 
+def test_a_chunked_body_is_charged_as_it_arrives_and_refused_before_its_end() -> None:
+    async def scenario(http, base, sink, server) -> None:
+        sink.hold = asyncio.Event()
+        first = asyncio.ensure_future(post(http, base + "/v1/traces", traces(T1, pad=600)))
+        await sink.entered.wait()
+        never = asyncio.Event()
+
+        async def endless() -> Any:  # no Content-Length, and the body never ends
+            yield bytes(700)
+            yield bytes(700)
+            await never.wait()
+
+        try:
+            async with asyncio.timeout(30):  # uncharged, the server would wait for the end
+                headers = {"Content-Type": PROTOBUF}
+                async with http.post(base + "/v1/traces", data=endless(), headers=headers) as r:
+                    assert (r.status, r.headers["Retry-After"]) == (429, str(RETRY_AFTER_BUSY_S))
+        finally:
+            never.set()
+        sink.hold.set()
+        assert (await first)[0] == 200
+        assert server.in_flight_bytes == 0
+
+    serve(scenario, in_flight_max_bytes=1000)
+
+
 def test_one_request_is_let_in_however_large_while_nothing_else_is_in_flight() -> None:
     async def scenario(http, base, sink, server) -> None:
         assert (await post(http, base + "/v1/traces", traces(T1, pad=5000)))[0] == 200
