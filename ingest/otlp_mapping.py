@@ -50,7 +50,14 @@ from core.errors import LlmpulseError
 from ingest.otlp_model import LlmCall, MappedLog, MappedSpan, Rejected, otlp_event_id
 from ingest.schema import LIMITS
 
-__all__ = ["CONTENT_LOG_NAMES", "LLM_OPERATIONS", "build_event", "map_logs", "map_spans"]
+__all__ = [
+    "CONTENT_LOG_NAMES",
+    "EVENT_MAX_BYTES",
+    "LLM_OPERATIONS",
+    "build_event",
+    "map_logs",
+    "map_spans",
+]
 
 # gen_ai.operation.name values that are one call of a model that answers in text
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
@@ -78,6 +85,10 @@ _LABELS = (
     "session_id",
 )
 TRUNCATED_TAG = "llmpulse.truncated"  # which fields build_event cut to the limits
+# The largest event build_event makes, as JSON: the worker republishes each one to
+# llm.events, and its producer sends at most 1,000,000 bytes a request (Faust's
+# default), under the schema's own limit; the rest covers the request's framing.
+EVENT_MAX_BYTES = min(LIMITS.payload_bytes, 990_000)
 _ATTRIBUTE_CHARS = LIMITS.context_chunk_chars  # a longer string attribute is cut in llm_spans
 
 # openinference.span.kind / traceloop.span.kind / llm.request.type -> operation
@@ -1000,12 +1011,12 @@ def _within_limits(event: dict[str, Any]) -> dict[str, Any]:
 def _fit_payload(event: dict[str, Any], cut: list[str]) -> None:
     """Cut the texts (input, output, system, context chunks) to one common length, the
     longest that lets the JSON, with the truncation tag it will get, fit
-    ``LIMITS.payload_bytes``: every text keeps its beginning, and a short one is kept
+    :data:`EVENT_MAX_BYTES`: every text keeps its beginning, and a short one is kept
     whole. Measured with json.dumps' default ASCII escaping, the longest form a producer
     could write; each character is at least one byte of it, so one cut is nearly always
     enough, and the loop takes another where escapes made it fall short."""
     reserve = len(json.dumps({TRUNCATED_TAG: "input,output,system,context"}))
-    budget = LIMITS.payload_bytes - reserve
+    budget = EVENT_MAX_BYTES - reserve
     size = len(json.dumps(event))
     while size > budget:
         slots: list[tuple[str, int | None]] = [

@@ -44,8 +44,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from core.retry import Backoff
 from core.settings import Settings
 from ingest.envelope import ENVELOPE_HEADER, ENVELOPE_VERSION
+from ingest.otlp_mapping import EVENT_MAX_BYTES
 from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED, LlmCall, MappedLog, MappedSpan, Rejected
-from ingest.schema import LIMITS, Rejection
+from ingest.schema import Rejection
 from processors.batch import DEAD_LETTER_PAYLOAD_BYTES, Record, _redact_json, dead_letter_row
 from processors.handler import DeadLetterSink, send_dead_letters, write_until_stored
 from processors.otlp_traces import Completed, LlmSpan, Source, TraceAssembler
@@ -70,9 +71,6 @@ Ack = Callable[[], Awaitable[Any]]
 EventSink = Callable[[bytes | None, bytes, dict[str, bytes]], Awaitable[Awaitable[object]]]
 EVENTS_PER_ENVELOPE = 100
 ENVELOPE_BYTES = 512 * 1024
-# The largest event the worker republishes: Faust's producer sends at most 1,000,000
-# bytes a request; a larger event is a dead letter here, as the score agent would make it.
-EVENT_BYTES = min(LIMITS.payload_bytes, 990_000)
 # envelope_line of an event-level dead letter: this bit and 28 bits of the span id, so it
 # never meets the 1-based rank of a span the mapping rejected in the same message.
 _SPAN_LINE = 0x8000_0000
@@ -418,8 +416,8 @@ class OtlpHandler:
             self._event_dead(trace, span, problem, b"", work)
             return
         data = value.encode()
-        if len(data) > EVENT_BYTES:
-            problem = Rejection("payload", f"larger than {EVENT_BYTES} bytes")
+        if len(data) > EVENT_MAX_BYTES:  # the mapping cuts to it: only a bug gets here
+            problem = Rejection("payload", f"larger than {EVENT_MAX_BYTES} bytes")
             self._event_dead(trace, span, problem, data, work)
             return
         work.events.append((str(event.get("event_id", "")).encode(), data))

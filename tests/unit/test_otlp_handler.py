@@ -334,6 +334,21 @@ def test_an_event_that_cannot_be_built_is_a_dead_letter_and_its_span_still_store
     assert world.log[-1] == "ack 1"
 
 
+def test_an_event_over_the_limits_is_published_cut_not_dead_lettered() -> None:
+    from ingest import otlp_mapping
+
+    world = World(OtlpMapping(map_spans, map_logs, otlp_mapping.build_event))
+    chunks = {f"doc{i:02d}": f"{i:02d}" + "x" * 65_534 for i in range(30)}  # 2 MB retrieved
+    world.run(world.message(traces(span_pb(RET, "retrieve", 100, **chunks),
+                                   span_pb(LLM, "chat", 200))))  # fmt: skip
+    assert world.dead == []
+    ((_, value, _),) = world.events
+    assert len(value) <= otlp_mapping.EVENT_MAX_BYTES
+    event = json.loads(value)
+    assert [c[:2] for c in event["context"]] == [f"{i:02d}" for i in range(30)]
+    assert event["tags"][otlp_mapping.TRUNCATED_TAG] == "context"
+
+
 def test_a_replayed_trace_is_inserted_with_the_same_dedup_token() -> None:
     tokens = []
     for _ in range(2):
