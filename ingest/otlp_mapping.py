@@ -703,7 +703,7 @@ def _map_span(span: Span, resource: Mapping[str, Any], scope: str) -> MappedSpan
         "service.name", resource.get("service.name") or "unknown_service"
     )
     environment = _first_label(attrs, _ENVIRONMENT, resource)
-    status = _STATUSES[span.status.code] if span.status.code < len(_STATUSES) else "unset"
+    status = _enum_name(_STATUSES, span.status.code)
     error_type = _error_type(_first_label(attrs, ("error.type",)))
     if not error_type and status == "error":
         error_type = _exception_type(span)
@@ -745,7 +745,7 @@ def _map_span(span: Span, resource: Mapping[str, Any], scope: str) -> MappedSpan
         "ts": _utc(start),
         "duration_ms": duration_ns / 1e6,
         "name": span.name,
-        "kind": _SPAN_KINDS[span.kind] if span.kind < len(_SPAN_KINDS) else "unspecified",
+        "kind": _enum_name(_SPAN_KINDS, span.kind),
         "app": app,
         "environment": environment,
         "scope": scope,
@@ -766,6 +766,12 @@ def _map_span(span: Span, resource: Mapping[str, Any], scope: str) -> MappedSpan
         call=call,
         documents=documents if is_retriever else None,
     )
+
+
+def _enum_name(names: Sequence[str], value: int) -> str:
+    """An OTLP enum's name; a value out of range (proto3 keeps unknown ones, negative
+    too) is the enum's zero, unset or unspecified, never another value's name."""
+    return names[value] if 0 <= value < len(names) else names[0]
 
 
 def _operation(attrs: _Attributes) -> str:

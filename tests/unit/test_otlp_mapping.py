@@ -550,6 +550,13 @@ def test_an_error_status_without_error_type_takes_the_exception_events_type() ->
     assert mapped.call and mapped.call.event["status"] == "error"
 
 
+@pytest.mark.parametrize("value", [-1, 99])
+def test_an_unknown_status_code_or_span_kind_is_unset_never_another_value(value: int) -> None:
+    mapped = one(span(CHAT, kind=value, status=Status(code=value)))  # proto3 keeps them
+    assert (mapped.columns["status"], mapped.columns["kind"]) == ("unset", "unspecified")
+    assert mapped.call and mapped.call.event["status"] == "ok"
+
+
 def test_genai_retrieval_documents_without_text_give_no_context() -> None:
     ids_only = json.dumps([{"id": "doc-0", "score": 0.9}])
     retriever = one(
