@@ -192,10 +192,11 @@ def _receiver_rejections(value: bytes) -> list[Rejection]:
                       f"{i['reason']} (refused by the OTLP receiver)")
             for i in items
         ]  # fmt: skip
-    except (ValueError, KeyError, TypeError):
+        unlisted = int(listed.get("count", len(found))) - len(found)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         return [Rejection("payload", "not a list of the receiver's rejections")]
-    if listed.get("count", len(found)) > len(found):
-        found.append(Rejection(noun, f"and {listed['count'] - len(found)} more, not listed"))
+    if unlisted > 0:
+        found.append(Rejection(noun, f"and {unlisted} more, not listed"))
     return found
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -280,6 +281,25 @@ def test_what_the_receiver_refused_becomes_one_dead_letter_per_reason() -> None:
         "span: and 1 more, not listed",
     ]
     assert world.events == [] and world.log[-1] == "ack 1"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[1, 2]",
+        b'{"signal": "traces", "rejected": [], "count": "three"}',
+        b'{"signal": "traces", "rejected": [], "count": Infinity}',
+        b'{"signal": "traces", "rejected": [7]}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["list", "count-text", "count-infinite", "item-number", "deep"],
+)
+def test_a_rejection_list_that_is_not_one_is_a_dead_letter_and_is_acked(value: bytes) -> None:
+    world = World()
+    world.run(world.message(value, signal=b"rejected"))
+    ((_, field, reason),) = world.dead
+    assert (field, reason) == ("payload", "payload: not a list of the receiver's rejections")
+    assert world.log[-1] == "ack 1"
 
 
 def test_a_collector_topic_needs_no_header_its_name_gives_the_signal() -> None:
