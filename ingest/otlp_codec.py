@@ -208,16 +208,24 @@ class _Shape:
     item_proto: Callable[[], Message]
     noun: str
     json_keys: tuple[str, str, str]  # the same three fields as OTLP JSON names them
+    response: Callable[[], Message]  # ExportXServiceResponse
+    response_json: Any  # its proto_json dataclass, and that of its partial_success
+    partial_json: Any
+    rejected_count: str  # the partial_success field that counts what was refused
 
 
 _TRACES = _Shape(
     "traces", trace_service_pb2.ExportTraceServiceRequest, "resource_spans", "scope_spans",
     "spans", Span, trace_pb2.Span, "span", ("resourceSpans", "scopeSpans", "spans"),
+    trace_service_pb2.ExportTraceServiceResponse, trace_json.ExportTraceServiceResponse,
+    trace_json.ExportTracePartialSuccess, "rejected_spans",
 )  # fmt: skip
 _LOGS = _Shape(
     "logs", logs_service_pb2.ExportLogsServiceRequest, "resource_logs", "scope_logs",
     "log_records", LogRecord, logs_pb2.LogRecord, "log record",
     ("resourceLogs", "scopeLogs", "logRecords"),
+    logs_service_pb2.ExportLogsServiceResponse, logs_json.ExportLogsServiceResponse,
+    logs_json.ExportLogsPartialSuccess, "rejected_log_records",
 )  # fmt: skip
 _SHAPES: dict[str, _Shape] = {"traces": _TRACES, "logs": _LOGS}
 
@@ -518,35 +526,18 @@ def _add(
 def encode_response(signal: Signal, rejected: Sequence[Rejected], as_json: bool) -> bytes:
     """The export response: empty when all was accepted, else ``partial_success`` with
     the count and the reasons (most frequent first, within :data:`ERROR_MESSAGE_MAX`)."""
-    message = _error_message(rejected, _SHAPES[signal].noun) if rejected else ""
-    count = len(rejected)
-    if signal == "traces":
-        if as_json:
-            partial = trace_json.ExportTracePartialSuccess(
-                rejected_spans=count, error_message=message
-            )
-            response = trace_json.ExportTraceServiceResponse(
-                partial_success=partial if rejected else None
-            )
-            return response.to_json().encode()
-        proto = trace_service_pb2.ExportTraceServiceResponse()
-        if rejected:
-            proto.partial_success.rejected_spans = count
-            proto.partial_success.error_message = message
-        return proto.SerializeToString()
-    if as_json:
-        log_partial = logs_json.ExportLogsPartialSuccess(
-            rejected_log_records=count, error_message=message
-        )
-        log_response = logs_json.ExportLogsServiceResponse(
-            partial_success=log_partial if rejected else None
-        )
-        return log_response.to_json().encode()
-    log_proto = logs_service_pb2.ExportLogsServiceResponse()
+    shape = _SHAPES[signal]
+    partial: dict[str, int | str] = {}
     if rejected:
-        log_proto.partial_success.rejected_log_records = count
-        log_proto.partial_success.error_message = message
-    return log_proto.SerializeToString()
+        message = _error_message(rejected, shape.noun)
+        partial = {shape.rejected_count: len(rejected), "error_message": message}
+    if as_json:
+        success = shape.partial_json(**partial) if partial else None
+        return shape.response_json(partial_success=success).to_json().encode()
+    response = shape.response()
+    for name, value in partial.items():
+        setattr(response.partial_success, name, value)
+    return response.SerializeToString()
 
 
 def _error_message(rejected: Iterable[Rejected], noun: str) -> str:

@@ -460,6 +460,9 @@ def test_partial_success_counts_the_refused_and_lists_their_reasons() -> None:
     logs = ExportLogsServiceResponse.FromString(encode_response("logs", refused[:1], False))
     assert logs.partial_success.rejected_log_records == 1
     assert logs.partial_success.error_message == "1 log record rejected: trace_id: all zero"
+    logs_json = json.loads(encode_response("logs", refused[:1], True))
+    message = logs.partial_success.error_message
+    assert logs_json == {"partialSuccess": {"rejectedLogRecords": "1", "errorMessage": message}}
 
 
 def test_the_error_message_is_bounded() -> None:
