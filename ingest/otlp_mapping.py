@@ -207,6 +207,16 @@ class _Refused(LlmpulseError, ValueError):
 _UNFORESEEN = (TypeError, AttributeError, ValueError, KeyError, IndexError, RecursionError)
 
 
+def _refusal(noun: str, trace_id: bytes, span_id: bytes, exc: Exception) -> Rejected:
+    """Why a span or log record is refused: what :class:`_Refused` says, else the error
+    of a shape no test foresaw."""
+    if isinstance(exc, _Refused):
+        reason = str(exc)
+    else:
+        reason = f"{noun}: unreadable ({type(exc).__name__}: {exc})"[:256]
+    return Rejected(trace_id.hex(), span_id.hex(), reason)
+
+
 @dataclass(frozen=True, slots=True)
 class _Message:
     role: str
@@ -672,11 +682,8 @@ def map_spans(request: ExportTraceServiceRequest) -> tuple[list[MappedSpan], lis
             for span in scope_spans.spans:
                 try:
                     mapped.append(_map_span(span, resource, scope))
-                except _Refused as exc:
-                    rejected.append(Rejected(span.trace_id.hex(), span.span_id.hex(), str(exc)))
-                except _UNFORESEEN as exc:  # a shape no test foresaw: refuse it, never crash
-                    reason = f"span: unreadable ({type(exc).__name__}: {exc})"[:256]
-                    rejected.append(Rejected(span.trace_id.hex(), span.span_id.hex(), reason))
+                except _UNFORESEEN as exc:
+                    rejected.append(_refusal("span", span.trace_id, span.span_id, exc))
     return mapped, rejected
 
 
@@ -896,11 +903,8 @@ def map_logs(request: ExportLogsServiceRequest) -> tuple[list[MappedLog], list[R
                     continue
                 try:
                     mapped.append(_map_log(record, name, attrs))
-                except _Refused as exc:
-                    rejected.append(Rejected(record.trace_id.hex(), record.span_id.hex(), str(exc)))
-                except _UNFORESEEN as exc:  # a shape no test foresaw: refuse it, never crash
-                    reason = f"log: unreadable ({type(exc).__name__}: {exc})"[:256]
-                    rejected.append(Rejected(record.trace_id.hex(), record.span_id.hex(), reason))
+                except _UNFORESEEN as exc:
+                    rejected.append(_refusal("log", record.trace_id, record.span_id, exc))
     return mapped, rejected
 
 
