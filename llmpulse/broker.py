@@ -14,10 +14,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,11 +23,9 @@ from types import TracebackType
 
 from core.errors import LlmpulseError
 from core.net import port_in_use
-from core.retry import Backoff
+from llmpulse.supervision import SupervisedProcess
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "port_in_use"]
-
-log = logging.getLogger(__name__)
 
 
 class BrokerError(LlmpulseError, RuntimeError):
@@ -74,20 +70,27 @@ def tansu_binary() -> str:
         raise BrokerError(str(exc)) from exc
 
 
-class EmbeddedBroker:
-    """Start Tansu on a loopback address, wait until it serves metadata, stop it cleanly."""
+class EmbeddedBroker(SupervisedProcess):
+    """Start Tansu on a loopback address, wait until it serves metadata, stop it cleanly.
+
+    Supervised (:meth:`supervise`), a broker that exits is started again, empty; a
+    running worker notices its new cluster id and recovers
+    (``processors.worker.BrokerWatch``).
+    """
+
+    what = "the embedded broker"
+    thread_name = "llmpulse-broker"
+    lost = ", empty: the events it held and no worker had consumed are lost"
 
     def __init__(self, host: str, port: int, logs_dir: Path) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise BrokerError(f"the embedded broker binds loopback only, not {host}")
+        super().__init__(logs_dir / "broker.log")
         self.host = "127.0.0.1" if host == "localhost" else host
         self.port = port
         self.logs_dir = logs_dir
-        self.log_path = logs_dir / "broker.log"
         self.pid_path = logs_dir.parent / "broker.pid"
-        self.process: subprocess.Popen[bytes] | None = None
         self.cluster_id = ""
-        self._supervised = False
 
     @property
     def bootstrap(self) -> str:
@@ -144,52 +147,7 @@ class EmbeddedBroker:
         self._terminate()
         raise BrokerError(f"the embedded broker did not answer within {timeout_s:.0f}s")
 
-    def supervise(self) -> None:
-        """Start the broker again whenever it exits on its own, until :meth:`stop`.
-
-        The new broker is empty; a running worker notices its new cluster id and
-        recovers (``processors.worker.BrokerWatch``).
-        """
-        self._supervised = True
-        threading.Thread(target=self._watch, name="llmpulse-broker", daemon=True).start()
-
-    def _watch(self) -> None:
-        while self._supervised and (proc := self.process) is not None:
-            code = proc.wait()
-            if not self._supervised or self.process is not proc:
-                return  # stopped on purpose
-            log.warning(
-                "the embedded broker exited with code %s; starting it again, empty: the "
-                "events it held and no worker had consumed are lost (see %s)",
-                code, self.log_path,
-            )  # fmt: skip
-            delay = Backoff(first_s=1.0, max_s=30.0).delays()
-            while self._supervised:
-                try:
-                    self.start()
-                except BrokerError as exc:
-                    log.error("the embedded broker did not start again, retrying: %s", exc)
-                    time.sleep(delay())
-                    continue
-                if not self._supervised:  # stop() came while it was starting
-                    self._terminate()
-                break
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._supervised = False
-        self._terminate(timeout_s)
-
-    def _terminate(self, timeout_s: float = 10.0) -> None:
-        proc, self.process = self.process, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout_s)
+    def _ended(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.pid_path.unlink()
 

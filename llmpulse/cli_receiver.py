@@ -17,16 +17,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import click
 
 from core.net import port_in_use
-from core.retry import Backoff
 from core.settings import Settings
 from ingest.otlp_receiver import KafkaSink, OtlpReceiver, ReceiverError, open_receiver_problem
 from llmpulse.cli_common import load_cli_settings
+from llmpulse.supervision import SupervisedProcess
 
 __all__ = ["ReceiverProcess", "receiver", "receiver_endpoint"]
 
@@ -124,18 +123,20 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-class ReceiverProcess:
+class ReceiverProcess(SupervisedProcess):
     """``llmpulse receiver`` as a child of ``llmpulse up``, in its own session (a Ctrl-C
     reaches the worker, which stops first; ``stop`` ends the receiver after it), with
     its output in ``receiver.log``; :meth:`supervise` starts it again if it dies."""
 
+    what = "the OTLP receiver"
+    thread_name = "llmpulse-receiver"
+    stop_timeout_s = 20.0  # the requests in flight wait up to 5 s for Kafka's acks
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.logs_dir / "receiver.log")
         self.settings = settings
         self.host = settings.otlp_bind
         self.port = settings.otlp_port
-        self.log_path = settings.logs_dir / "receiver.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._supervised = False
 
     def check(self) -> None:
         """Raise ReceiverError for what would stop the child: no token off loopback, a
@@ -199,47 +200,6 @@ class ReceiverProcess:
             return ""
         lines = [line for line in text.splitlines() if line.strip()]
         return " | ".join(lines[-3:])
-
-    def supervise(self) -> None:
-        """Start the receiver again whenever it exits on its own, until :meth:`stop`."""
-        self._supervised = True
-        threading.Thread(target=self._watch, name="llmpulse-receiver", daemon=True).start()
-
-    def _watch(self) -> None:
-        while self._supervised and (proc := self.process) is not None:
-            code = proc.wait()
-            if not self._supervised or self.process is not proc:
-                return  # stopped on purpose
-            log.warning(
-                "the OTLP receiver exited with code %s; starting it again (see %s)",
-                code, self.log_path,
-            )  # fmt: skip
-            delay = Backoff(first_s=1.0, max_s=30.0).delays()
-            while self._supervised:
-                time.sleep(delay())
-                try:
-                    self.start()
-                except ReceiverError as exc:
-                    log.error("the OTLP receiver did not start again, retrying: %s", exc)
-                    continue
-                if not self._supervised:  # stop() came while it was starting
-                    self._terminate()
-                break
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        self._supervised = False
-        self._terminate(timeout_s)
-
-    def _terminate(self, timeout_s: float = 20.0) -> None:
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)  # requests in flight finish, then it exits
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout_s)
 
 
 def _accepts(host: str, port: int) -> bool:
