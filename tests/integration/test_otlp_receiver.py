@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from core.settings import load_settings
 from ingest.otlp_codec import JSON, MAX_BODY_BYTES, PROTOBUF
-from ingest.otlp_model import OTLP_HEADER
+from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED
 from ingest.otlp_receiver import RETRY_AFTER_UNAVAILABLE_S
 from llmpulse.broker import EmbeddedBroker, free_port
 from llmpulse.cli_receiver import ReceiverProcess
@@ -217,7 +217,11 @@ def test_an_otlp_json_post_reaches_llm_otlp_with_its_hex_ids(
     assert (status, headers["Content-Type"]) == (200, JSON)
     assert json.loads(answer)["partialSuccess"] == {
         "rejectedSpans": "1", "errorMessage": "1 span rejected: span_id: all zero"}  # fmt: skip
-    (message,) = consume(broker.bootstrap, 1)
+    # the accepted span's message, and the list of what was refused, for dead_letters
+    by_kind = {dict(m.headers)[OTLP_HEADER]: m for m in consume(broker.bootstrap, 2)}
+    assert sorted(by_kind) == [OTLP_REJECTED, b"traces"]
+    assert json.loads(by_kind[OTLP_REJECTED].value)["count"] == 1
+    message = by_kind[b"traces"]
     assert message.key == trace_id.encode()
     span = ExportTraceServiceRequest.FromString(message.value).resource_spans[0]
     span = span.scope_spans[0].spans[0]
