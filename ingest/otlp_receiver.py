@@ -131,6 +131,9 @@ class KafkaSink:
         self.topic = settings.topics.otlp
         self.prepare = prepare
         self.send_timeout_s = send_timeout_s
+        # Loads the certificate files now: an unusable one fails the start (a
+        # KafkaSecurityError naming the setting) instead of every connection, unseen.
+        self._security = aiokafka_security(settings)
         self._producer: AIOKafkaProducer | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._preparing: asyncio.Task[None] | None = None
@@ -157,7 +160,7 @@ class KafkaSink:
                 linger_ms=5,
                 max_request_size=KAFKA_MAX_REQUEST_BYTES,
                 request_timeout_ms=10_000,
-                **aiokafka_security(self.settings),
+                **self._security,
             )
             try:
                 await producer.start()

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,12 +24,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from core.kafka_security import KafkaSecurityError
 from core.settings import Settings, load_settings
 from ingest.otlp_codec import JSON, MAX_BODY_BYTES, PROTOBUF, OtlpMessage
 from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED
 from ingest.otlp_receiver import (
     RETRY_AFTER_BUSY_S,
     RETRY_AFTER_UNAVAILABLE_S,
+    KafkaSink,
     OtlpReceiver,
     ReceiverError,
     SinkUnavailable,
@@ -345,6 +348,16 @@ def test_off_loopback_it_refuses_to_start_without_a_token() -> None:
     with pytest.raises(ReceiverError, match="LLMPULSE_OTLP_TOKEN"):
         OtlpReceiver(settings(otlp_bind="0.0.0.0"), FakeSink())
     OtlpReceiver(settings(otlp_bind="0.0.0.0", otlp_token=TOKEN), FakeSink())  # starts
+
+
+def test_unusable_kafka_certificates_stop_the_sink_at_start_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    junk = tmp_path / "ca.pem"
+    junk.write_text("this is not a certificate")
+    config = settings(kafka_security_protocol="SSL", kafka_ssl_cafile=junk)
+    with pytest.raises(KafkaSecurityError, match="LLMPULSE_KAFKA_SSL_CAFILE="):
+        KafkaSink(config)  # not a connection task that fails unseen, answering 503
 
 
 def test_a_taken_port_is_a_clear_error() -> None:
