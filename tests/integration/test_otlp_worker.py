@@ -159,8 +159,10 @@ def test_a_rag_trace_is_stored_with_its_retrieved_context_and_scored(
     stack = otlp_stack
     trace = rag_trace(0)
     payloads = messages(trace, an_hour_ago_ns())
-    worker = stack.start_worker()
+    # Both messages wait on the topic, so the worker's 1 s hold cannot end between them
+    # however slowly this machine produces (the hold's rules are unit-tested).
     produce(stack.bootstrap, payloads)
+    worker = stack.start_worker()
 
     assert stack.wait_for(EVENTS, 1) == 1
     assert stack.wait_for(SPANS, 3) == 3
