@@ -42,6 +42,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_MESSAGE_BYTES",
     "PROTOBUF",
+    "REJECTED_IN_MESSAGE",
     "Decoded",
     "OtlpMessage",
     "OtlpRequestError",
@@ -51,6 +52,7 @@ __all__ = [
     "decompress",
     "encode_response",
     "media_type",
+    "rejection_message",
     "split_logs",
     "split_traces",
     "status_body",
@@ -266,16 +268,22 @@ def rejection_message(signal: Signal, rejected: Sequence[Rejected]) -> OtlpMessa
     """What the receiver refused, for the dead-letter table: a JSON object with the
     signal, how many were refused, and the first reasons (ids as received), under the
     header value ``rejected``. The refused spans themselves are not kept: an id that does
-    not decode has no trace to join, and the reason says what to fix at the source."""
-    value = {
-        "signal": signal,
-        "count": len(rejected),
-        "rejected": [
-            {"trace_id": r.trace_id[:64], "span_id": r.span_id[:64], "reason": r.reason[:500]}
-            for r in rejected[:REJECTED_IN_MESSAGE]
-        ],
-    }
-    return OtlpMessage(None, json.dumps(value).encode(), ((OTLP_HEADER, OTLP_REJECTED),))
+    not decode has no trace to join, and the reason says what to fix at the source.
+
+    The list stops before the message would pass :data:`MAX_MESSAGE_BYTES`: reasons
+    quote what was sent, and a message Kafka refuses would make the request a 503
+    retried for ever."""
+    listed: list[dict[str, str]] = []
+    size = 100  # the object around the list
+    for r in rejected[:REJECTED_IN_MESSAGE]:
+        item = {"trace_id": r.trace_id[:64], "span_id": r.span_id[:64], "reason": r.reason[:500]}
+        size += len(json.dumps(item, ensure_ascii=False).encode()) + 2
+        if size > MAX_MESSAGE_BYTES:
+            break
+        listed.append(item)
+    value = {"signal": signal, "count": len(rejected), "rejected": listed}
+    text = json.dumps(value, ensure_ascii=False)
+    return OtlpMessage(None, text.encode(), ((OTLP_HEADER, OTLP_REJECTED),))
 
 
 def _count(shape: _Shape, request: Message) -> int:

@@ -34,10 +34,12 @@ from ingest.otlp_codec import (
     MAX_BODY_BYTES,
     MAX_MESSAGE_BYTES,
     PROTOBUF,
+    REJECTED_IN_MESSAGE,
     OtlpRequestError,
     decode_request,
     decompress,
     encode_response,
+    rejection_message,
     split_traces,
     status_body,
     to_protobuf,
@@ -433,6 +435,26 @@ def test_a_span_larger_than_a_kafka_message_is_refused_and_says_so() -> None:
     (refused,) = rejected
     assert (refused.trace_id, refused.span_id) == (T1.hex(), S1.hex())
     assert f"over the {MAX_MESSAGE_BYTES}-byte Kafka message limit" in refused.reason
+
+
+def test_the_list_of_what_was_refused_fits_one_kafka_message_whatever_was_sent() -> None:
+    quoted = {"traceId": T1.hex(), "spanId": S1.hex(), "startTimeUnixNano": "\U0001f600" * 195}
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [quoted] * REJECTED_IN_MESSAGE}]}]}
+    decoded = decode_request("traces", json.dumps(body).encode(), JSON, None)
+    (listing,) = decoded.outgoing  # nothing was accepted: only the list
+    assert len(listing.value) <= MAX_MESSAGE_BYTES
+    assert json.loads(listing.value)["count"] == REJECTED_IN_MESSAGE
+
+
+def test_the_list_stops_where_the_message_would_be_too_large_and_keeps_the_count() -> None:
+    long = Rejected("\U0001f600" * 64, "\U0001f600" * 64, "\U0001f600" * 500)
+    listing = rejection_message("traces", [long] * 5000)
+    assert len(listing.value) <= MAX_MESSAGE_BYTES
+    value = json.loads(listing.value)
+    assert value["count"] == 5000
+    assert 0 < len(value["rejected"]) < REJECTED_IN_MESSAGE
+    assert value["rejected"][0] == {"trace_id": long.trace_id, "span_id": long.span_id,
+                                    "reason": long.reason}  # fmt: skip
 
 
 # --- responses -----------------------------------------------------------------------
