@@ -322,10 +322,12 @@ class OtlpReceiver:
         return await self._handle(request, "logs")
 
     def _authorized(self, request: web.Request) -> bool:
+        """The bearer token, if one is set; the scheme's case does not matter (RFC 9110)."""
         if not self._token:
             return True
-        given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode())
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        same = hmac.compare_digest(given.strip().encode(), self._token.encode())
+        return scheme.lower() == "bearer" and same
 
     async def _handle(self, request: web.Request, signal: Signal) -> web.StreamResponse:
         as_json = JSON in request.headers.get("Content-Type", "").lower()

@@ -329,7 +329,14 @@ TOKEN = "s3cret-token"
 
 @pytest.mark.parametrize(
     ("authorization", "status"),
-    [(None, 401), ("Bearer wrong", 401), (TOKEN, 401), (f"Bearer {TOKEN}", 200)],
+    [
+        (None, 401),
+        ("Bearer wrong", 401),
+        (TOKEN, 401),
+        (f"Basic {TOKEN}", 401),
+        (f"Bearer {TOKEN}", 200),
+        (f"bearer {TOKEN}", 200),
+    ],
 )
 def test_with_a_token_set_the_bearer_token_is_required(
     authorization: str | None, status: int
