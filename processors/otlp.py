@@ -466,6 +466,12 @@ class OtlpHandler:
             dropped = self.assembler.drop_partitions(partitions)
             for source in [s for s in self._acks if (s[0], s[1]) in partitions]:
                 del self._acks[source]
+            # a failed round's traces too: their new owner publishes and stores them
+            self._unfinished = [
+                c
+                for c in self._unfinished
+                if any((t, p) not in partitions for t, p, _ in c.sources)
+            ]
             if dropped:
                 log.info("OTLP: %d held traces of revoked partitions dropped", dropped)
 

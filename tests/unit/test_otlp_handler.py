@@ -429,6 +429,32 @@ def test_a_round_that_could_not_be_published_is_tried_again_whole_before_any_ack
     assert asyncio.run(go()) == ["failed", "publish", "insert llm_spans", "ack 1"]
 
 
+def test_a_failed_round_of_a_revoked_partition_is_left_to_its_new_owner() -> None:
+    world = World()
+    sent = world.send_event
+    broker_down = True
+
+    async def flaky(key: bytes | None, value: bytes, headers: dict) -> Done:
+        if broker_down:
+            raise ConnectionError("no broker")
+        return await sent(key, value, headers)
+
+    world.handler.event_sink = flaky
+
+    async def go() -> int:
+        nonlocal broker_down
+        await world.handler.intake([world.message(traces(span_pb(LLM, "chat", 200)))])
+        world.clock.now += WAIT
+        with pytest.raises(ConnectionError):
+            await world.handler.complete()
+        await world.handler.revoked({("llm.otlp", 0)})
+        broker_down = False
+        return await world.handler.complete()
+
+    assert asyncio.run(go()) == 0
+    assert world.log == []  # nothing published, stored or acked here
+
+
 def test_the_worker_reads_and_creates_the_collector_s_topics_only_when_set() -> None:
     from core.settings import load_settings
     from processors.otlp import otlp_topics
