@@ -56,6 +56,9 @@ CONTENT_ENV: dict[str, dict[str, str]] = {
     "openllmetry": {"TRACELOOP_TRACE_CONTENT": "true"},
     "openllmetry-events": {"TRACELOOP_TRACE_CONTENT": "true"},
 }
+# The batch processors' export interval: longer than any run, so the app exports once,
+# when it flushes at its end.
+EXPORT_AT_END_MS = 600_000
 SYSTEM = "You are a terse assistant."
 QUESTION = "How long does a refund take?"
 DOCUMENTS = (
@@ -129,14 +132,22 @@ def main(argv: list[str] | None = None) -> int:
         {"service.name": args.service, "deployment.environment.name": args.environment}
     )
     roots = _roots()
+    # Export once, at the flush below (one request per signal), not every 5 s (the SDK's
+    # default): how the spans are cut into requests must not depend on this machine's
+    # speed, or a slow import would split a trace, or a call from its content logs.
+    once = {"schedule_delay_millis": EXPORT_AT_END_MS}
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(roots)
     tracer_provider.add_span_processor(
-        BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{args.otlp}/v1/traces", headers=headers))
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=f"{args.otlp}/v1/traces", headers=headers), **once
+        )
     )
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(
-        BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{args.otlp}/v1/logs", headers=headers))
+        BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=f"{args.otlp}/v1/logs", headers=headers), **once
+        )
     )
     instrumentor = _instrumentor(args.library)
     instrumentor.instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
