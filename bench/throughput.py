@@ -1,4 +1,4 @@
-"""Models-only throughput beside the embedding floor, at fp32 and at bf16, in one run.
+"""Models-only throughput beside the embedding floor, at fp32, bf16 and int8, in one run.
 
 The events are the realistic mix the keep-up issue describes: half RAG answers with
 their retrieved chunks (the hand-written dev sets, 2-4 chunks of 30-100 words), half
@@ -11,11 +11,12 @@ no two events are the same text, while chunks repeat as retrieval repeats them.
 * **floor**: MiniLM encoding each distinct input, output and chunk of the same
   events once, the least any embedding-based scorer must do.
 
-Rounds alternate the four (suite and floor, fp32 and bf16) over the same events,
-because this machine drifts by +-30 % between minutes: the ratios within a round
-are the figures. The vector cache is cleared before every timing. The quality
-check compares bf16 with fp32 on the same events: vector cosine, and how many
-events change side of the 0.5 threshold per detector.
+Rounds time the six (suite and floor at fp32, bf16 autocast and int8 on ONNX Runtime)
+over the same events, each round in a rotated order, because this machine drifts by
++-30 % between minutes: the ratios within a round are the figures. The vector cache is
+cleared before every timing. The quality check compares bf16 and int8 with fp32 on
+the same events: vector cosine, and how many events change side of the 0.5 threshold
+per detector. int8 needs the ``[int8]`` extra (``--precisions fp32,bf16`` skips it).
 
 Usage: ``HF_HUB_OFFLINE=1 .venv/bin/python bench/throughput.py [--rounds 3]``
 Writes ``bench/results/throughput.json`` and prints a table.
@@ -116,12 +117,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=250, help="worker micro-batch size")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precisions", default="fp32,bf16,int8", help="fp32 first")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/throughput.json")
     args = parser.parse_args()
     events = realistic_events(args.events)
     parts = batches(events, args.batch)
     texts = distinct_texts(events)
-    suites = {p: DetectorSuite(SuiteConfig(device="cpu", precision=p)) for p in ("fp32", "bf16")}
+    precisions = args.precisions.split(",")
+    suites = {p: DetectorSuite(SuiteConfig(device="cpu", precision=p)) for p in precisions}
     for suite in suites.values():  # warm-up: first calls allocate and JIT
         suite.score(parts[0])
         suite.embeddings.encode(texts[:64])
@@ -133,22 +136,26 @@ def main() -> None:
     rounds = []
     for r in range(args.rounds):
         row = {}
-        for p in ("fp32", "bf16") if r % 2 == 0 else ("bf16", "fp32"):
+        for p in precisions[r % len(precisions) :] + precisions[: r % len(precisions)]:
             row[f"suite_{p}"] = args.events / timed(lambda p=p: score_all(suites[p], parts))
             row[f"floor_{p}"] = args.events / timed(lambda p=p: run_floor(p))
-        row["bf16_speedup"] = row["suite_bf16"] / row["suite_fp32"]
         row["suite_vs_floor_fp32"] = row["suite_fp32"] / row["floor_fp32"]
-        row["suite_bf16_vs_floor_fp32"] = row["suite_bf16"] / row["floor_fp32"]
+        for p in precisions[1:]:
+            row[f"{p}_speedup"] = row[f"suite_{p}"] / row["suite_fp32"]
+            row[f"suite_{p}_vs_floor_fp32"] = row[f"suite_{p}"] / row["floor_fp32"]
         rounds.append({k: round(v, 3) for k, v in row.items()})
         print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in rounds[-1].items()))
 
-    agreement = compare_scores(score_all(suites["fp32"], parts), score_all(suites["bf16"], parts))
+    reference = score_all(suites["fp32"], parts)
+    agreement = {f"{p}_vs_fp32": compare_scores(reference, score_all(suites[p], parts))
+                 for p in precisions[1:]}  # fmt: skip
     median = {k: round(float(np.median([r[k] for r in rounds])), 3) for k in rounds[0]}
     result = {
-        "what": "models-only events/s beside the embedding floor, fp32 vs bf16 autocast",
+        "what": "models-only events/s beside the embedding floor: fp32, bf16 autocast, "
+                "int8 (ONNX Runtime)",
         "events": args.events, "batch": args.batch, "distinct_texts": len(texts),
         "rounds": rounds, "median": median,
-        "bf16_vs_fp32": agreement,
+        **agreement,
         "machine": platform.platform(), "cpu_count": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }  # fmt: skip
@@ -157,11 +164,14 @@ def main() -> None:
     print("\n| measure (median of rounds) | value |\n|---|---|")
     for k, v in median.items():
         print(f"| {k} | {v} |")
-    print(f"| bf16 vs fp32 vector cosine (min / mean) | {result['bf16_vs_fp32']['cosine_min']}"
-          f" / {result['bf16_vs_fp32']['cosine_mean']} |")  # fmt: skip
-    for name, f in agreement["scores"].items():
-        print(f"| {name}: events changing side of 0.5 (of {f['events']}) | "
-              f"{f['flagged_changed']} (max diff {f['max_abs_diff']}) |")  # fmt: skip
+    for key, a in agreement.items():
+        p = key.split("_")[0]
+        print(
+            f"| {p} vs fp32 vector cosine (min / mean) | {a['cosine_min']} / {a['cosine_mean']} |"
+        )
+        for name, f in a["scores"].items():
+            print(f"| {p} {name}: events changing side of 0.5 (of {f['events']}) | "
+                  f"{f['flagged_changed']} (max diff {f['max_abs_diff']}) |")  # fmt: skip
     print(f"wrote {args.out}")
 
 
