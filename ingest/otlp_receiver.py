@@ -47,6 +47,7 @@ from ingest.otlp_codec import (
 
 __all__ = [
     "IN_FLIGHT_MAX_BYTES",
+    "JSON_DECODING_FACTOR",
     "KAFKA_MAX_REQUEST_BYTES",
     "RETRY_AFTER_BUSY_S",
     "RETRY_AFTER_UNAVAILABLE_S",
@@ -64,6 +65,10 @@ log = logging.getLogger(__name__)
 # Bytes of the requests being read, decoded or waiting for acks; past it a new
 # request gets 429 (one request is always let in, so a 64 MiB export is never starved).
 IN_FLIGHT_MAX_BYTES = 256 * 1024 * 1024
+# Decoding OTLP JSON holds about 15 bytes of Python objects and protobuf per byte of
+# text (measured on GenAI spans; protobuf holds about one), so a JSON body is charged
+# for them too: else four 64 MiB JSON exports within budget would take 4 GB.
+JSON_DECODING_FACTOR = 16
 # How long a request waits for Kafka's acks before it gets 503: under the OTLP
 # exporters' default 10 s timeout, so they hear 503 and retry instead of timing out.
 SEND_TIMEOUT_S = 5.0
@@ -350,8 +355,10 @@ class OtlpReceiver:
                 raw = await asyncio.to_thread(decompress, body, encoding)
             else:
                 raw = decompress(body, encoding)
-            # chunked or compressed: now the real size (both copies while decompressed)
-            charge.to(len(body) + (len(raw) if raw is not body else 0))
+            # chunked or compressed: now the real size (both copies while decompressed),
+            # and what decoding JSON holds in objects besides
+            held = len(body) + (len(raw) if raw is not body else 0)
+            charge.to(held + (JSON_DECODING_FACTOR * len(raw) if kind == JSON else 0))
             decoded = await asyncio.to_thread(decode_body, signal, raw, kind)
             del body, raw
             if decoded.outgoing:

@@ -29,6 +29,7 @@ from core.settings import Settings, load_settings
 from ingest.otlp_codec import JSON, MAX_BODY_BYTES, PROTOBUF, OtlpMessage
 from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED
 from ingest.otlp_receiver import (
+    JSON_DECODING_FACTOR,
     RETRY_AFTER_BUSY_S,
     RETRY_AFTER_UNAVAILABLE_S,
     KafkaSink,
@@ -278,6 +279,27 @@ def test_past_the_in_flight_budget_a_request_gets_429_with_retry_after() -> None
         assert (await post(http, base + "/v1/traces", traces(T2, pad=600)))[0] == 200
 
     serve(scenario, in_flight_max_bytes=1000)
+
+
+def test_a_json_body_is_charged_for_what_decoding_it_holds() -> None:
+    span = {"traceId": T2.hex(), "spanId": S1.hex(), "name": "x" * 2000}
+    body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+    assert len(body) * JSON_DECODING_FACTOR > 20_000 > len(body) + 1000  # as protobuf: in
+
+    async def scenario(http, base, sink, server) -> None:
+        sink.hold = asyncio.Event()
+        first = asyncio.ensure_future(post(http, base + "/v1/traces", traces(T1, pad=600)))
+        await sink.entered.wait()
+        try:
+            async with asyncio.timeout(30):  # let in, it would wait on the held sink
+                status, headers, _ = await post(http, base + "/v1/traces", body, JSON)
+        finally:
+            sink.hold.set()
+        assert (status, headers["Retry-After"]) == (429, str(RETRY_AFTER_BUSY_S))
+        assert (await first)[0] == 200
+        assert (await post(http, base + "/v1/traces", body, JSON))[0] == 200  # alone: let in
+
+    serve(scenario, in_flight_max_bytes=20_000)
 
 
 def test_a_chunked_body_is_charged_as_it_arrives_and_refused_before_its_end() -> None:
