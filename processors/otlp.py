@@ -59,6 +59,7 @@ __all__ = [
     "OtlpHandler",
     "OtlpMapping",
     "decode_message",
+    "incoming_of",
     "install_otlp",
     "otlp_topics",
     "span_row",
@@ -113,6 +114,16 @@ class Incoming:
     record: Record
     headers: Sequence[tuple[str, bytes]]
     ack: Ack
+
+
+def incoming_of(message: Any, ack: Ack) -> Incoming:
+    """A consumed message as the handler takes it; a null value (a tombstone) is empty
+    bytes, which the handler refuses or skips like any other bad message."""
+    record = Record(
+        message.topic, message.partition, message.offset, message.key,
+        message.value or b"", message.timestamp or 0.0,
+    )  # fmt: skip
+    return Incoming(record, message.headers or (), ack)
 
 
 @dataclass
@@ -520,11 +531,7 @@ def install_otlp(
     @app.agent(source, name="otlp")
     async def otlp(stream: faust.StreamT) -> None:
         async for taken in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
-            incoming = []
-            for e in taken:
-                x = e.message
-                record = Record(x.topic, x.partition, x.offset, x.key, x.value, x.timestamp or 0.0)
-                incoming.append(Incoming(record, x.headers or (), functools.partial(stream.ack, e)))
+            incoming = [incoming_of(e.message, functools.partial(stream.ack, e)) for e in taken]
             await handler.intake(incoming)
             await complete()
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from detectors.redaction import Redactor
 from ingest.envelope import ENVELOPE_HEADER
 from ingest.otlp_model import LlmCall, MappedLog, MappedSpan, Rejected, otlp_event_id
 from processors.batch import Record
-from processors.otlp import Incoming, OtlpHandler, OtlpMapping
+from processors.otlp import Incoming, OtlpHandler, OtlpMapping, incoming_of
 from processors.otlp_traces import TraceAssembler
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -300,6 +301,23 @@ def test_a_rejection_list_that_is_not_one_is_a_dead_letter_and_is_acked(value: b
     ((_, field, reason),) = world.dead
     assert (field, reason) == ("payload", "payload: not a list of the receiver's rejections")
     assert world.log[-1] == "ack 1"
+
+
+@pytest.mark.parametrize("signal", [b"traces", b"rejected", None])
+def test_a_message_with_a_null_value_is_skipped_or_a_dead_letter_never_a_crash(
+    signal: bytes | None,
+) -> None:
+    world = World()
+    headers = [] if signal is None else [("llmpulse.otlp", signal)]
+    tombstone = SimpleNamespace(topic="llm.otlp", partition=0, offset=7, key=TRACE.encode(),
+                                value=None, timestamp=None, headers=headers)  # fmt: skip
+
+    async def ack() -> None:
+        world.log.append("ack 7")
+
+    asyncio.run(world.handler.intake([incoming_of(tombstone, ack)]))
+    assert world.log[-1] == "ack 7"
+    assert world.events == [] and world.table("llm_spans") == []
 
 
 def test_a_collector_topic_needs_no_header_its_name_gives_the_signal() -> None:
