@@ -113,6 +113,7 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             0.6,
             r"\b(?:that'?s|this is|it'?s) (?:on you|(?:all )?your (?:own )?fault)\b|"
             r"\bif you had (?:bothered|read|listened|paid attention)\b|"
+            r"\b(?:if you'?d|had you) bothered\b|"
             r"\byou should have (?:read|known|checked|listened|paid attention)\b",
         ),
         (
@@ -138,8 +139,11 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
         ),
     )
 )
+# A single-quoted span may hold apostrophes between letters ('you don't listen'), or
+# its contractions would end it early and leave the rest of the quote to the rules.
 _QUOTED = re.compile(
-    r"(?<!\w)'[^']{3,}'(?!\w)|\"[^\"]{3,}\"|\u201c[^\u201d]+\u201d|\u2018[^\u2019]{3,}\u2019(?!\w)"
+    r"(?<!\w)'(?:[^']|(?<=\w)'(?=\w)){3,}'(?!\w)|\"[^\"]{3,}\"|\u201c[^\u201d]+\u201d|"
+    r"\u2018(?:[^\u2019]|(?<=\w)\u2019(?=\w)){3,}\u2019(?!\w)"
 )
 
 

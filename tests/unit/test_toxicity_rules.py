@@ -19,6 +19,7 @@ from detectors.toxicity_rules import rude_signals, rule_score
         ("For the last time: the refund takes five days.", "exasperation"),
         ("Did you even read the manual before writing?", "belittling"),
         ("You people never read the FAQ.", "belittling"),
+        ("If you'd bothered to check the confirmation, you'd know.", "blaming"),
     ],
 )
 def test_a_reply_that_belittles_the_reader_fires_a_rule(reply: str, signal: str) -> None:
@@ -33,6 +34,9 @@ def test_a_reply_that_belittles_the_reader_fires_a_rule(reply: str, signal: str)
         "There are no stupid questions; here is how to reset it.",
         "The customer wrote: 'you people are idiots and I want a refund'. Sentiment: negative.",
         "The opposition called the bill 'a disgrace'.",
+        # apostrophes inside a single-quoted span do not end it
+        "The caller said the agent was 'rude' and wrote 'you people don't care, you're useless'.",
+        "The review reads \u2018you people don\u2019t listen\u2019, so I've escalated it.",
         "Chemotherapy kills rapidly dividing cells.",
         "I'm sorry for the trouble; I've reissued the invoice.",
         "We'll deal with it right away.",
