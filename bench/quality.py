@@ -30,7 +30,8 @@ without a swear word, and 40 polite or neutral ones that say "kill", "abort",
 detector nor the other sets; scored once, after the condescension rules), and
 ``toxicity_blind2.jsonl`` (50 and 50, by a third author who saw nothing of the
 detector, its training replies or the other sets; scored once, after the tone model
-was trained), and all four pooled.
+was trained), and all four pooled. All four are tuning data now: their errors were
+read to write ``scripts/data/toxicity_replies_3.jsonl``.
 
 The datasets become ordinary llmpulse events, are scored by ``llmpulse score``
 (the same detectors the worker runs), and are measured on the rows no head was

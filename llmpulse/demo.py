@@ -74,7 +74,8 @@ rules:
     window: {window}
     op: ">"
     # v6's synthetic replies are shuffled keywords, which the tone model scores as
-    # brusque about one time in ten; v7 is rude in over a third of its replies
+    # brusque about one time in twenty (ten before its retraining); v7 is rude in over
+    # a third of its replies
     threshold: 0.25
     for: {for_}
     min_events: 20

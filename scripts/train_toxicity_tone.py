@@ -10,6 +10,14 @@ evaluation sets, written separately):
   respectful reviews);
 * ``scripts/data/toxicity_replies_polite.jsonl``: ordinary warm or brisk support
   replies, so that support language itself is not learnt as rude;
+* ``scripts/data/toxicity_replies_3.jsonl``: short polite replies (one-line
+  confirmations, plain noes, brief corrections, owning a mistake), because the files
+  above had twice as many rude replies as polite ones under 80 characters (166, 82) and
+  the model learnt brevity as rudeness; benign replies on risky topics (kill, abort,
+  medicine, history, crime and fiction summaries, moderation notices quoting an
+  insult, firm refusals, blunt reviews); and rude ones without a swear word that
+  wear polite words (sarcastic thanks, "happy to explain again", conditional blame,
+  mock simplification), at the same lengths as the polite ones;
 * the templated rows of ``scripts/toxicity_synthetic.py``.
 
 * the benign training rows of the public sets (Davidson tweets, ToxiGen statements).
@@ -48,11 +56,23 @@ __all__ = ["main"]
 
 DATA = ROOT / "scripts" / "data"
 PUBLIC = ("toxicity_davidson", "toxicity_toxigen_seeds")
-FILES = ("toxicity_replies.jsonl", "toxicity_replies_2.jsonl", "toxicity_replies_polite.jsonl")
+FILES = (
+    "toxicity_replies.jsonl",
+    "toxicity_replies_2.jsonl",
+    "toxicity_replies_polite.jsonl",
+    "toxicity_replies_3.jsonl",
+)
 SEED = 1234
 LAYERS = 2  # fine-tuned top layers of the six
 EPOCHS = 6
 LEARNING_RATE = 5e-5
+# The output layer's own rate. Its logit is a dot product with a unit vector, so it is
+# bounded by the layer's weight norm; at 5e-5 with weight decay that norm stayed small,
+# raw probabilities stayed within about 0.26-0.75, and every reply the layers took for
+# rude or brusque sat at the same ceiling (0.66 after calibration and the prior), short
+# polite replies tied with rude ones. At 1e-3 the range opens (0.01-0.99) and the
+# held-out replies' AUROC goes from 0.926 to 0.950 on the same data.
+HEAD_LEARNING_RATE = 1e-3
 BATCH = 32
 HOLDOUT = 0.15
 
@@ -115,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     first = len(bert.encoder.layer) - LAYERS
     states = embedder.encode_with_hidden(texts, first)
     tail = tone_tail(bert.encoder.layer[first:], embedder.dim)
-    optimiser = torch.optim.AdamW(tail.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
+    layers = [p for name, p in tail.named_parameters() if not name.startswith("out.")]
+    groups = [{"params": layers}, {"params": list(tail.out.parameters()), "lr": HEAD_LEARNING_RATE}]
+    optimiser = torch.optim.AdamW(groups, lr=LEARNING_RATE, weight_decay=0.01)
     train = np.flatnonzero(~hold)
     order = torch.Generator().manual_seed(SEED)
 
@@ -164,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "layers": str(LAYERS),
         "epochs": str(args.epochs),
         "learning_rate": str(LEARNING_RATE),
+        "head_learning_rate": str(HEAD_LEARNING_RATE),
         "seed": str(SEED),
         "data": json.dumps(sources),
         "figures": json.dumps(figures),

@@ -2,7 +2,7 @@
 
 The incident: support-bot runs prompt v6, then v7 starts answering rudely. The rule
 (toxicity_rate > 25% over 10 s, for 2 s, at least 20 events; v6's synthetic
-replies, shuffled keywords, score as brusque about one time in ten) must page once, post to
+replies, shuffled keywords, score as brusque about one time in twenty) must page once, post to
 Slack once, call the rollback service once with a valid signature and rollback_to=v6,
 and resolve once when traffic is back on v6.
 """
