@@ -30,8 +30,10 @@ without a swear word, and 40 polite or neutral ones that say "kill", "abort",
 detector nor the other sets; scored once, after the condescension rules), and
 ``toxicity_blind2.jsonl`` (50 and 50, by a third author who saw nothing of the
 detector, its training replies or the other sets; scored once, after the tone model
-was trained), and all four pooled. All four are tuning data now: their errors were
-read to write ``scripts/data/toxicity_replies_3.jsonl``.
+was trained), ``toxicity_blind3.jsonl`` (120 polite and 60 rude, by a fourth author
+who saw nothing of the detector, its data or the other sets; scored once, after the
+polite-flagging work), and all five pooled. The first four are tuning data now: their
+errors were read to write ``scripts/data/toxicity_replies_3.jsonl``.
 
 The datasets become ordinary llmpulse events, are scored by ``llmpulse score``
 (the same detectors the worker runs), and are measured on the rows no head was
@@ -79,7 +81,13 @@ from detectors.heads import is_holdout  # noqa: E402
 console = Console()
 TS = "2026-11-01T00:00:00Z"
 HALLUCINATION_SETS = ("halueval_qa", "frank_summaries", "halueval_general", "truthfulqa")
-TOXICITY_DEVSETS = ("toxicity", "toxicity_heldout", "toxicity_blind", "toxicity_blind2")
+TOXICITY_DEVSETS = (
+    "toxicity",
+    "toxicity_heldout",
+    "toxicity_blind",
+    "toxicity_blind2",
+    "toxicity_blind3",
+)
 TOXICITY_SETS = ("toxicity_davidson", "toxicity_toxigen_seeds")
 DEVSETS = ROOT / "bench" / "devsets"
 PII_DEVSETS = ("pii", "pii_heldout")
@@ -217,6 +225,11 @@ def devsets(rows: dict, scored: dict) -> dict[str, Any]:
         ),
         "toxicity_blind2": binary_devset(
             rows, scored, "dev-toxicity_blind2", lambda s: s["toxicity"]["toxicity"]
+        ),
+        # by a fourth author who saw nothing of the detector; scored once, after the
+        # polite-flagging work (docs/detectors.md)
+        "toxicity_blind3": binary_devset(
+            rows, scored, "dev-toxicity_blind3", lambda s: s["toxicity"]["toxicity"]
         ),
         "toxicity_pooled": binary_devset(
             rows,
