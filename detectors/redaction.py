@@ -14,11 +14,13 @@ import hmac
 import ipaddress
 import logging
 import re
+from collections.abc import Callable
+from typing import Any
 
 from detectors.base import DetectorError
 from detectors.pii import BR_AT, BR_DOT, find_pii
 
-__all__ = ["REDACTION_MODES", "Redactor", "redact"]
+__all__ = ["REDACTION_MODES", "Redactor", "redact", "redact_json"]
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +105,15 @@ class Redactor:
 def redact(text: str, mode: str = "mask", salt: str | bytes = b"") -> str:
     """One-off :meth:`Redactor.redact`; build a :class:`Redactor` to reuse it."""
     return Redactor(mode, salt).redact(text)
+
+
+def redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    """Every string inside a decoded JSON value, redacted (keys too: they may be emails):
+    event extras, dead-letter payloads and OTLP span attributes alike."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact_json(v, redact) for v in value]
+    if isinstance(value, dict):
+        return {redact(k): redact_json(v, redact) for k, v in value.items()}
+    return value

@@ -19,6 +19,7 @@ from core.settings import Settings
 from detectors.base import TextBatch
 from detectors.cost import Cost, CostDetector, PriceTable
 from detectors.latency import Latency, LatencyDetector
+from detectors.redaction import redact_json
 from detectors.suite import DetectorSuite, SuiteConfig, TextScores
 from ingest.envelope import envelope_version, split_envelope
 from ingest.schema import LIMITS, Event, Rejection, parse_event
@@ -185,7 +186,7 @@ class Scorer:
                 trace_id=e.trace_id or "", span_id=e.span_id or "",
                 parent_span_id=e.parent_span_id or "",
                 tags={k: redact(v) for k, v in (e.tags or {}).items()},
-                extra=json.dumps(_redact_json(e.extra, redact), ensure_ascii=False)
+                extra=json.dumps(redact_json(e.extra, redact), ensure_ascii=False)
                 if e.model_extra else "",
                 kafka_partition=record.partition, kafka_offset=record.offset,
                 envelope_line=record.line, sample_rate=rate,
@@ -309,23 +310,12 @@ def build_scorer(settings: Settings, *, models: bool | None = None) -> Scorer:
     return Scorer(PriceTable.load(settings.prices), DetectorSuite(config))
 
 
-def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
-    """Every string inside a decoded JSON value, redacted (keys too: they may be emails)."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_redact_json(v, redact) for v in value]
-    if isinstance(value, dict):
-        return {redact(k): _redact_json(v, redact) for k, v in value.items()}
-    return value
-
-
 def _redacted_payload(value: bytes, redact: Callable[[str], str]) -> bytes:
     """The payload with PII masked; the very bytes sent when there was none to mask."""
     if len(value) <= LIMITS.payload_bytes:
         try:
             decoded = json.loads(value)
-            redacted = _redact_json(decoded, redact)
+            redacted = redact_json(decoded, redact)
             if redacted == decoded:
                 return value
             return json.dumps(redacted, ensure_ascii=False).encode()

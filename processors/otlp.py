@@ -43,11 +43,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from core.retry import Backoff
 from core.settings import Settings
+from detectors.redaction import redact_json
 from ingest.envelope import ENVELOPE_HEADER, ENVELOPE_VERSION
 from ingest.otlp_mapping import EVENT_MAX_BYTES
 from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED, LlmCall, MappedLog, MappedSpan, Rejected
 from ingest.schema import Rejection
-from processors.batch import DEAD_LETTER_PAYLOAD_BYTES, Record, _redact_json, dead_letter_row
+from processors.batch import DEAD_LETTER_PAYLOAD_BYTES, Record, dead_letter_row
 from processors.handler import DeadLetterSink, send_dead_letters, write_until_stored
 from processors.otlp_traces import Completed, LlmSpan, Source, TraceAssembler
 from storage.engine import Engine
@@ -220,7 +221,7 @@ def _redact_attributes(text: str, redact: Callable[[str], str]) -> str:
         value = json.loads(text)
     except (ValueError, RecursionError):
         return redact(text)
-    redacted = _redact_json(value, redact)
+    redacted = redact_json(value, redact)
     return text if redacted == value else json.dumps(redacted, ensure_ascii=False)
 
 
