@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,5 +179,29 @@ def publish(bootstrap: str, payloads: Iterable[tuple[bytes | None, bytes]]) -> i
                 await producer.send_raw(key, value)
                 n += 1
         return n
+
+    return asyncio.run(go())
+
+
+def consume(bootstrap: str, topic: str, n: int) -> list[Any]:
+    """The first ``n`` messages of ``topic`` (all partitions, no group: no join to wait
+    for), in (partition, offset) order, waiting up to 60 s."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def go() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+            enable_auto_commit=False,
+        )  # fmt: skip
+        await consumer.start()
+        got: list[Any] = []
+        try:
+            async with asyncio.timeout(60):
+                while len(got) < n:
+                    for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                        got.extend(msgs)
+        finally:
+            await consumer.stop()
+        return sorted(got, key=lambda m: (m.partition, m.offset))
 
     return asyncio.run(go())

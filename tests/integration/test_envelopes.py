@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from ingest.envelope import ENVELOPE_HEADER, ENVELOPE_VERSION, encode_envelope
 from ingest.producer import EventProducer, SyncEventProducer
 from ingest.schema import Event, event_to_json, parse_event
 from ingest.synthetic import synthetic_events
 from llmpulse.broker import EmbeddedBroker
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, consume
 
 pytestmark = pytest.mark.integration
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -32,28 +31,6 @@ def wire(e: dict) -> bytes:
     parsed = parse_event(json.dumps(e))
     assert isinstance(parsed, Event)
     return event_to_json(parsed)
-
-
-def consume(bootstrap: str, topic: str, n: int) -> list[Any]:
-    """The first ``n`` messages of ``topic`` (all partitions), in (partition, offset) order."""
-
-    async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-            group_id=f"test-{topic}", enable_auto_commit=False,
-        )  # fmt: skip
-        await consumer.start()
-        got: list[Any] = []
-        try:
-            async with asyncio.timeout(60):
-                while len(got) < n:
-                    for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                        got.extend(msgs)
-        finally:
-            await consumer.stop()
-        return sorted(got, key=lambda m: (m.partition, m.offset))
-
-    return asyncio.run(go())
 
 
 def publish_messages(bootstrap: str, messages: list[tuple[bytes | None, bytes, Any]]) -> None:

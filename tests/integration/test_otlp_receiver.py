@@ -8,7 +8,6 @@ is taken, or an open bind without a token, stops it (and ``llmpulse up``) at onc
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import os
@@ -22,10 +21,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -40,6 +37,7 @@ from ingest.otlp_model import OTLP_HEADER, OTLP_REJECTED
 from ingest.otlp_receiver import RETRY_AFTER_UNAVAILABLE_S
 from llmpulse.broker import EmbeddedBroker, free_port
 from llmpulse.cli_receiver import ReceiverProcess
+from tests.integration.conftest import consume
 
 pytestmark = pytest.mark.integration
 TOPIC = "llm.otlp"
@@ -111,28 +109,6 @@ def wait_until_kafka_takes_spans(receiver: Receiver, timeout: float = 60) -> Non
     raise AssertionError(f"still {status} after {timeout} s: {receiver.log.read_text()}")
 
 
-def consume(bootstrap: str, n: int) -> list[Any]:
-    """The first ``n`` messages of llm.otlp, every partition, waiting up to 60 s."""
-
-    async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(  # no group: no join to wait for
-            TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-            enable_auto_commit=False,
-        )  # fmt: skip
-        await consumer.start()
-        got: list[Any] = []
-        try:
-            async with asyncio.timeout(60):
-                while len(got) < n:
-                    for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                        got.extend(msgs)
-        finally:
-            await consumer.stop()
-        return got
-
-    return asyncio.run(go())
-
-
 def span_names(value: bytes) -> list[tuple[str, str]]:
     """(service.name, span name) of every span in one llm.otlp message."""
     req = ExportTraceServiceRequest.FromString(value)
@@ -182,7 +158,7 @@ def test_the_real_otlp_exporter_reaches_llm_otlp_one_message_per_trace(
     finally:
         exporter.shutdown()
     traces = {format(s.context.trace_id, "032x") for s in spans}
-    got = consume(broker.bootstrap, 2)
+    got = consume(broker.bootstrap, TOPIC, 2)
     assert sorted(m.key.decode() for m in got) == sorted(traces)
     assert all(m.headers == ((OTLP_HEADER, b"traces"),) for m in got)
     by_trace = {m.key.decode(): sorted(span_names(m.value)) for m in got}
@@ -218,7 +194,7 @@ def test_an_otlp_json_post_reaches_llm_otlp_with_its_hex_ids(
     assert json.loads(answer)["partialSuccess"] == {
         "rejectedSpans": "1", "errorMessage": "1 span rejected: span_id: all zero"}  # fmt: skip
     # the accepted span's message, and the list of what was refused, for dead_letters
-    by_kind = {dict(m.headers)[OTLP_HEADER]: m for m in consume(broker.bootstrap, 2)}
+    by_kind = {dict(m.headers)[OTLP_HEADER]: m for m in consume(broker.bootstrap, TOPIC, 2)}
     assert sorted(by_kind) == [OTLP_REJECTED, b"traces"]
     assert json.loads(by_kind[OTLP_REJECTED].value)["count"] == 1
     message = by_kind[b"traces"]
