@@ -26,7 +26,8 @@ from storage.migrations import migrate
 from storage.rows import DriftRow
 
 DB = "llmpulse_retrieval"
-start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# a day ago, whole minutes: stored rows stay within the retention whatever day it runs
+start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=1)
 events = [
     ("a", ["x" * 10, "y" * 30, "  "], 0.75),
     ("b", ["z" * 7], 0.5),
