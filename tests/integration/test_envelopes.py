@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,8 @@ from llmpulse.broker import EmbeddedBroker
 from tests.integration.conftest import Stack, consume
 
 pytestmark = pytest.mark.integration
-START = datetime(2026, 3, 1, tzinfo=UTC)
+# yesterday: events within the retention (90 days by default) whatever day the test runs
+START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 HEADERS = [(ENVELOPE_HEADER, ENVELOPE_VERSION)]
 
 
